@@ -1,0 +1,122 @@
+"""The in-memory image dataset every part of the toolkit works on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["ImageDataset", "balanced_subset"]
+
+
+@dataclass
+class ImageDataset:
+    """A labelled image set held as one uint8 tensor.
+
+    images: uint8, shape (N, 3, H, W), contiguous (made contiguous if it is not).
+    labels: int64, shape (N,), each in [0, len(classes)).
+    classes: class names; the label of an image is the index of its class here.
+    files: the relative source path of every image (e.g. "cat/0001.jpg"), or None when unknown.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    files: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, torch.Tensor):
+            raise ValueError(f"images must be a torch.Tensor, got {type(self.images).__name__}")
+        if not isinstance(self.labels, torch.Tensor):
+            raise ValueError(f"labels must be a torch.Tensor, got {type(self.labels).__name__}")
+        if self.images.dtype != torch.uint8:
+            raise ValueError(f"images must be uint8 (0..255), got {self.images.dtype}")
+        if self.images.dim() != 4 or self.images.shape[1] != 3:
+            raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(self.images.shape)}")
+        if self.labels.dtype != torch.int64:
+            raise ValueError(f"labels must be int64, got {self.labels.dtype}")
+        if self.labels.dim() != 1:
+            raise ValueError(f"labels must have shape (N,), got {tuple(self.labels.shape)}")
+        n = self.images.shape[0]
+        if self.labels.shape[0] != n:
+            raise ValueError(f"{n} images but {self.labels.shape[0]} labels")
+        self.classes = [str(c) for c in self.classes]
+        if not self.classes:
+            raise ValueError("classes must name at least one class")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"class names must be unique, got {self.classes}")
+        if n:
+            lo, hi = int(self.labels.min()), int(self.labels.max())
+            if lo < 0 or hi >= len(self.classes):
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"label {bad} is out of range for {len(self.classes)} classes "
+                                 f"(labels must be in [0, {len(self.classes) - 1}])")
+        if self.files is not None:
+            self.files = [str(f) for f in self.files]
+            if len(self.files) != n:
+                raise ValueError(f"{n} images but {len(self.files)} file names")
+        if not self.images.is_contiguous():
+            self.images = self.images.contiguous()
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        """Height of the images (the toolkit works on square images, so also the width)."""
+        return int(self.images.shape[2])
+
+    def subset(self, indices: torch.Tensor | list[int]) -> "ImageDataset":
+        """The images at `indices` (a list, an index tensor or a boolean mask), in that order."""
+        idx = torch.as_tensor(indices)
+        if idx.dtype == torch.bool:
+            if idx.shape != (len(self),):
+                raise ValueError(f"boolean mask has shape {tuple(idx.shape)}, expected ({len(self)},)")
+            idx = idx.nonzero().flatten()
+        elif idx.numel() == 0:
+            idx = idx.to(torch.int64).flatten()
+        elif idx.is_floating_point() or idx.is_complex():
+            raise ValueError(f"indices must be integers, got {idx.dtype}")
+        idx = idx.to(torch.int64).flatten()
+        if idx.numel() and (int(idx.min()) < -len(self) or int(idx.max()) >= len(self)):
+            raise IndexError(f"index out of range for a dataset of {len(self)} images")
+        idx = torch.where(idx < 0, idx + len(self), idx)
+        files = None
+        if self.files is not None:
+            files = [self.files[i] for i in idx.tolist()]
+        return ImageDataset(self.images[idx].contiguous(), self.labels[idx].clone(), list(self.classes), files)
+
+    def class_counts(self) -> torch.Tensor:
+        """Number of images of every class, int64 of shape (num_classes,)."""
+        return torch.bincount(self.labels, minlength=self.num_classes)
+
+
+def balanced_subset(ds: ImageDataset, per_class: int, seed: int = 0, *,
+                    option: str = "--train-per-class") -> ImageDataset:
+    """`per_class` images of every class, drawn at random (seeded), in ascending original order.
+
+    The same dataset, per_class and seed always give the same images. `option` is the command-line
+    option named in the error raised when a class has too few images.
+    """
+    if per_class <= 0:
+        raise ValueError(f"per_class must be positive, got {per_class}")
+    counts = ds.class_counts()
+    short = (counts < per_class).nonzero().flatten()
+    if short.numel():
+        k = int(short[0])
+        raise ValueError(f"{option} {per_class} but class '{ds.classes[k]}' has only "
+                         f"{int(counts[k])} images")
+    gen = torch.Generator().manual_seed(int(seed))
+    # Stable sort by label: each class's indices form one contiguous, ascending block.
+    order = torch.sort(ds.labels, stable=True).indices
+    starts = torch.cumsum(counts, 0) - counts
+    picks = []
+    for k in range(ds.num_classes):
+        chosen = torch.randperm(int(counts[k]), generator=gen)[:per_class]
+        picks.append(order[starts[k] + chosen])
+    idx = torch.sort(torch.cat(picks)).values
+    return ds.subset(idx)
