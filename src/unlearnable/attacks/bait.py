@@ -1,0 +1,197 @@
+"""BAIT: Binding Artificial perturbations to Incorrect Targets (Li et al., ICLR 2026).
+
+Bi-level objective over class-wise perturbations delta^c (||delta^c||_inf <= eps):
+  inner:  theta' = one SGD step of the surrogate on (x + delta^{y}, y)      (simulates the victim)
+  outer:  min_delta CE(f_theta'(x + delta^{t}), t)  for an incorrect target t != y
+so that each class's perturbation overrides the image content for a model trained on it,
+which is what keeps a pretrained victim from falling back on its prior.
+
+One outer epoch follows the authors' schedule: a look-ahead step on one batch (torch.func,
+no model copies), a pass over the training set updating the perturbation towards the targets,
+then one real SGD step of the surrogate. Targets follow a three-stage curriculum chosen from
+the look-ahead model's logits on clean images: hardest negative, random, least likely.
+
+Two parameterizations:
+  generator  delta^c = eps * mean over class-c images of G(x), G the AdvGAN-style network
+             (the authors' method; the class means are one index_add per batch);
+  direct     delta^c = eps * tanh(w_c), optimized directly (no generator; far cheaper).
+With `hypergradient=True` the look-ahead step is recomputed inside every batch with delta in
+the graph, giving the exact gradient through the inner step (the reference drops it).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+from tqdm.auto import tqdm
+
+from ..training import autocast, to_float
+from .base import Attack, build_surrogate, register_attack, seed_everything
+from .common import AttackCheckpoint, class_means, perturbed_batch, sgd_step, surrogate_optimizer
+from .generator import PerturbationGenerator
+
+STAGE_NAMES = ("hard", "random", "least")
+
+
+def choose_targets(stage: int, logits: torch.Tensor | None, y: torch.Tensor, num_classes: int,
+                   gen: torch.Generator) -> torch.Tensor:
+    """Incorrect target per sample: 0 hardest negative, 1 uniform random, 2 least likely."""
+    if stage == 1:
+        shift = torch.randint(1, num_classes, y.shape, generator=gen).to(y.device)
+        return (y + shift) % num_classes
+    masked = logits.float().scatter(1, y[:, None], float("-inf") if stage == 0 else float("inf"))
+    return masked.argmax(1) if stage == 0 else masked.argmin(1)
+
+
+@register_attack
+class BAIT(Attack):
+    name = "bait"
+    summary = "BAIT (Li et al. 2026): class-wise noise bound to incorrect targets; holds against pretrained victims"
+    DEFAULTS = {
+        "surrogate": "resnet18_imagenet",
+        "surrogate_init": "imagenet",
+        "parameterization": "generator",  # generator | direct
+        "stages": [30, 30, 30],  # outer epochs of the hard / random / least-likely target stages
+        "batch_size": 512,
+        "surrogate_lr": 0.1,
+        "lookahead_lr": 0.1,
+        "grad_clip": 5.0,
+        "generator_lr": 1e-3,
+        "generator_width": 1.0,
+        "direct_lr": 0.05,
+        "hypergradient": False,
+        "augment": True,
+        "images_per_epoch": None,  # None: the whole training set every outer epoch
+    }
+    PRESETS = {
+        "paper": {},
+        "cpu": {"surrogate": "efficientnet_lite0", "parameterization": "direct", "stages": [10, 10, 10],
+                "batch_size": 256},
+    }
+
+    def _validate(self):
+        if self.parameterization not in ("generator", "direct"):
+            raise ValueError(f"bait: parameterization must be generator or direct, got {self.parameterization!r}")
+        st = list(self.stages)
+        if len(st) != 3 or any(int(s) != s or s < 0 for s in st) or sum(st) < 1:
+            raise ValueError(f"bait: stages must be three non-negative epoch counts with a positive sum, got {st}")
+
+    def stage_of(self, epoch: int) -> int:
+        bounds = torch.tensor(self.stages).cumsum(0)
+        return int((epoch >= bounds).sum().clamp(max=2))
+
+    def fit(self, train_set):
+        self._validate()
+        gen = seed_everything(self.seed)
+        dev, K = self.device, train_set.num_classes
+        images, labels = train_set.images, train_set.labels
+        n, bs = len(images), min(self.batch_size, len(images))
+        per_epoch = min(n, self.images_per_epoch or n)
+        model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
+        opt = surrogate_optimizer(model, self.surrogate_lr)
+        shape = (K, *images.shape[1:])
+        if self.parameterization == "generator":
+            net = PerturbationGenerator(self.generator_width).to(dev)
+            params = list(net.parameters())
+            lr = self.generator_lr
+        else:
+            net = None
+            w = torch.zeros(shape, device=dev, requires_grad=True)
+            params, lr = [w], self.direct_lr
+        gopt = torch.optim.Adam(params, lr=lr)
+        buffer = torch.zeros(shape, device=dev)  # latest class-wise delta, used for the inner steps
+
+        def candidates(x, y):
+            """Differentiable class-wise delta (K, C, H, W) from this batch."""
+            if net is None:
+                return self.eps * torch.tanh(w)
+            means, counts = class_means(self.eps * net(x), y, K)
+            present = (counts > 0).view(K, 1, 1, 1)
+            return torch.where(present, means, buffer)
+
+        total = sum(self.stages)
+        ckpt, start, history = AttackCheckpoint(self.checkpoint), 0, []
+        if (state := ckpt.load()) is not None:
+            model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
+            gopt.load_state_dict(state["gopt"]), gen.set_state(state["generator"])
+            buffer, start, history = state["buffer"].to(dev), state["epoch"], state["history"]
+            if net is None:
+                with torch.no_grad():
+                    w.copy_(state["w"])
+            else:
+                net.load_state_dict(state["net"])
+        names = [k for k, _ in model.named_parameters()]
+        bar = tqdm(range(start, total), desc="bait", disable=not self.progress, unit="epoch")
+        for epoch in bar:
+            stage = self.stage_of(epoch)
+            first = torch.randperm(n, generator=gen)[:bs]
+            x0, y0 = to_float(images[first], dev), labels[first].to(dev)
+            fast = None if self.hypergradient else self._lookahead(model, names, x0, y0, buffer, gen, False)
+            order = torch.randperm(n, generator=gen)[:per_epoch]
+            model.train()
+            hits = seen = 0
+            loss_sum = 0.0
+            for i in range(0, per_epoch, bs):
+                idx = order[i:i + bs]
+                if len(idx) < max(2, bs // 4):
+                    continue  # a tiny tail batch gives noisy BatchNorm statistics
+                x, y = to_float(images[idx], dev), labels[idx].to(dev)
+                cand = candidates(x, y)
+                if self.hypergradient:
+                    fast = self._lookahead(model, names, x0, y0, cand, gen, True)
+                logits = None
+                if stage != 1:
+                    with torch.no_grad(), autocast(dev):
+                        logits = functional_call(model, fast, (x,))
+                t = choose_targets(stage, logits, y, K, gen)
+                with autocast(dev):
+                    out = functional_call(model, fast, (perturbed_batch(x, cand[t], self.augment, gen),))
+                    loss = F.cross_entropy(out.float(), t)
+                gopt.zero_grad(set_to_none=True)
+                loss.backward()
+                gopt.step()
+                with torch.no_grad():
+                    buffer = candidates(x, y).detach() if net is None else cand.detach()
+                hits += (out.argmax(1) == t).sum().item()
+                seen += len(idx)
+                loss_sum += loss.item() * len(idx)
+            sgd_step(model, opt, perturbed_batch(x0, buffer[y0], self.augment, gen), y0, self.grad_clip)
+            record = {"epoch": epoch + 1, "stage": STAGE_NAMES[stage], "target_loss": loss_sum / max(1, seen),
+                      "target_acc": hits / max(1, seen)}
+            history.append(record)
+            bar.set_postfix(stage=record["stage"], loss=f"{record['target_loss']:.3f}",
+                            target_acc=f"{record['target_acc']:.3f}")
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "gopt": gopt.state_dict(),
+                     "generator": gen.get_state(), "buffer": buffer.cpu(), "epoch": epoch + 1, "history": history}
+            state.update({"w": w.detach().cpu()} if net is None else {"net": net.state_dict()})
+            ckpt.save(state)
+        delta = self._final_delta(net, w if net is None else None, images, labels, K, bs)
+        ckpt.remove()
+        return self.perturbation(delta, "classwise", history=history)
+
+    def _lookahead(self, model, names, x0, y0, delta, gen, differentiable: bool) -> dict:
+        """theta' = theta - lr * grad CE(f_theta(aug(x0 + delta[y0])), y0), as a parameter dict."""
+        params = dict(model.named_parameters())
+        buffers = dict(model.named_buffers())
+        xp = perturbed_batch(x0, delta[y0] if differentiable else delta[y0].detach(), self.augment, gen)
+        with autocast(x0.device):
+            loss = F.cross_entropy(functional_call(model, {**params, **buffers}, (xp,)).float(), y0)
+        grads = torch.autograd.grad(loss, [params[k] for k in names], create_graph=differentiable)
+        fast = {k: params[k] - self.lookahead_lr * g for k, g in zip(names, grads)}
+        if not differentiable:
+            fast = {k: v.detach() for k, v in fast.items()}
+        return {**fast, **buffers}
+
+    @torch.no_grad()
+    def _final_delta(self, net, w, images, labels, K, bs):
+        if net is None:
+            return self.eps * torch.tanh(w)
+        # Class means over ALL training images, with the generator in the same (training-mode)
+        # normalization it was optimized in, instead of switching to eval mode at export.
+        sums = torch.zeros((K, *images.shape[1:]), device=self.device)
+        for i in range(0, len(images), bs):
+            x = to_float(images[i:i + bs], self.device)
+            sums.index_add_(0, labels[i:i + bs].to(self.device), self.eps * net(x).float())
+        counts = torch.bincount(labels, minlength=K).clamp(min=1).to(self.device).view(K, 1, 1, 1)
+        return sums / counts

@@ -1,0 +1,87 @@
+"""The attack interface: every protection method is one class, created by name.
+
+    attack = create_attack("bait", eps=8/255, preset="cpu", seed=0)
+    perturbation = attack.fit(train_set)
+
+Options resolve in three layers: the class's DEFAULTS, then the chosen preset
+(PRESETS["cpu"] or PRESETS["paper"]), then keyword arguments given by the caller.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..perturbation import Perturbation
+
+ATTACKS: dict[str, type["Attack"]] = {}
+
+
+def register_attack(cls):
+    ATTACKS[cls.name] = cls
+    return cls
+
+
+def list_attacks() -> list[str]:
+    return sorted(ATTACKS)
+
+
+def create_attack(name: str, **kwargs) -> "Attack":
+    key = name.lower().replace("-", "_")
+    if key not in ATTACKS:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(list_attacks())}")
+    return ATTACKS[key](**kwargs)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+class Attack:
+    name = ""
+    summary = ""
+    DEFAULTS: dict = {}
+    PRESETS: dict[str, dict] = {"cpu": {}, "paper": {}}
+
+    def __init__(self, eps: float = 8 / 255, *, seed: int = 0, preset: str = "cpu", device=None,
+                 progress: bool = True, checkpoint: str | Path | None = None, **options):
+        if not 0 < eps <= 1:
+            raise ValueError(f"eps must be in (0, 1] on the [0,1] image scale (8/255 = {8 / 255:.4f}), got {eps}")
+        if preset not in self.PRESETS:
+            raise ValueError(f"unknown preset {preset!r} for {self.name}; choose from {sorted(self.PRESETS)}")
+        unknown = set(options) - set(self.DEFAULTS)
+        if unknown:
+            raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; options: {sorted(self.DEFAULTS)}")
+        self.eps, self.seed, self.preset, self.progress = eps, seed, preset, progress
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.options = {**self.DEFAULTS, **self.PRESETS[preset], **options}
+
+    def __getattr__(self, key):
+        options = self.__dict__.get("options", {})
+        if key in options:
+            return options[key]
+        raise AttributeError(key)
+
+    def settings(self) -> dict:
+        return {"method": self.name, "eps": self.eps, "seed": self.seed, "preset": self.preset, **self.options}
+
+    def fit(self, train_set) -> Perturbation:
+        raise NotImplementedError
+
+    def perturbation(self, delta: torch.Tensor, kind: str, **meta) -> Perturbation:
+        return Perturbation(delta, self.eps, kind, self.name, {**self.settings(), **meta})
+
+
+def build_surrogate(name: str, init: str, num_classes: int, input_size: int | None = None):
+    from ..models import create_model
+
+    if init not in ("imagenet", "scratch"):
+        raise ValueError(f"surrogate init must be imagenet or scratch, got {init!r}")
+    return create_model(name, num_classes, pretrained=init == "imagenet", input_size=input_size)

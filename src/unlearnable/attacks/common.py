@@ -1,0 +1,68 @@
+"""Pieces shared by the optimization-based attacks: class means, surrogate steps, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.augment import crop_flip
+from ..perturbation import add_float
+from ..training import save_checkpoint
+
+
+def class_means(values: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class mean of `values` (N, ...) by `labels` with one index_add; also the counts.
+
+    Classes absent from the batch get a zero mean and count 0.
+    """
+    sums = values.new_zeros((num_classes, *values.shape[1:])).index_add(0, labels, values)
+    counts = torch.bincount(labels, minlength=num_classes).to(values.dtype)
+    shape = (num_classes,) + (1,) * (values.dim() - 1)
+    return sums / counts.clamp(min=1).view(shape), counts
+
+
+def perturbed_batch(x: torch.Tensor, delta: torch.Tensor, augment: bool, gen: torch.Generator | None) -> torch.Tensor:
+    """Noise first, then the victim's augmentation: the order every victim sees."""
+    xp = add_float(x, delta)
+    return crop_flip(xp, max(1, x.shape[-1] // 8), gen) if augment else xp
+
+
+def surrogate_optimizer(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4):
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def sgd_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+             grad_clip: float | None = 5.0) -> tuple[float, float]:
+    """One real training step of a surrogate; returns (loss, accuracy) of the batch."""
+    model.train()
+    out = model(x)
+    loss = F.cross_entropy(out, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss.item(), (out.argmax(1) == y).float().mean().item()
+
+
+class AttackCheckpoint:
+    """Atomic per-round checkpoint of an attack's whole state, loaded with weights_only=True."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path else None
+
+    def load(self) -> dict | None:
+        if self.path and self.path.exists():
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        return None
+
+    def save(self, state: dict) -> None:
+        if self.path:
+            save_checkpoint(self.path, state)
+
+    def remove(self) -> None:
+        if self.path and self.path.exists():
+            self.path.unlink()

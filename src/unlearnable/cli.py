@@ -1,0 +1,212 @@
+"""Command line: unlearnable protect | evaluate | demo | methods | models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import yaml
+
+
+def parse_eps(text: str) -> float:
+    """'8/255' or '0.0314' -> float on the [0, 1] image scale."""
+    try:
+        value = float(Fraction(text)) if "/" in text else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"--eps must be a fraction like 8/255 or a number in (0, 1], got {text!r}")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"--eps must be in (0, 1] (e.g. 8/255), got {text!r}")
+    return value
+
+
+def parse_sets(pairs: list[str]) -> dict:
+    """--set key=value pairs; values parsed as YAML scalars/lists (10, 0.1, true, [10,10,10])."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit(f"error: --set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="cifar10",
+                   help="dataset source: 'cifar10' (searched: $UNLEARNABLE_DATA, ./data, ~/.cache/unlearnable/data), "
+                        "an ImageFolder directory, an ImageFolder tarball, or cifar-10-python.tar.gz")
+    p.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive if not found")
+    p.add_argument("--image-size", type=positive_int, default=None, help="resize every image to SIZE x SIZE")
+    p.add_argument("--train-per-class", type=positive_int, default=None, help="class-balanced training subset")
+    p.add_argument("--seed", type=int, default=0, help="seed for subsets, initialization and training")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def load_train(source, args):
+    from .data import balanced_subset, load_dataset
+
+    ds = load_dataset(source, "train", image_size=args.image_size, download=args.download)
+    if args.train_per_class:
+        ds = balanced_subset(ds, args.train_per_class, seed=args.seed)
+    return ds
+
+
+def cmd_protect(args) -> int:
+    from .attacks import create_attack
+    from .evaluate import versions
+    from .export import check_output, export_protected, source_checksums
+
+    out = check_output(args.out, [args.data if Path(args.data).exists() else None], args.force)
+    options = parse_sets(args.set)
+    attack = create_attack(args.method, eps=args.eps, seed=args.seed, preset=args.preset, device=args.device,
+                           progress=not args.quiet, checkpoint=out.with_name(f".{out.name}.checkpoint.pt"), **options)
+    ds = load_train(args.data, args)
+    t0 = time.perf_counter()
+    perturbation = attack.fit(ds)
+    protected = perturbation.apply(ds)
+    seconds = time.perf_counter() - t0
+    source = Path(args.data) if Path(args.data).exists() else None
+    manifest = {"method": args.method, "settings": attack.settings(), "seed": args.seed, "eps": args.eps,
+                "kind": perturbation.kind, "data": str(args.data), "train_per_class": args.train_per_class,
+                "image_size": args.image_size, "input_checksums": source_checksums(source) if source else {},
+                "versions": versions(), "seconds": round(seconds, 1),
+                "command": "unlearnable " + " ".join(sys.argv[1:])}
+    export_protected(out, ds, protected, perturbation, manifest, force=args.force, progress=not args.quiet)
+    print(f"protected {len(ds)} images with {args.method} in {seconds:.0f} s -> {out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from . import evaluate
+    from .data import balanced_subset, load_dataset
+    from .export import atomic_dir, check_output
+    from .report import pct, plot_curves
+
+    out = check_output(args.out, [args.train], args.force) if args.out else None
+    train = load_train(args.train, args)
+    test = load_dataset(args.data, "test", image_size=args.image_size, download=args.download)
+    if args.test_per_class:
+        test = balanced_subset(test, args.test_per_class, seed=args.seed)
+    rec = evaluate.run(train, test, victim=args.victim, init=args.init, protocol=args.protocol, preset=args.preset,
+                       seed=args.seed, input_size=args.input_size, device=args.device, progress=not args.quiet,
+                       epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                       checkpoint=out.with_name(f".{out.name}.checkpoint.pt") if out else None)
+    rec.update({"train_data": str(args.train), "test_data": str(args.data),
+                "command": "unlearnable " + " ".join(sys.argv[1:])})
+    print(f"{rec['victim']} ({args.init}, {args.protocol}): final test {pct(rec['final_test_acc'])}%, "
+          f"best {pct(rec['best_test_acc'])}%, train {pct(rec['final_train_acc'])}%, {rec['seconds']:.0f} s")
+    if out:
+        with atomic_dir(out, force=args.force) as tmp:
+            (tmp / "record.json").write_text(json.dumps(rec, indent=2))
+            plot_curves({rec["victim"]: rec}, tmp / "curves.png", title=f"trained on {Path(args.train).name}")
+        ckpt = out.with_name(f".{out.name}.checkpoint.pt")
+        ckpt.unlink(missing_ok=True)
+        print(f"record and plot -> {out}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args)
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from .attacks import ATTACKS
+
+    for name in sorted(ATTACKS):
+        cls = ATTACKS[name]
+        print(f"{name:10s} {cls.summary}")
+        for preset, over in cls.PRESETS.items():
+            opts = {**cls.DEFAULTS, **over}
+            print(f"    {preset}: " + ", ".join(f"{k}={v}" for k, v in opts.items()))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models import list_models, model_info
+
+    for name in list_models():
+        info = model_info(name)
+        print(f"{name:20s} {info.get('description', '')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unlearnable", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("protect", help="make a dataset unlearnable; writes a PNG ImageFolder + perturbation + manifest")
+    add_data_args(p)
+    p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
+    p.add_argument("--method", default="bait", help="protection method (see `unlearnable methods`)")
+    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
+    p.add_argument("--eps", type=parse_eps, default=8 / 255, help="Linf budget, e.g. 8/255 (default)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. --set stages=[5,5,5]")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_protect)
+
+    p = sub.add_parser("evaluate", help="train a victim on (protected) data, test on the clean test set")
+    add_data_args(p)
+    p.add_argument("--train", required=True, help="training data: a `protect` output folder or any dataset source")
+    p.add_argument("--test-per-class", type=positive_int, default=None, help="class-balanced test subset")
+    p.add_argument("--victim", default=None, help="model name (default: the preset's victim for --init)")
+    p.add_argument("--init", default="imagenet", choices=["scratch", "imagenet"])
+    p.add_argument("--protocol", default="finetune", choices=["finetune", "linear"])
+    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
+    p.add_argument("--input-size", type=positive_int, default=None, help="resize inputs inside the victim")
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--out", default=None, help="folder for record.json and curves.png")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="protect a CIFAR-10 subset with EM and BAIT, evaluate clean/EM/BAIT, print a table")
+    p.add_argument("--data", default="cifar10")
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--out", default="runs/demo", help="output folder (resumes an unfinished demo there)")
+    p.add_argument("--train-per-class", type=positive_int, default=500)
+    p.add_argument("--test-per-class", type=positive_int, default=None, help="default: the full test set")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--force", action="store_true", help="start over, discarding a previous demo in --out")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("methods", help="list protection methods and their preset defaults")
+    p.set_defaults(func=cmd_methods)
+    p = sub.add_parser("models", help="list models")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileExistsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Victim training: how well does a model trained on (protected) data do on clean test data?
+
+A victim is a model name x init (scratch | imagenet) x protocol (finetune | linear) x recipe.
+Recipes come from presets: `paper` is the BAIT paper's protocol, `cpu` is sized to show the
+same effect on a 2-core machine in minutes. Every run returns one JSON-able record with the
+per-epoch history and both the final and the best test accuracy.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, fields
+
+import numpy as np
+import torch
+
+from . import __version__
+from .training import TrainConfig, default_device, train_classifier
+
+# Victim recipes. Keys: (preset, init). "model" and "input_size" pick the default victim.
+VICTIM_PRESETS: dict[tuple[str, str], dict] = {
+    # The paper: ImageNet ResNet-18 fine-tuned end to end at 32 px, SGD 1e-3, cosine, 60 epochs;
+    # from scratch: CIFAR ResNet-18 at lr 0.1.
+    ("paper", "imagenet"): {"model": "resnet18_imagenet", "input_size": None, "epochs": 60, "batch_size": 128,
+                            "lr": 0.001, "schedule": "cosine", "grad_clip": 5.0, "weight_decay": 5e-4},
+    ("paper", "scratch"): {"model": "resnet18", "input_size": None, "epochs": 60, "batch_size": 128,
+                           "lr": 0.1, "schedule": "cosine", "grad_clip": 5.0, "weight_decay": 5e-4},
+    # CPU: EfficientNet-Lite0 (ImageNet) fine-tuned at 64 px; a small CNN from scratch.
+    ("cpu", "imagenet"): {"model": "efficientnet_lite0", "input_size": 64, "epochs": 8, "batch_size": 64,
+                          "lr": 0.02, "schedule": "onecycle", "grad_clip": 5.0, "weight_decay": 5e-4,
+                          "head_lr_scale": 5.0},
+    ("cpu", "scratch"): {"model": "small_cnn", "input_size": None, "epochs": 15, "batch_size": 128,
+                         "lr": 0.05, "schedule": "onecycle", "grad_clip": 5.0, "weight_decay": 5e-4},
+}
+LINEAR_LR = {"paper": 0.01, "cpu": 0.05}
+
+
+def victim_recipe(preset: str, init: str, protocol: str = "finetune", **overrides) -> tuple[str, int | None, TrainConfig]:
+    """(model name, input size, training config) for a preset, with explicit overrides applied."""
+    if (preset, init) not in VICTIM_PRESETS:
+        raise ValueError(f"no victim preset for preset={preset!r} init={init!r}; presets: cpu, paper; inits: scratch, imagenet")
+    recipe = dict(VICTIM_PRESETS[preset, init])
+    if protocol == "linear":
+        recipe["lr"] = LINEAR_LR[preset]
+    recipe.update({k: v for k, v in overrides.items() if v is not None})
+    model = recipe.pop("model")
+    input_size = recipe.pop("input_size")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(recipe) - known
+    if unknown:
+        raise ValueError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(known)}")
+    return model, input_size, TrainConfig(**recipe)
+
+
+def versions() -> dict:
+    return {"unlearnable": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet", protocol: str = "finetune",
+        preset: str = "cpu", seed: int = 0, input_size: int | None = None, device=None, progress: bool = True,
+        checkpoint=None, **overrides) -> dict:
+    """Train a victim on `train_set`, test on the clean `test_set` after every epoch."""
+    from .models import create_model
+
+    if init not in ("scratch", "imagenet"):
+        raise ValueError(f"--init must be scratch or imagenet, got {init!r}")
+    if protocol not in ("finetune", "linear"):
+        raise ValueError(f"--protocol must be finetune or linear, got {protocol!r}")
+    if protocol == "linear" and init == "scratch":
+        raise ValueError("a linear probe needs a pretrained backbone: use --init imagenet")
+    if list(train_set.classes) != list(test_set.classes):
+        raise ValueError(f"train and test classes differ: {train_set.classes} vs {test_set.classes}")
+    name, preset_size, cfg = victim_recipe(preset, init, protocol, **overrides)
+    name = victim or name
+    input_size = input_size or preset_size
+    torch.manual_seed(seed)
+    model = create_model(name, train_set.num_classes, pretrained=init == "imagenet", input_size=input_size)
+    device = torch.device(device) if device else default_device()
+    t0 = time.perf_counter()
+    result = train_classifier(model, train_set, cfg, test_set=test_set, protocol=protocol, seed=seed, device=device,
+                              checkpoint=checkpoint, progress=progress, desc=f"{name}/{init}")
+    result.update({"victim": name, "init": init, "input_size": input_size, "preset": preset,
+                   "seconds": time.perf_counter() - t0, "n_train": len(train_set), "n_test": len(test_set),
+                   "device": str(device), "versions": versions()})
+    result["config"] = asdict(cfg)
+    return result

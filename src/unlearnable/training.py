@@ -1,0 +1,207 @@
+"""One training loop for surrogates and victims.
+
+Data stays a uint8 tensor in memory; each step gathers a batch by index, converts it to
+float, augments it with batched tensor ops and takes an SGD step. Per-epoch test accuracy,
+train accuracy and loss are recorded; the loop checkpoints every epoch and resumes from its
+last checkpoint when asked.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data.augment import crop_flip
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: str = "cosine"  # cosine | onecycle | constant
+    warmup: float = 0.15  # fraction of steps spent warming up (onecycle only)
+    grad_clip: float | None = 5.0
+    augment: bool = True
+    head_lr_scale: float = 1.0  # lr multiplier for the freshly initialized head
+    label_smoothing: float = 0.0
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.schedule not in ("cosine", "onecycle", "constant"):
+            raise ValueError(f"schedule must be cosine, onecycle or constant, got {self.schedule!r}")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def to_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (N,C,H,W) -> float in [0,1] on `device`."""
+    return images.to(device, non_blocking=True).float().div_(255)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full precision on CPU (bf16 convolutions are slow there)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int | None = None,
+             device: torch.device | None = None) -> float:
+    """Top-1 accuracy of `model` (eval mode) on uint8 images."""
+    device = device or next(model.parameters()).device
+    # Small batches stay in the CPU caches: at 64 px EfficientNet-Lite0 infers ~1.9x faster
+    # with 64 images per batch than with 500.
+    batch_size = batch_size or (64 if device.type == "cpu" else 500)
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        x = to_float(images[i:i + batch_size], device)
+        with autocast(device):
+            pred = model(x).argmax(1)
+        correct += (pred.cpu() == labels[i:i + batch_size]).sum().item()
+    model.train(was_training)
+    return correct / max(1, len(images))
+
+
+def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * step / total))
+    warm = max(1, int(cfg.warmup * total))
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, protocol: str) -> torch.optim.Optimizer:
+    head = list(model.head.parameters()) if hasattr(model, "head") else []
+    head_ids = {id(p) for p in head}
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    if protocol == "linear":
+        for p in body:
+            p.requires_grad_(False)
+        groups = [{"params": head, "lr": cfg.lr}]
+    else:
+        groups = [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.lr * cfg.head_lr_scale}]
+        groups = [g for g in groups if g["params"]]
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           nesterov=cfg.nesterov)
+
+
+def set_train_mode(model: nn.Module, protocol: str) -> None:
+    """Fine-tuning trains everything; a linear probe keeps the frozen backbone in eval mode."""
+    model.train()
+    if protocol == "linear" and hasattr(model, "features"):
+        model.features.eval()
+
+
+def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=None, protocol: str = "finetune",
+                     seed: int = 0, device: torch.device | None = None, checkpoint: str | Path | None = None,
+                     progress: bool = True, desc: str = "train") -> dict:
+    """Train `model` on `train_set` (an ImageDataset), testing on `test_set` after every epoch.
+
+    Returns a history: one record per epoch (loss, train accuracy on the augmented batches,
+    test accuracy, seconds) plus final and best test accuracy.
+    """
+    if protocol not in ("finetune", "linear"):
+        raise ValueError(f"protocol must be finetune or linear, got {protocol!r}")
+    device = device or default_device()
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, cfg, protocol)
+    images, labels = train_set.images, train_set.labels
+    n = len(images)
+    steps_per_epoch = max(1, n // cfg.batch_size) if n >= cfg.batch_size else 1
+    total = cfg.epochs * steps_per_epoch
+    pad = max(1, images.shape[-1] // 8)
+    gen = torch.Generator().manual_seed(seed)
+    history: list[dict] = []
+    start_epoch = 0
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        history, start_epoch = state["history"], state["epoch"]
+    labels_dev = labels.to(device)
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        set_train_mode(model, protocol)
+        order = torch.randperm(n, generator=gen)
+        loss_sum = correct = seen = 0
+        bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not progress, unit="batch")
+        for i in bar:
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            x = to_float(images[idx], device)
+            if cfg.augment:
+                x = crop_flip(x, pad, gen)
+            y = labels_dev[idx.to(device)]
+            factor = lr_factor(cfg, epoch * steps_per_epoch + i, total)
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * factor
+            with autocast(device):
+                out = model(x)
+                loss = F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
+            opt.step()
+            loss_sum += loss.item() * len(idx)
+            correct += (out.argmax(1) == y).sum().item()
+            seen += len(idx)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        record = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
+                  "seconds": time.perf_counter() - t0}
+        if test_set is not None:
+            record["test_acc"] = accuracy(model, test_set.images, test_set.labels, device=device)
+        history.append(record)
+        if progress:
+            msg = f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.3f} train {record['train_acc']:.3f}"
+            if "test_acc" in record:
+                msg += f" test {record['test_acc']:.3f}"
+            tqdm.write(msg)
+        if ckpt:
+            save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "generator": gen.get_state(), "history": history, "epoch": epoch + 1})
+    result = {"history": history, "config": asdict(cfg), "protocol": protocol, "seed": seed}
+    tests = [h["test_acc"] for h in history if "test_acc" in h]
+    if tests:
+        result["final_test_acc"], result["best_test_acc"] = tests[-1], max(tests)
+    result["final_train_acc"] = history[-1]["train_acc"]
+    return result
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic torch.save: write a sibling temp file, then rename over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
