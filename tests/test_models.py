@@ -32,7 +32,6 @@ from unlearnable.models import (
 from unlearnable.models import efficientnet as eff
 from unlearnable.models.resnet import RESNET18_IMAGENET_URL, ResNetTrunk
 
-torch.set_num_threads(1)  # tiny batches: one thread is as fast and robust to a busy CPU
 
 REQUIRED = {"resnet18", "resnet18_imagenet", "small_cnn", "efficientnet_lite0", "efficientnet_lite1"}
 MODELS_DIR = Path(models.__file__).parent

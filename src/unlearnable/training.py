@@ -148,6 +148,7 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])  # dropout / stochastic depth draws
         history, start_epoch = state["history"], state["epoch"]
     labels_dev = labels.to(device)
     for epoch in range(start_epoch, cfg.epochs):
@@ -190,7 +191,8 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
             tqdm.write(msg)
         if ckpt:
             save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                   "generator": gen.get_state(), "history": history, "epoch": epoch + 1})
+                                   "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                                   "history": history, "epoch": epoch + 1})
     result = {"history": history, "config": asdict(cfg), "protocol": protocol, "seed": seed}
     tests = [h["test_acc"] for h in history if "test_acc" in h]
     if tests:

@@ -14,7 +14,8 @@ the look-ahead model's logits on clean images: hardest negative, random, least l
 Two parameterizations:
   generator  delta^c = eps * mean over class-c images of G(x), G the AdvGAN-style network
              (the authors' method; the class means are one index_add per batch);
-  direct     delta^c = eps * tanh(w_c), optimized directly (no generator; far cheaper).
+  direct     delta^c = eps * tanh(w_c), optimized directly (no generator; far cheaper), optionally
+             on a coarser grid upsampled to constant patches (`direct_size`).
 With `hypergradient=True` the look-ahead step is recomputed inside every batch with delta in
 the graph, giving the exact gradient through the inner step (the reference drops it).
 """
@@ -60,14 +61,17 @@ class BAIT(Attack):
         "generator_lr": 1e-3,
         "generator_width": 1.0,
         "direct_lr": 0.05,
+        "direct_size": None,  # optimize the direct delta on a coarser grid (e.g. 8: 4x4-pixel patches at 32 px)
         "hypergradient": False,
         "augment": True,
         "images_per_epoch": None,  # None: the whole training set every outer epoch
     }
     PRESETS = {
         "paper": {},
-        "cpu": {"surrogate": "efficientnet_lite0", "parameterization": "direct", "stages": [10, 10, 10],
-                "batch_size": 256},
+        # CPU: direct class-wise delta on an 8x8 grid (4x4-pixel patches at 32 px), which survives the
+        # trainer's crop/flip and a CNN's downsampling; full-resolution noise did not (see README).
+        "cpu": {"surrogate": "efficientnet_lite0", "parameterization": "direct", "direct_size": 8,
+                "stages": [10, 10, 10], "batch_size": 256},
     }
 
     def _validate(self):
@@ -97,7 +101,8 @@ class BAIT(Attack):
             lr = self.generator_lr
         else:
             net = None
-            w = torch.zeros(shape, device=dev, requires_grad=True)
+            grid = (K, shape[1], self.direct_size or shape[2], self.direct_size or shape[3])
+            w = torch.zeros(grid, device=dev, requires_grad=True)
             params, lr = [w], self.direct_lr
         gopt = torch.optim.Adam(params, lr=lr)
         buffer = torch.zeros(shape, device=dev)  # latest class-wise delta, used for the inner steps
@@ -105,7 +110,7 @@ class BAIT(Attack):
         def candidates(x, y):
             """Differentiable class-wise delta (K, C, H, W) from this batch."""
             if net is None:
-                return self.eps * torch.tanh(w)
+                return self.direct_delta(w, shape)
             means, counts = class_means(self.eps * net(x), y, K)
             present = (counts > 0).view(K, 1, 1, 1)
             return torch.where(present, means, buffer)
@@ -170,6 +175,12 @@ class BAIT(Attack):
         ckpt.remove()
         return self.perturbation(delta, "classwise", history=history)
 
+    def direct_delta(self, w: torch.Tensor, shape) -> torch.Tensor:
+        """eps * tanh(w), upsampled (nearest: constant patches) when w lives on a coarser grid."""
+        if tuple(w.shape[2:]) != tuple(shape[2:]):
+            w = F.interpolate(w, size=tuple(shape[2:]), mode="nearest")
+        return self.eps * torch.tanh(w)
+
     def _lookahead(self, model, names, x0, y0, delta, gen, differentiable: bool) -> dict:
         """theta' = theta - lr * grad CE(f_theta(aug(x0 + delta[y0])), y0), as a parameter dict."""
         params = dict(model.named_parameters())
@@ -186,7 +197,7 @@ class BAIT(Attack):
     @torch.no_grad()
     def _final_delta(self, net, w, images, labels, K, bs):
         if net is None:
-            return self.eps * torch.tanh(w)
+            return self.direct_delta(w, (K, *images.shape[1:])).detach()
         # Class means over ALL training images, with the generator in the same (training-mode)
         # normalization it was optimized in, instead of switching to eval mode at export.
         sums = torch.zeros((K, *images.shape[1:]), device=self.device)

@@ -56,12 +56,14 @@ class AttackCheckpoint:
 
     def load(self) -> dict | None:
         if self.path and self.path.exists():
-            return torch.load(self.path, map_location="cpu", weights_only=True)
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            torch.set_rng_state(state.pop("torch_rng"))
+            return state
         return None
 
     def save(self, state: dict) -> None:
         if self.path:
-            save_checkpoint(self.path, state)
+            save_checkpoint(self.path, {**state, "torch_rng": torch.get_rng_state()})
 
     def remove(self) -> None:
         if self.path and self.path.exists():
