@@ -71,7 +71,7 @@ class BAIT(Attack):
         # CPU: direct class-wise delta on an 8x8 grid (4x4-pixel patches at 32 px), which survives the
         # trainer's crop/flip and a CNN's downsampling; full-resolution noise did not (see README).
         "cpu": {"surrogate": "efficientnet_lite0", "parameterization": "direct", "direct_size": 8,
-                "stages": [10, 10, 10], "batch_size": 256},
+                "stages": [15, 15, 15], "images_per_epoch": 3328, "batch_size": 128},
     }
 
     def _validate(self):

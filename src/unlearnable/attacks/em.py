@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..data.augment import crop_flip
 from ..perturbation import quantize
 from ..training import accuracy, to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
@@ -70,8 +71,11 @@ class EM(Attack):
                 idx = order[i:i + bs]
                 x, y = to_float(images[idx], dev), labels[idx].to(dev)
                 for _ in range(self.attack_steps):
+                    # the gradient w.r.t. each perturbed image gives per-image signed steps
                     xp = (x + delta[y]).detach().requires_grad_(True)
-                    loss = F.cross_entropy(model(perturbed_batch(xp, 0, self.augment, gen)), y)
+                    view = xp.clamp(0, 1)
+                    view = crop_flip(view, max(1, x.shape[-1] // 8), gen) if self.augment else view
+                    loss = F.cross_entropy(model(view), y)
                     (grad,) = torch.autograd.grad(loss, xp)
                     step, _ = class_means(-self.step_size * grad.sign(), y, K)
                     delta = (delta + step).clamp_(-self.eps, self.eps)
