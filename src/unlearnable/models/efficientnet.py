@@ -34,7 +34,7 @@ from torch import nn
 
 from .base import ImageClassifier
 from .registry import register_model
-from .weights import WeightsError, hash_prefix_from_filename, load_state_dict_file
+from .weights import WeightsError, check_state_dict, hash_prefix_from_filename, load_state_dict_file
 
 __all__ = [
     "EfficientNetLiteTrunk",
@@ -153,25 +153,7 @@ class EfficientNetLiteTrunk(nn.Module):
     def load_package_state_dict(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
         """Load a state dict in the package's format, ignoring its ``_fc`` classifier."""
         sd = {k: v for k, v in state_dict.items() if not k.startswith("_fc.")}
-        expected = self.body.state_dict()
-        missing = [k for k in expected if k not in sd]
-        unexpected = [k for k in sd if k not in expected]
-        mismatched = [
-            f"{k}: file {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
-            for k, v in expected.items()
-            if k in sd and tuple(sd[k].shape) != tuple(v.shape)
-        ]
-        problems = []
-        if missing:
-            problems.append(f"missing keys: {', '.join(missing)}")
-        if unexpected:
-            problems.append(f"unexpected keys: {', '.join(unexpected)}")
-        if mismatched:
-            problems.append(f"shape mismatches: {'; '.join(mismatched)}")
-        if problems:
-            raise WeightsError(
-                f"{source} does not match the architecture ({' | '.join(problems)})"
-            )
+        check_state_dict(self.body.state_dict(), sd, source, "does not match the architecture")
         self.body.load_state_dict(sd, strict=True)
 
 

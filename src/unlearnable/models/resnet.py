@@ -19,7 +19,7 @@ from torch import nn
 from .base import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, ImageClassifier
 from .registry import register_model
 from .weights import (
-    WeightsError,
+    check_state_dict,
     default_cache_dir,
     hash_prefix_from_filename,
     load_state_dict_file,
@@ -120,27 +120,8 @@ def load_torchvision_resnet_state_dict(
     absent), and no extra keys are allowed; offending keys are named in the error.
     """
     sd = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
-    expected = trunk.state_dict()
-    missing = [
-        k for k in expected if k not in sd and not k.endswith("num_batches_tracked")
-    ]
-    unexpected = [k for k in sd if k not in expected]
-    mismatched = [
-        f"{k}: file {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatches: {'; '.join(mismatched)}")
-    if problems:
-        raise WeightsError(
-            f"{source} is not a torchvision-format ResNet-18 state dict ({' | '.join(problems)})"
-        )
+    check_state_dict(trunk.state_dict(), sd, source, "is not a torchvision-format ResNet-18 state dict",
+                     optional_suffix="num_batches_tracked")
     trunk.load_state_dict(sd, strict=False)
 
 

@@ -285,3 +285,26 @@ def load_state_dict_file(
         if prefix is not None:
             _verify(path, prefix, what="weights file")
     return normalize_state_dict(_load_local(path), source=str(path))
+
+
+def check_state_dict(expected: dict, sd: dict, source: str, what: str, optional_suffix: str | None = None) -> None:
+    """Raise WeightsError naming every missing, unexpected and wrongly shaped key of `sd`.
+
+    Keys of `expected` ending in `optional_suffix` may be absent.
+    """
+    missing = [k for k in expected if k not in sd and not (optional_suffix and k.endswith(optional_suffix))]
+    unexpected = [k for k in sd if k not in expected]
+    mismatched = [
+        f"{k}: file {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches: {'; '.join(mismatched)}")
+    if problems:
+        raise WeightsError(f"{source} {what} ({' | '.join(problems)})")
