@@ -79,19 +79,11 @@ def test_bait_generator_and_hypergradient_run():
     assert not torch.equal(h.delta, d.delta)  # the hypergradient changes the update
 
 
-def test_bait_resumes_from_checkpoint(tmp_path, monkeypatch):
+def test_bait_resumes_from_checkpoint(tmp_path, monkeypatch, dies_on_call):
     ckpt = tmp_path / "bait.pt"
     full = create_attack("bait", device="cpu", progress=False, **TINY_BAIT).fit(tiny_set())
-    calls = {"n": 0}
     real_step = bait_module.sgd_step
-
-    def dying_step(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_step(*a, **k)
-
-    monkeypatch.setattr(bait_module, "sgd_step", dying_step)
+    monkeypatch.setattr(bait_module, "sgd_step", dies_on_call(real_step, 2))
     with pytest.raises(KeyboardInterrupt):
         create_attack("bait", device="cpu", progress=False, checkpoint=ckpt, **TINY_BAIT).fit(tiny_set())
     assert ckpt.exists()

@@ -37,19 +37,11 @@ def test_training_is_reproducible():
     assert strip(run()["history"]) == strip(run()["history"])
 
 
-def test_resume_matches_uninterrupted(tmp_path, monkeypatch):
+def test_resume_matches_uninterrupted(tmp_path, monkeypatch, dies_on_call):
     full = run()
     ckpt = tmp_path / "ckpt.pt"
     real = training.accuracy
-    calls = {"n": 0}
-
-    def dying(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(training, "accuracy", dying)
+    monkeypatch.setattr(training, "accuracy", dies_on_call(real, 2))
     with pytest.raises(KeyboardInterrupt):
         run(checkpoint=ckpt)
     monkeypatch.setattr(training, "accuracy", real)

@@ -136,7 +136,7 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
     opt = make_optimizer(model, cfg, protocol)
     images, labels = train_set.images, train_set.labels
     n = len(images)
-    steps_per_epoch = max(1, n // cfg.batch_size) if n >= cfg.batch_size else 1
+    steps_per_epoch = max(1, n // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     pad = max(1, images.shape[-1] // 8)
     gen = torch.Generator().manual_seed(seed)
