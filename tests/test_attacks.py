@@ -5,6 +5,7 @@ from unlearnable.attacks import ATTACKS, create_attack
 from unlearnable.attacks import bait as bait_module
 from unlearnable.attacks.bait import choose_targets
 from unlearnable.data import ImageDataset
+from unlearnable.perturbation import quantize, within_budget
 
 TINY_BAIT = {"surrogate": "small_cnn", "surrogate_init": "scratch", "stages": [1, 1, 1], "batch_size": 8,
              "direct_lr": 0.1}
@@ -21,22 +22,102 @@ def fit(name, seed=0, **opts):
     return create_attack(name, seed=seed, device="cpu", progress=False, **opts).fit(tiny_set())
 
 
-@pytest.mark.parametrize("name,opts", [("random", {}), ("em", TINY_EM), ("bait", TINY_BAIT)])
-def test_classwise_budget_and_determinism(name, opts):
+TINY_TAP = {"surrogate": "small_cnn", "surrogate_epochs": 1, "surrogate_batch_size": 8, "steps": 3, "batch_size": 8}
+TINY_REM = {"surrogate": "small_cnn", "train_steps": 2, "batch_size": 8, "steps": 2, "eot": 2, "adv_steps": 1}
+# name, tiny options, kind, norm, default budget
+METHODS = [
+    ("random", {}, "classwise", "linf", 8 / 255),
+    ("random", {"kind": "samplewise"}, "samplewise", "linf", 8 / 255),
+    ("em", TINY_EM, "classwise", "linf", 8 / 255),
+    ("em", {**TINY_EM, "kind": "samplewise", "attack_steps": 2}, "samplewise", "linf", 8 / 255),
+    ("tap", TINY_TAP, "samplewise", "linf", 8 / 255),
+    ("rem", TINY_REM, "samplewise", "linf", 8 / 255),
+    ("lsp", {"patch": 4}, "samplewise", "l2", (3 * 32 * 32) ** 0.5 * 6 / 255),
+    ("ops", {}, "samplewise", "l0", 1),
+    ("ar", {}, "samplewise", "l2", 1.0),
+    ("bait", TINY_BAIT, "classwise", "linf", 8 / 255),
+]
+IDS = [f"{m[0]}-{m[2]}" for m in METHODS]
+
+
+@pytest.mark.parametrize("name,opts,kind,norm,eps", METHODS, ids=IDS)
+def test_budget_shape_and_determinism(name, opts, kind, norm, eps):
     p = fit(name, **opts)
     ds = tiny_set()
-    assert p.kind == "classwise" and p.delta.shape == (ds.num_classes, 3, 16, 16)
-    assert p.delta.abs().max() <= 8 / 255 + 1e-7
-    assert p.delta.abs().max() > 0
-    protected = p.apply(ds)
-    assert (protected.images.int() - ds.images.int()).abs().max() <= 8
+    rows = ds.num_classes if kind == "classwise" else len(ds)
+    assert (p.kind, p.norm, p.delta.shape) == (kind, norm, (rows, 3, 16, 16))
+    assert p.eps == pytest.approx(eps) and p.delta.abs().max() > 0
+    protected = p.apply(ds)  # the 8-bit export path
+    assert within_budget(ds.images, protected.images, p.eps, p.norm)
+    if norm == "linf":
+        assert (protected.images.int() - ds.images.int()).abs().max() <= 8
     assert torch.equal(p.delta, fit(name, **opts).delta)  # same seed, same bytes
-    assert not torch.equal(p.delta, fit(name, seed=1, **opts).delta)
+    if name != "ops":  # OPS is a deterministic search: no randomness to vary
+        assert not torch.equal(p.delta, fit(name, seed=1, **opts).delta)
 
 
-def test_random_samplewise_indexes_by_sample():
-    p = fit("random", kind="samplewise")
-    assert p.kind == "samplewise" and p.delta.shape[0] == len(tiny_set())
+@pytest.mark.parametrize("name,opts", [(m[0], m[1]) for m in METHODS if m[2] == "samplewise"],
+                         ids=[i for i, m in zip(IDS, METHODS) if m[2] == "samplewise"])
+def test_samplewise_indexes_by_sample_not_label(name, opts):
+    """Regression: sample-wise noise indexed by class label (one loader of the EM code)."""
+    ds = tiny_set()
+    p = fit(name, **opts)
+    same_class = (ds.labels == 0).nonzero().flatten()
+    assert not torch.equal(p.delta[same_class[0]], p.delta[same_class[1]])
+    protected = p.apply(ds)
+    for i in (0, 5, 23):  # image i gets row i of the perturbation
+        alone = quantize(ds.images[i:i + 1], p.delta[i:i + 1], p.eps, p.norm)
+        assert torch.equal(protected.images[i], alone[0])
+
+
+def test_pretrained_variants():
+    em_star = create_attack("em*", device="cpu")
+    assert em_star.surrogate == "efficientnet_lite0" and em_star.surrogate_init == "imagenet"
+    assert create_attack("REM*", preset="paper").surrogate == "resnet18_imagenet"
+    assert create_attack("tap*", surrogate="efficientnet_lite1").surrogate == "efficientnet_lite1"  # explicit wins
+    with pytest.raises(ValueError, match="no pretrained variant"):
+        create_attack("lsp*")
+
+
+def test_budgets_by_norm_are_validated():
+    with pytest.raises(ValueError, match="L0"):
+        create_attack("ops", eps=0.5)
+    with pytest.raises(ValueError, match="positive"):
+        create_attack("ar", eps=-1)
+    assert create_attack("ar", eps=2.0).eps == 2.0  # an L2 radius may exceed 1
+
+
+def test_ops_sets_one_pixel_per_class_to_a_corner_colour():
+    ds = tiny_set()
+    p = fit("ops")
+    protected = p.apply(ds).images.int()
+    changed = (protected != ds.images.int()).any(1)  # (N, H, W)
+    assert (changed.flatten(1).sum(1) <= 1).all()
+    for c, pick in enumerate(p.meta["pixels"]):
+        (px,) = pick
+        members = (ds.labels == c).nonzero().flatten()
+        colour = torch.tensor(px["colour"]) * 255
+        assert (protected[members][:, :, px["row"], px["col"]] == colour).all()
+
+
+def test_ar_processes_are_finite_and_normalized():
+    from unlearnable.attacks.ar import sample_processes
+
+    coeffs = sample_processes(10, 3, torch.Generator().manual_seed(0))
+    assert torch.isfinite(coeffs).all() and coeffs.abs().max() < 1e3
+    assert torch.allclose(coeffs.sum((2, 3)), torch.ones(10, 3), atol=1e-5)
+    assert (coeffs[:, :, 2, 2] == 0).all()
+
+
+def test_lsp_classes_are_linearly_separable():
+    """A least-squares linear classifier on the noise alone fits every training image."""
+    from unlearnable.attacks.lsp import lsp_codes
+
+    labels = torch.arange(200) % 10
+    codes = lsp_codes(labels, 10, 48, 10.0, torch.Generator().manual_seed(0))
+    X = torch.cat([codes, torch.ones(200, 1)], 1)
+    W = torch.linalg.lstsq(X, torch.nn.functional.one_hot(labels, 10).float()).solution
+    assert ((X @ W).argmax(1) == labels).float().mean() == 1.0
 
 
 def test_registry_errors():
@@ -48,7 +129,7 @@ def test_registry_errors():
         create_attack("bait", eps=0)
     with pytest.raises(ValueError, match="stages"):
         create_attack("bait", device="cpu", progress=False, **{**TINY_BAIT, "stages": [1, 1]}).fit(tiny_set())
-    assert {"random", "em", "bait"} <= set(ATTACKS)
+    assert {"random", "em", "tap", "rem", "lsp", "ops", "ar", "bait"} <= set(ATTACKS)
 
 
 def test_targets_are_incorrect():

@@ -81,8 +81,10 @@ def test_protect_refuses_existing_output_and_output_inside_input(image_folder, t
 
 def test_bad_options_fail_before_work(image_folder, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["protect", "--data", str(image_folder), "--out", str(tmp_path / "o"), "--eps", "2"])
+        main(["protect", "--data", str(image_folder), "--out", str(tmp_path / "o"), "--eps", "-1"])
     assert "--eps" in capsys.readouterr().err
+    assert main(["protect", "--data", str(image_folder), "--out", str(tmp_path / "o"), "--eps", "2"]) == 2
+    assert "eps must be in (0, 1]" in capsys.readouterr().err  # 2 is over the method's Linf range
     assert main(["protect", "--data", str(image_folder), "--out", str(tmp_path / "o"), "--method", "nope"]) == 2
     assert "unknown method" in capsys.readouterr().err
     assert main(["protect", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from unlearnable.attacks.common import class_means
 from unlearnable.data import ImageDataset
 from unlearnable.data.augment import crop_flip, random_crop
-from unlearnable.perturbation import Perturbation, budget_levels, quantize
+from unlearnable.perturbation import Perturbation, budget_levels, budget_used, quantize, within_budget
 
 
 def tiny_set(n=12, k=3, size=8, seed=0):
@@ -114,3 +114,45 @@ def test_crop_flip_shapes_and_content():
     d = torch.zeros(16, 3, 32, 32, requires_grad=True)
     crop_flip(x + d, 4, g).sum().backward()
     assert d.grad.abs().sum() > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([0.05, 0.3, 1.0, 3.0]))
+def test_l2_budget_holds_after_rounding(seed, eps):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (6, 3, 8, 8), generator=g, dtype=torch.uint8)
+    p = Perturbation(torch.randn((6, 3, 8, 8), generator=g), eps=eps, kind="samplewise", norm="l2")
+    assert (p.delta.flatten(1).norm(dim=1) <= eps + 1e-5).all()  # projected onto the ball
+    out = quantize(x, p.delta, eps, "l2")
+    assert within_budget(x, out, eps, "l2")
+    assert (budget_used(x, out, "l2") <= eps + 1e-6).all()
+    assert (budget_used(x, out, "l2") > 0.5 * eps).any()  # the budget is used, not thrown away
+
+
+def test_l0_keeps_the_strongest_pixels_and_any_magnitude():
+    d = torch.zeros(2, 3, 4, 4)
+    d[0, :, 1, 2] = torch.tensor([1.0, -1.0, 1.0])  # one extreme pixel: allowed under L0 = 1
+    d[1, 0, 0, 0], d[1, 2, 3, 3] = 0.2, -0.9  # two pixels: only the stronger survives
+    p = Perturbation(d, eps=1, kind="samplewise", norm="l0")
+    assert torch.equal(p.delta[0], d[0])
+    assert p.delta[1, 0, 0, 0] == 0 and p.delta[1, 2, 3, 3] == -0.9
+    x = torch.full((2, 3, 4, 4), 128, dtype=torch.uint8)
+    out = quantize(x, p.delta, 1, "l0")
+    assert budget_used(x, out, "l0").tolist() == [1.0, 1.0]
+    assert out[0, 0, 1, 2] == 255 and out[0, 1, 1, 2] == 0  # full-range change, clipped to the image
+
+
+def test_norm_survives_save_and_load(tmp_path):
+    p = Perturbation(torch.randn(3, 3, 4, 4), eps=1.0, kind="classwise", norm="l2", method="ar")
+    p.save(tmp_path / "p.safetensors")
+    q = Perturbation.load(tmp_path / "p.safetensors")
+    assert q.norm == "l2" and q.eps == 1.0 and torch.equal(q.delta, p.delta)
+
+
+def test_budget_validation_by_norm():
+    import pytest
+
+    for eps, norm in [(0, "linf"), (1.5, "linf"), (0, "l2"), (0.5, "l0"), (1, "l1")]:
+        with pytest.raises(ValueError):
+            Perturbation(torch.zeros(1, 3, 2, 2), eps=eps, norm=norm)
+    Perturbation(torch.zeros(1, 3, 2, 2), eps=2.0, norm="l2")  # L2 radii above 1 are fine

@@ -13,13 +13,13 @@ import yaml
 
 
 def parse_eps(text: str) -> float:
-    """'8/255' or '0.0314' -> float on the [0, 1] image scale."""
+    """'8/255' or '0.0314' -> float on the [0, 1] image scale (checked against the method's norm later)."""
     try:
         value = float(Fraction(text)) if "/" in text else float(text)
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"--eps must be a fraction like 8/255 or a number in (0, 1], got {text!r}")
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"--eps must be in (0, 1] (e.g. 8/255), got {text!r}")
+        raise argparse.ArgumentTypeError(f"--eps must be a number or a fraction like 8/255, got {text!r}")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"--eps must be positive (e.g. 8/255), got {text!r}")
     return value
 
 
@@ -80,8 +80,8 @@ def cmd_protect(args) -> int:
     protected = perturbation.apply(ds)
     seconds = time.perf_counter() - t0
     source = Path(args.data) if Path(args.data).exists() else None
-    manifest = {"method": args.method, "settings": attack.settings(), "seed": args.seed, "eps": args.eps,
-                "kind": perturbation.kind, "data": str(args.data), "train_per_class": args.train_per_class,
+    manifest = {"method": args.method, "settings": attack.settings(), "seed": args.seed, "eps": attack.eps,
+                "norm": attack.norm, "kind": perturbation.kind, "data": str(args.data), "train_per_class": args.train_per_class,
                 "image_size": args.image_size, "input_checksums": source_checksums(source) if source else {},
                 "versions": versions(), "seconds": round(seconds, 1),
                 "command": "unlearnable " + " ".join(sys.argv[1:])}
@@ -131,10 +131,14 @@ def cmd_methods(args) -> int:
 
     for name in sorted(ATTACKS):
         cls = ATTACKS[name]
+        eps = f"{round(cls.default_eps * 255)}/255" if cls.norm == "linf" else f"{cls.default_eps:g}"
         print(f"{name:10s} {cls.summary}")
+        print(f"    budget: {cls.norm} eps={eps}")
         for preset, over in cls.PRESETS.items():
             opts = {**cls.DEFAULTS, **over}
             print(f"    {preset}: " + ", ".join(f"{k}={v}" for k, v in opts.items()))
+    print("\nA trailing * (em*, tap*, rem*) runs a method with an ImageNet-pretrained surrogate "
+          "(efficientnet_lite0 for --preset cpu, resnet18_imagenet for paper).")
     return 0
 
 
@@ -156,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--method", default="bait", help="protection method (see `unlearnable methods`)")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
-    p.add_argument("--eps", type=parse_eps, default=8 / 255, help="Linf budget, e.g. 8/255 (default)")
+    p.add_argument("--eps", type=parse_eps, default=None,
+                   help="budget in the method's norm (default: the method's own, 8/255 Linf for most; "
+                        "see `unlearnable methods`)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. --set stages=[5,5,5]")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_protect)

@@ -139,8 +139,15 @@ def preview(clean, protected, path: Path, per_row: int = 10) -> None:
 def export_protected(out: str | Path, clean, protected, perturbation, manifest: dict, *, force: bool = False,
                      progress: bool = True) -> Path:
     """Write the whole output folder atomically; returns its path."""
+    from .perturbation import budget_used, within_budget
+
+    p = perturbation
     diff = (protected.images.int() - clean.images.int()).abs().max().item()
-    manifest = {**manifest, "max_abs_change_0_255": diff, "images": len(protected), "classes": list(protected.classes)}
+    if not within_budget(clean.images, protected.images, p.eps, p.norm):
+        raise RuntimeError(f"protected images exceed the {p.norm} budget {p.eps}; refusing to export")
+    budget = {"norm": p.norm, "eps": p.eps, "max_used": budget_used(clean.images, protected.images, p.norm).max().item()}
+    manifest = {**manifest, "max_abs_change_0_255": diff, "budget": budget, "images": len(protected),
+                "classes": list(protected.classes)}
     with atomic_dir(out, force=force) as tmp:
         write_image_folder(protected, tmp / "train", progress)
         perturbation.save(tmp / "perturbation.safetensors")

@@ -2,8 +2,13 @@
 
 A perturbation is stored in float on the [0, 1] image scale, either one tensor per class
 (class-wise, indexed by label) or one per image (sample-wise, indexed by position in the
-training set). Applying it always goes through `quantize`, so every exported pixel obeys
-|protected - clean| <= budget on the 0-255 scale, rounded (not truncated) with its sign kept.
+training set). Its budget `eps` is measured in one of three norms, per image:
+    linf  |delta| <= eps at every pixel and channel (EM, TAP, REM, BAIT, random; 8/255)
+    l2    ||delta||_2 <= eps over the whole image (AR, LSP; e.g. 1.0)
+    l0    at most eps pixel positions changed, by any amount (OPS; eps = 1)
+Applying it always goes through `quantize`, so every exported image obeys its budget on
+the 8-bit scale: changes are rounded (not truncated) to the nearest level with their sign
+kept, and capped so that rounding never takes an image over the budget.
 """
 
 from __future__ import annotations
@@ -17,6 +22,20 @@ import torch
 from safetensors.torch import load_file, save_file
 
 KINDS = ("classwise", "samplewise")
+NORMS = ("linf", "l2", "l0")
+
+
+def check_eps(eps: float, norm: str = "linf") -> float:
+    """The budget, validated for its norm; raises ValueError saying what is expected."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if norm == "linf" and not 0 < eps <= 1:
+        raise ValueError(f"eps must be in (0, 1] on the [0,1] image scale (8/255 = {8 / 255:.4f}), got {eps}")
+    if norm == "l2" and not eps > 0:
+        raise ValueError(f"an L2 budget must be positive (e.g. 1.0 on the [0,1] scale), got {eps}")
+    if norm == "l0" and not (eps >= 1 and float(eps).is_integer()):
+        raise ValueError(f"an L0 budget is a whole number of pixels >= 1, got {eps}")
+    return float(eps)
 
 
 def budget_levels(eps: float) -> int:
@@ -24,18 +43,71 @@ def budget_levels(eps: float) -> int:
     return int(math.floor(eps * 255 + 1e-6))
 
 
-def quantize(images: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
+def project(delta: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:
+    """Nearest-in-spirit float delta within the budget: clamp (linf), rescale (l2), keep the
+    eps strongest pixel positions (l0). Changes never exceed the image range [-1, 1]."""
+    d = delta.float().clamp(-1, 1)
+    if norm == "linf":
+        return d.clamp(-eps, eps)
+    if norm == "l2":
+        n = d.flatten(1).norm(dim=1).clamp(min=1e-12)
+        return d * (eps / n).clamp(max=1).view(-1, *[1] * (d.dim() - 1))
+    k = int(eps)
+    strength = d.abs().amax(1).flatten(1)  # (N, H*W): strongest channel per pixel position
+    if strength.shape[1] <= k:
+        return d
+    keep = torch.zeros_like(strength, dtype=torch.bool).scatter_(1, strength.topk(k, dim=1).indices, True)
+    return d * keep.view(d.shape[0], 1, *d.shape[2:])
+
+
+def rounded_change(delta: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:
+    """delta on the 8-bit scale, rounded to whole levels and held within the budget."""
+    change = torch.round(delta.float() * 255)
+    if norm == "linf":
+        return change.clamp_(-budget_levels(eps), budget_levels(eps))
+    change.clamp_(-255, 255)
+    if norm == "l0":  # rounding only removes changed pixels, never adds one
+        return change
+    # l2: rounding can push a norm just over the budget; shrink those images and round again
+    budget, scaled = eps * 255, delta.float() * 255
+    for _ in range(30):
+        norms = change.flatten(1).norm(dim=1)
+        over = norms > budget + 1e-4
+        if not over.any():
+            return change
+        scaled[over] *= (budget / norms[over] * 0.999).view(-1, *[1] * (scaled.dim() - 1))
+        change[over] = torch.round(scaled[over])
+    return torch.trunc(scaled).clamp_(-255, 255)  # never reached in practice; |trunc| <= |x| holds the budget
+
+
+def quantize(images: torch.Tensor, delta: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:
     """uint8 images + float delta -> uint8 protected images within the budget.
 
     The change is rounded to the nearest 8-bit level (so small negative entries stay
-    negative instead of being truncated towards zero), capped at the budget, and the
-    result clipped to the valid range.
+    negative instead of being truncated towards zero), held within the budget, and the
+    result clipped to the valid range (which only ever shrinks a change).
     """
     if images.dtype != torch.uint8:
         raise TypeError(f"images must be uint8, got {images.dtype}")
-    levels = budget_levels(eps)
-    change = torch.round(delta.float() * 255).clamp_(-levels, levels)
+    change = rounded_change(delta, eps, norm)
     return (images.float() + change).clamp_(0, 255).to(torch.uint8)
+
+
+def budget_used(clean: torch.Tensor, protected: torch.Tensor, norm: str = "linf") -> torch.Tensor:
+    """Per-image size of the real change between two uint8 batches, in the budget's norm:
+    linf and l2 on the [0, 1] scale, l0 as a count of changed pixel positions."""
+    d = (protected.float() - clean.float()) / 255
+    if norm == "linf":
+        return d.abs().flatten(1).amax(1)
+    if norm == "l2":
+        return d.flatten(1).norm(dim=1)
+    return (d != 0).any(1).flatten(1).sum(1).float()
+
+
+def within_budget(clean: torch.Tensor, protected: torch.Tensor, eps: float, norm: str = "linf") -> bool:
+    used = budget_used(clean, protected, norm)
+    limit = budget_levels(eps) / 255 if norm == "linf" else eps
+    return bool((used <= limit + 1e-6).all())
 
 
 def add_float(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -50,15 +122,15 @@ class Perturbation:
     kind: str = "classwise"
     method: str = ""
     meta: dict = field(default_factory=dict)
+    norm: str = "linf"  # how eps is measured: linf | l2 | l0 (see the module docstring)
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.delta.dim() != 4:
             raise ValueError(f"delta must have shape (K or N, C, H, W), got {tuple(self.delta.shape)}")
-        if not 0 < self.eps <= 1:
-            raise ValueError(f"eps must be in (0, 1], got {self.eps}")
-        self.delta = self.delta.detach().float().cpu().clamp(-self.eps, self.eps).contiguous()
+        self.eps = check_eps(self.eps, self.norm)
+        self.delta = project(self.delta.detach().float().cpu(), self.eps, self.norm).contiguous()
 
     def __len__(self) -> int:
         return self.delta.shape[0]
@@ -81,13 +153,13 @@ class Perturbation:
         """Protected copy of `dataset` (uint8), quantized within the budget."""
         self.check_fits(dataset)
         idx = torch.arange(len(dataset))
-        protected = quantize(dataset.images, self.for_batch(dataset.labels, idx), self.eps)
+        protected = quantize(dataset.images, self.for_batch(dataset.labels, idx), self.eps, self.norm)
         return type(dataset)(protected, dataset.labels.clone(), list(dataset.classes),
                              list(dataset.files) if dataset.files is not None else None)
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
-        info = {"eps": repr(self.eps), "kind": self.kind, "method": self.method, "meta": json.dumps(self.meta)}
+        info = {"eps": repr(self.eps), "norm": self.norm, "kind": self.kind, "method": self.method, "meta": json.dumps(self.meta)}
         tmp = path.with_name(path.name + ".tmp")
         save_file({"delta": self.delta}, str(tmp), metadata=info)
         tmp.replace(path)
@@ -102,6 +174,6 @@ class Perturbation:
                 info = f.metadata() or {}
             delta = load_file(str(path))["delta"]
             return cls(delta, float(info["eps"]), info.get("kind", "classwise"), info.get("method", ""),
-                       json.loads(info.get("meta", "{}")))
+                       json.loads(info.get("meta", "{}")), info.get("norm", "linf"))
         except Exception as e:  # safetensors raises its own error type for malformed files
             raise ValueError(f"{path}: not a perturbation file written by unlearnable ({e})") from e

@@ -66,6 +66,7 @@ class BAIT(Attack):
         "augment": True,
         "images_per_epoch": None,  # None: the whole training set every outer epoch
     }
+    PRETRAINED = {}  # the surrogate is pretrained already
     PRESETS = {
         "paper": {},
         # CPU: direct class-wise delta on an 8x8 grid (4x4-pixel patches at 32 px), which survives the

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..perturbation import Perturbation
+from ..perturbation import Perturbation, check_eps
 
 ATTACKS: dict[str, type["Attack"]] = {}
 
@@ -29,11 +29,28 @@ def list_attacks() -> list[str]:
     return sorted(ATTACKS)
 
 
+# The ImageNet-pretrained surrogate that a starred name (EM*, TAP*, REM*) selects, per preset.
+PRETRAINED_SURROGATES = {"cpu": "efficientnet_lite0", "paper": "resnet18_imagenet"}
+
+
 def create_attack(name: str, **kwargs) -> "Attack":
+    """A method by name; `name*` (e.g. "em*") is the method with an ImageNet-pretrained surrogate,
+    the variants the BAIT paper compares against. Explicit keyword options win over both."""
     key = name.lower().replace("-", "_")
+    star = key.endswith("*")
+    key = key.rstrip("*")
     if key not in ATTACKS:
-        raise ValueError(f"unknown method {name!r}; available: {', '.join(list_attacks())}")
-    return ATTACKS[key](**kwargs)
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(list_attacks())} "
+                         "(add * for a pretrained surrogate, e.g. em*)")
+    cls = ATTACKS[key]
+    if star:
+        if "surrogate" not in cls.DEFAULTS:
+            raise ValueError(f"{name!r}: {key} trains no surrogate, so it has no pretrained variant")
+        preset = kwargs.get("preset", "cpu")
+        pretrained = {"surrogate": PRETRAINED_SURROGATES.get(preset, "resnet18_imagenet"),
+                      "surrogate_init": "imagenet", **cls.PRETRAINED}
+        kwargs = {**pretrained, **kwargs}
+    return cls(**kwargs)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -46,13 +63,15 @@ def seed_everything(seed: int) -> torch.Generator:
 class Attack:
     name = ""
     summary = ""
+    norm = "linf"  # how `eps` is measured (linf | l2 | l0), see unlearnable.perturbation
+    default_eps = 8 / 255
     DEFAULTS: dict = {}
     PRESETS: dict[str, dict] = {"cpu": {}, "paper": {}}
+    PRETRAINED: dict = {"surrogate_lr": 0.01}  # what else a pretrained surrogate changes (name*)
 
-    def __init__(self, eps: float = 8 / 255, *, seed: int = 0, preset: str = "cpu", device=None,
+    def __init__(self, eps: float | None = None, *, seed: int = 0, preset: str = "cpu", device=None,
                  progress: bool = True, checkpoint: str | Path | None = None, **options):
-        if not 0 < eps <= 1:
-            raise ValueError(f"eps must be in (0, 1] on the [0,1] image scale (8/255 = {8 / 255:.4f}), got {eps}")
+        eps = check_eps(self.default_eps if eps is None else eps, self.norm)
         if preset not in self.PRESETS:
             raise ValueError(f"unknown preset {preset!r} for {self.name}; choose from {sorted(self.PRESETS)}")
         unknown = set(options) - set(self.DEFAULTS)
@@ -70,13 +89,13 @@ class Attack:
         raise AttributeError(key)
 
     def settings(self) -> dict:
-        return {"method": self.name, "eps": self.eps, "seed": self.seed, "preset": self.preset, **self.options}
+        return {"method": self.name, "eps": self.eps, "norm": self.norm, "seed": self.seed, "preset": self.preset, **self.options}
 
     def fit(self, train_set) -> Perturbation:
         raise NotImplementedError
 
     def perturbation(self, delta: torch.Tensor, kind: str, **meta) -> Perturbation:
-        return Perturbation(delta, self.eps, kind, self.name, {**self.settings(), **meta})
+        return Perturbation(delta, self.eps, kind, self.name, {**self.settings(), **meta}, self.norm)
 
 
 def build_surrogate(name: str, init: str, num_classes: int, input_size: int | None = None):

@@ -3,7 +3,10 @@
 Min-min bi-level optimization: alternate a few SGD steps of a surrogate on perturbed data with
 signed-gradient steps that DEcrease the surrogate's loss on x + delta, until the surrogate
 fits the perturbed training set (accuracy above `stop_acc`) or `max_rounds` is reached.
-Class-wise: each step moves delta[c] by the mean of the per-image signed steps of class c.
+  class-wise   each step moves delta[c] by the mean of the per-image signed steps of class c;
+               one step per batch over a 20% share of the data per round (the paper's setting);
+  sample-wise  every image has its own delta, indexed by its position in the training set;
+               20 PGD steps per batch over the whole set per round.
 EM* (the BAIT paper's baseline) is the same method with an ImageNet-pretrained surrogate.
 """
 
@@ -19,28 +22,43 @@ from ..training import accuracy, to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
 from .common import AttackCheckpoint, class_means, perturbed_batch, sgd_step, surrogate_optimizer
 
+# Per-kind defaults of the options left at None (Huang et al.'s settings).
+KIND_DEFAULTS = {"classwise": {"attack_steps": 1, "attack_fraction": 0.2, "augment": True},
+                 "samplewise": {"attack_steps": 20, "attack_fraction": 1.0, "augment": False}}
+
 
 @register_attack
 class EM(Attack):
     name = "em"
-    summary = "error-minimizing noise (Huang et al. 2021): min-min over surrogate and class-wise delta"
+    summary = "error-minimizing noise (Huang et al. 2021): min-min over surrogate and delta; classwise or samplewise"
     DEFAULTS = {
+        "kind": "classwise",
         "surrogate": "resnet18",
         "surrogate_init": "scratch",
         "surrogate_lr": 0.1,
         "batch_size": 128,
         "train_steps": 10,  # surrogate steps per round
-        "attack_fraction": 0.2,  # share of the training set swept per round
-        "attack_steps": 1,  # signed steps per batch
+        "attack_fraction": None,  # share of the training set swept per round (classwise 0.2, samplewise 1.0)
+        "attack_steps": None,  # signed steps per batch (classwise 1, samplewise 20)
         "step_size": 0.8 / 255,
         "stop_acc": 0.99,
-        "max_rounds": 100,
-        "augment": True,
+        "max_rounds": 100,  # the step cap: rounds of (train_steps + one sweep)
+        "augment": None,  # crop/flip while generating (classwise True; samplewise False, as in the paper's code)
     }
     PRESETS = {
         "paper": {},
         "cpu": {"surrogate": "small_cnn", "batch_size": 256, "max_rounds": 30},
     }
+
+    def __init__(self, eps=None, **kwargs):
+        super().__init__(eps, **kwargs)
+        if self.kind not in KIND_DEFAULTS:
+            raise ValueError(f"em: kind must be classwise or samplewise, got {self.kind!r}")
+        for key, value in KIND_DEFAULTS[self.kind].items():
+            if self.options[key] is None:
+                self.options[key] = value
+        if not 0 < self.attack_fraction <= 1:
+            raise ValueError(f"em: attack_fraction must be in (0, 1], got {self.attack_fraction}")
 
     def fit(self, train_set):
         gen = seed_everything(self.seed)
@@ -49,14 +67,19 @@ class EM(Attack):
         opt = surrogate_optimizer(model, self.surrogate_lr)
         images, labels = train_set.images, train_set.labels
         n, bs = len(images), min(self.batch_size, len(images))
-        delta = torch.zeros((K, *images.shape[1:]), device=dev)
+        classwise = self.kind == "classwise"
+        delta = torch.zeros((K if classwise else n, *images.shape[1:]), device=dev)
+
+        def rows(y, idx):  # class-wise noise is indexed by label, sample-wise by image index
+            return y if classwise else idx.to(dev)
+
         ckpt, start, history = AttackCheckpoint(self.checkpoint), 0, []
         if (state := ckpt.load()) is not None:
             model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
             delta, start, history = state["delta"].to(dev), state["round"], state["history"]
             gen.set_state(state["generator"])
         check = torch.randperm(n, generator=gen)[:2000]
-        bar = tqdm(range(start, self.max_rounds), desc="em", disable=not self.progress, unit="round")
+        bar = tqdm(range(start, self.max_rounds), desc=f"em {self.kind}", disable=not self.progress, unit="round")
         stop_acc = history[-1]["acc"] if history else 0.0
         for rnd in bar:
             if stop_acc > self.stop_acc:
@@ -64,27 +87,36 @@ class EM(Attack):
             for _ in range(self.train_steps):
                 idx = torch.randint(0, n, (bs,), generator=gen)
                 x, y = to_float(images[idx], dev), labels[idx].to(dev)
-                sgd_step(model, opt, perturbed_batch(x, delta[y], self.augment, gen), y)
+                sgd_step(model, opt, perturbed_batch(x, delta[rows(y, idx)], self.augment, gen), y)
             order = torch.randperm(n, generator=gen)[: max(bs, int(self.attack_fraction * n))]
             model.eval()
+            loss_sum = 0.0
             for i in range(0, len(order), bs):
                 idx = order[i:i + bs]
                 x, y = to_float(images[idx], dev), labels[idx].to(dev)
+                r = rows(y, idx)
                 for _ in range(self.attack_steps):
                     # the gradient w.r.t. each perturbed image gives per-image signed steps
-                    xp = (x + delta[y]).detach().requires_grad_(True)
+                    xp = (x + delta[r]).detach().requires_grad_(True)
                     view = xp.clamp(0, 1)
                     view = crop_flip(view, max(1, x.shape[-1] // 8), gen) if self.augment else view
                     loss = F.cross_entropy(model(view), y)
                     (grad,) = torch.autograd.grad(loss, xp)
-                    step, _ = class_means(-self.step_size * grad.sign(), y, K)
-                    delta = (delta + step).clamp_(-self.eps, self.eps)
+                    step = -self.step_size * grad.sign()
+                    if classwise:
+                        step, _ = class_means(step, y, K)
+                        delta = (delta + step).clamp_(-self.eps, self.eps)
+                    else:  # keep x + delta a valid image as well as within the budget
+                        new = (delta[r] + step).clamp_(-self.eps, self.eps)
+                        delta[r] = (x + new).clamp_(0, 1) - x
+                loss_sum += loss.item() * len(idx)
             probe = train_set.subset(check)
-            protected = quantize(probe.images, delta.cpu()[probe.labels], self.eps)
+            protected = quantize(probe.images, delta.cpu()[probe.labels if classwise else check], self.eps)
             stop_acc = accuracy(model, protected, probe.labels, device=dev)
-            history.append({"round": rnd + 1, "acc": stop_acc, "loss": loss.item()})
-            bar.set_postfix(acc=f"{stop_acc:.3f}", loss=f"{loss.item():.3f}")
+            history.append({"round": rnd + 1, "acc": stop_acc, "loss": loss_sum / len(order)})
+            bar.set_postfix(acc=f"{stop_acc:.3f}", loss=f"{history[-1]['loss']:.3f}")
             ckpt.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "delta": delta.cpu(),
                        "round": rnd + 1, "history": history, "generator": gen.get_state()})
         ckpt.remove()
-        return self.perturbation(delta, "classwise", history=history, rounds=len(history))
+        return self.perturbation(delta, self.kind, history=history, rounds=len(history),
+                                 stopped_early=bool(stop_acc > self.stop_acc))

@@ -1,0 +1,141 @@
+"""Robust error-minimizing noise (REM), Fu et al., "Robust Unlearnable Examples: Protecting Data
+Against Adversarial Learning", ICLR 2022.
+
+min_theta min_{delta_u} E_t max_{delta_a} CE(f_theta(t(x + delta_u) + delta_a), y):
+EM whose noise must keep the loss low even after an adversary adds its own perturbation
+delta_a (radius `adv_eps` < eps) to the augmented image, so that adversarial training by the
+victim does not wash the shortcut out. Per training step, on one batch:
+  1. delta_u of the batch: `steps` signed steps from a uniform start, each summing the
+     gradient over `eot` augmentation samples, each sample with its own inner PGD delta_a
+     (the gradient through delta_a is dropped, as in the reference: Danskin's theorem);
+  2. the surrogate takes one SGD step on t(x + delta_u) + delta_a (adversarial training).
+After the last step, one pass recomputes delta_u for EVERY image with the final surrogate
+(the reference's loader drops the last partial batch there; here no image is left out).
+Sample-wise, Linf.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data.augment import crop_flip
+from ..training import to_float
+from .base import Attack, build_surrogate, register_attack, seed_everything
+from .common import AttackCheckpoint, surrogate_optimizer
+
+
+@register_attack
+class REM(Attack):
+    name = "rem"
+    summary = "robust error-minimizing noise (Fu et al. 2022): EM that survives adversarial training"
+    DEFAULTS = {
+        "surrogate": "resnet18",
+        "surrogate_init": "scratch",
+        "surrogate_lr": 0.1,
+        "lr_decay_every": 2000,  # surrogate lr x0.1 every this many steps
+        "train_steps": 5000,
+        "batch_size": 128,
+        "steps": 10,  # delta_u steps per batch
+        "step_size": 1.6 / 255,
+        "eot": 5,  # augmentation samples per delta_u step
+        "adv_eps": 4 / 255,  # the adversary's Linf radius (must stay below eps)
+        "adv_steps": 10,
+        "adv_step_size": 0.8 / 255,
+        "grad_clip": None,
+    }
+    PRESETS = {
+        "paper": {},
+        "cpu": {"surrogate": "small_cnn", "surrogate_lr": 0.05, "train_steps": 150, "lr_decay_every": 100,
+                "batch_size": 128, "steps": 5, "eot": 2, "adv_steps": 3, "adv_step_size": 1.6 / 255},
+    }
+
+    def fit(self, train_set):
+        if not 0 <= self.adv_eps < self.eps:
+            raise ValueError(f"rem: adv_eps must be in [0, eps={self.eps:.4f}), got {self.adv_eps}")
+        gen = seed_everything(self.seed)
+        dev, K = self.device, train_set.num_classes
+        images, labels = train_set.images, train_set.labels
+        n, bs = len(images), min(self.batch_size, len(images))
+        model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
+        opt = surrogate_optimizer(model, self.surrogate_lr)
+        delta = torch.zeros(images.shape)
+        final_batches = (n + bs - 1) // bs
+        total = self.train_steps + final_batches
+        ckpt, step, order = AttackCheckpoint(self.checkpoint), 0, torch.randperm(n, generator=gen)
+        if (state := ckpt.load()) is not None:
+            model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
+            delta, step, order = state["delta"], state["step"], state["order"]
+            gen.set_state(state["generator"])
+        per_epoch = max(1, n // bs)  # training batches drop the tail, like a drop_last loader
+        bar = tqdm(total=total, initial=step, desc="rem", disable=not self.progress, unit="batch")
+        while step < total:
+            if step < self.train_steps:
+                b = step % per_epoch
+                if b == 0 and step > 0:
+                    order = torch.randperm(n, generator=gen)
+                idx = order[b * bs:(b + 1) * bs]
+            else:  # final pass: every image, in index order
+                b = step - self.train_steps
+                idx = torch.arange(b * bs, min(n, (b + 1) * bs))
+            x, y = to_float(images[idx], dev), labels[idx].to(dev)
+            delta[idx] = self._defend(model, x, y, gen).cpu()
+            if step < self.train_steps:
+                self._train_step(model, opt, x, delta[idx].to(dev), y, step, gen)
+            step += 1
+            bar.update(1)
+            if step % 10 == 0 or step == total:
+                ckpt.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "delta": delta,
+                           "step": step, "order": order, "generator": gen.get_state()})
+        bar.close()
+        ckpt.remove()
+        return self.perturbation(delta, "samplewise")
+
+    def _augment(self, x, gen):
+        return crop_flip(x, max(1, x.shape[-1] // 8), gen)
+
+    def _adversary(self, model, view, y, gen):
+        """Inner max: PGD from a uniform start within adv_eps, the view itself held fixed."""
+        if self.adv_eps == 0 or self.adv_steps == 0:
+            return torch.zeros_like(view)
+        a = ((torch.rand(view.shape, generator=gen) * 2 - 1) * self.adv_eps).to(view.device)
+        for _ in range(self.adv_steps):
+            a.requires_grad_(True)
+            loss = F.cross_entropy(model((view + a).clamp(0, 1)), y)
+            (g,) = torch.autograd.grad(loss, a)
+            a = (a.detach() + self.adv_step_size * g.sign()).clamp(-self.adv_eps, self.adv_eps)
+        return a.detach()
+
+    def _defend(self, model, x, y, gen):
+        """delta_u of one batch: min over delta_u of E_t max_a CE, from a uniform start."""
+        model.eval()
+        d = ((torch.rand(x.shape, generator=gen) * 2 - 1) * self.eps).to(x.device)
+        for _ in range(self.steps):
+            grad = torch.zeros_like(x)
+            for _ in range(self.eot):
+                d.requires_grad_(True)
+                view = self._augment((x + d).clamp(0, 1), gen)
+                a = self._adversary(model, view.detach(), y, gen)
+                loss = F.cross_entropy(model((view + a).clamp(0, 1)), y)
+                grad += torch.autograd.grad(loss, d)[0]
+                d = d.detach()
+            d = (d - self.step_size * grad.sign()).clamp(-self.eps, self.eps)
+            d = (x + d).clamp(0, 1) - x
+        return d
+
+    def _train_step(self, model, opt, x, d, y, step, gen):
+        """Adversarial training of the surrogate on the augmented protected batch."""
+        model.eval()
+        view = self._augment((x + d).clamp(0, 1), gen)
+        a = self._adversary(model, view, y, gen)
+        model.train()
+        for g in opt.param_groups:
+            g["lr"] = self.surrogate_lr * 0.1 ** (step // self.lr_decay_every)
+        loss = F.cross_entropy(model((view + a).clamp(0, 1)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+        opt.step()
