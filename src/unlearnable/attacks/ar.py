@@ -47,31 +47,37 @@ def ar_filters(coeffs: torch.Tensor) -> torch.Tensor:
 
 
 def sample_processes(num_classes: int, channels: int, gen: torch.Generator, *, min_response: float = 10.0,
-                     max_norm: float = 50.0, max_tries: int = 20000) -> torch.Tensor:
-    """Coefficients (K, C, 3, 3), each channel's 8 causal coefficients summing to 1."""
+                     max_norm: float = 50.0, max_tries: int = 100_000, chunk: int = 256) -> torch.Tensor:
+    """Coefficients (K, C, 3, 3), each channel's 8 causal coefficients summing to 1.
+
+    Candidates are drawn and tested in chunks (one vectorized generation per chunk), then
+    accepted in order while the filters of the classes accepted so far respond to them.
+    """
     accepted: list[torch.Tensor] = []
     tries = 0
     while len(accepted) < num_classes:
-        tries += 1
-        if tries > max_tries:
+        if tries >= max_tries:
             raise RuntimeError(f"ar: found only {len(accepted)} of {num_classes} separable processes in {max_tries} "
                                "tries; lower min_response")
-        b = torch.randn((channels, 3, 3), generator=gen, dtype=torch.float64)
-        b[:, 2, 2] = 0
-        sums = b.sum((1, 2))
-        if (sums.abs() < 1e-2).any():  # normalizing by a near-zero sum gives exploding coefficients
-            continue
-        b = b / sums.view(-1, 1, 1)
-        raw = ar_generate(b.expand(3, *b.shape), 32, 32, gen).double()
-        if not torch.isfinite(raw).all() or raw.flatten(1).norm(dim=1).max() > max_norm:
-            continue
-        signal = raw[-1:] / raw[-1].norm()
-        if accepted:  # every accepted filter must respond to the new process (it annihilates only its own)
-            filters = torch.stack([ar_filters(a) for a in accepted])  # (k, C, 3, 3)
-            resp = torch.stack([F.relu(F.conv2d(signal, f[:, None], groups=channels)).sum() for f in filters])
-            if resp.min() < min_response:
-                continue
-        accepted.append(b)
+        b = torch.randn((chunk, channels, 3, 3), generator=gen, dtype=torch.float64)
+        tries += chunk
+        b[:, :, 2, 2] = 0
+        sums = b.sum((2, 3))
+        ok = (sums.abs() > 1e-2).all(1)  # normalizing by a near-zero sum gives exploding coefficients
+        b = b / torch.where(sums.abs() > 1e-2, sums, torch.ones_like(sums)).view(chunk, channels, 1, 1)
+        raw = ar_generate(b.repeat_interleave(3, 0), 32, 32, gen).double().view(chunk, 3, channels, 32, 32)
+        norms = raw.flatten(2).norm(dim=2)  # (chunk, 3 signals)
+        ok &= torch.isfinite(raw).flatten(1).all(1) & (norms.nan_to_num(float("inf")).amax(1) <= max_norm)
+        for i in ok.nonzero().flatten().tolist():
+            signal = raw[i, -1:] / norms[i, -1]
+            if accepted:  # every accepted filter must respond to the new process (it annihilates only its own)
+                filters = torch.stack([ar_filters(a) for a in accepted])  # (k, C, 3, 3)
+                resp = torch.stack([F.relu(F.conv2d(signal, f[:, None], groups=channels)).sum() for f in filters])
+                if resp.min() < min_response:
+                    continue
+            accepted.append(b[i])
+            if len(accepted) == num_classes:
+                break
     return torch.stack(accepted).float()
 
 

@@ -22,9 +22,14 @@ from ..training import accuracy, to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
 from .common import AttackCheckpoint, class_means, perturbed_batch, sgd_step, surrogate_optimizer
 
-# Per-kind defaults of the options left at None (Huang et al.'s settings).
-KIND_DEFAULTS = {"classwise": {"attack_steps": 1, "attack_fraction": 0.2, "augment": True},
-                 "samplewise": {"attack_steps": 20, "attack_fraction": 1.0, "augment": False}}
+# Per-kind values of the options left at None: Huang et al.'s settings, and the cpu preset's
+# (a sample-wise round sweeps every image, so the CPU does fewer steps and rounds).
+KIND_DEFAULTS = {
+    ("paper", "classwise"): {"attack_steps": 1, "attack_fraction": 0.2, "augment": True, "max_rounds": 100},
+    ("paper", "samplewise"): {"attack_steps": 20, "attack_fraction": 1.0, "augment": False, "max_rounds": 100},
+    ("cpu", "classwise"): {"attack_steps": 1, "attack_fraction": 0.2, "augment": True, "max_rounds": 30},
+    ("cpu", "samplewise"): {"attack_steps": 10, "attack_fraction": 1.0, "augment": False, "max_rounds": 15},
+}
 
 
 @register_attack
@@ -42,19 +47,19 @@ class EM(Attack):
         "attack_steps": None,  # signed steps per batch (classwise 1, samplewise 20)
         "step_size": 0.8 / 255,
         "stop_acc": 0.99,
-        "max_rounds": 100,  # the step cap: rounds of (train_steps + one sweep)
+        "max_rounds": None,  # the step cap: rounds of (train_steps + one sweep); paper 100, cpu 30 / 15
         "augment": None,  # crop/flip while generating (classwise True; samplewise False, as in the paper's code)
     }
     PRESETS = {
         "paper": {},
-        "cpu": {"surrogate": "small_cnn", "batch_size": 256, "max_rounds": 30},
+        "cpu": {"surrogate": "small_cnn", "batch_size": 256},
     }
 
     def __init__(self, eps=None, **kwargs):
         super().__init__(eps, **kwargs)
-        if self.kind not in KIND_DEFAULTS:
+        if self.kind not in ("classwise", "samplewise"):
             raise ValueError(f"em: kind must be classwise or samplewise, got {self.kind!r}")
-        for key, value in KIND_DEFAULTS[self.kind].items():
+        for key, value in KIND_DEFAULTS[self.preset, self.kind].items():
             if self.options[key] is None:
                 self.options[key] = value
         if not 0 < self.attack_fraction <= 1:

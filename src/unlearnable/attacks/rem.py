@@ -48,8 +48,8 @@ class REM(Attack):
     }
     PRESETS = {
         "paper": {},
-        "cpu": {"surrogate": "small_cnn", "surrogate_lr": 0.05, "train_steps": 150, "lr_decay_every": 100,
-                "batch_size": 128, "steps": 5, "eot": 2, "adv_steps": 3, "adv_step_size": 1.6 / 255},
+        "cpu": {"surrogate": "small_cnn", "surrogate_lr": 0.05, "train_steps": 100, "lr_decay_every": 70,
+                "batch_size": 128, "steps": 5, "eot": 2, "adv_steps": 2, "adv_step_size": 2 / 255},
     }
 
     def fit(self, train_set):
