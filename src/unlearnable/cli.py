@@ -1,4 +1,4 @@
-"""Command line: unlearnable protect | evaluate | demo | methods | models."""
+"""Command line: unlearnable protect | evaluate | demo | methods | defenses | models."""
 
 from __future__ import annotations
 
@@ -92,6 +92,7 @@ def cmd_protect(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from . import evaluate
+    from .defenses import create_defense
     from .data import balanced_subset, load_dataset
     from .export import atomic_dir, check_output
     from .report import pct, plot_curves
@@ -104,6 +105,7 @@ def cmd_evaluate(args) -> int:
     rec = evaluate.run(train, test, victim=args.victim, init=args.init, protocol=args.protocol, preset=args.preset,
                        seed=args.seed, input_size=args.input_size, device=args.device, progress=not args.quiet,
                        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                       defense=create_defense(args.defense, **parse_sets(args.defense_set)),
                        checkpoint=out.with_name(f".{out.name}.checkpoint.pt") if out else None)
     rec.update({"train_data": str(args.train), "test_data": str(args.data),
                 "command": "unlearnable " + " ".join(sys.argv[1:])})
@@ -139,6 +141,17 @@ def cmd_methods(args) -> int:
             print(f"    {preset}: " + ", ".join(f"{k}={v}" for k, v in opts.items()))
     print("\nA trailing * (em*, tap*, rem*) runs a method with an ImageNet-pretrained surrogate "
           "(efficientnet_lite0 for --preset cpu, resnet18_imagenet for paper).")
+    return 0
+
+
+def cmd_defenses(args) -> int:
+    from .defenses import DEFENSES
+
+    for name in sorted(DEFENSES):
+        cls = DEFENSES[name]
+        print(f"{name:13s} {cls.summary}")
+        if cls.DEFAULTS:
+            print("    options: " + ", ".join(f"{k}={v}" for k, v in cls.DEFAULTS.items()))
     return 0
 
 
@@ -179,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--defense", default=None, help="what the trainer does against the protection "
+                                                   "(see `unlearnable defenses`), e.g. jpeg, pgd_at, projection")
+    p.add_argument("--defense-set", action="append", metavar="KEY=VALUE",
+                   help="defense option, e.g. --defense-set quality=30")
     p.add_argument("--out", default=None, help="folder for record.json and curves.png")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -199,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_methods)
     p = sub.add_parser("models", help="list models")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("defenses", help="list defenses with their options")
+    p.set_defaults(func=cmd_defenses)
     return parser
 
 

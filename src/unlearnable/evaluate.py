@@ -60,10 +60,19 @@ def versions() -> dict:
 
 def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet", protocol: str = "finetune",
         preset: str = "cpu", seed: int = 0, input_size: int | None = None, device=None, progress: bool = True,
-        checkpoint=None, **overrides) -> dict:
-    """Train a victim on `train_set`, test on the clean `test_set` after every epoch."""
+        checkpoint=None, defense=None, **overrides) -> dict:
+    """Train a victim on `train_set`, test on the clean `test_set` after every epoch.
+
+    `defense`: None, a name (see unlearnable.defenses) or a Defense object, applied by the
+    trainer (its data preparation, batch transforms or loss; a linear probe sets the protocol).
+    """
+    from .defenses import Defense, create_defense
     from .models import create_model
 
+    if not isinstance(defense, Defense):
+        defense = create_defense(defense)
+    if defense is not None and defense.protocol:
+        protocol = defense.protocol
     if init not in ("scratch", "imagenet"):
         raise ValueError(f"--init must be scratch or imagenet, got {init!r}")
     if protocol not in ("finetune", "linear"):
@@ -73,6 +82,8 @@ def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet
     if list(train_set.classes) != list(test_set.classes):
         raise ValueError(f"train and test classes differ: {train_set.classes} vs {test_set.classes}")
     name, preset_size, cfg = victim_recipe(preset, init, protocol, **overrides)
+    if defense is not None:
+        train_set, test_set = defense.prepare(train_set, test_set)
     name = victim or name
     input_size = input_size or preset_size
     torch.manual_seed(seed)
@@ -80,8 +91,9 @@ def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet
     device = torch.device(device) if device else default_device()
     t0 = time.perf_counter()
     result = train_classifier(model, train_set, cfg, test_set=test_set, protocol=protocol, seed=seed, device=device,
-                              checkpoint=checkpoint, progress=progress, desc=f"{name}/{init}")
+                              checkpoint=checkpoint, progress=progress, desc=f"{name}/{init}", defense=defense)
     result.update({"victim": name, "init": init, "input_size": input_size, "preset": preset,
+                   "defense": defense.settings() if defense is not None else None,
                    "seconds": time.perf_counter() - t0, "n_train": len(train_set), "n_test": len(test_set),
                    "device": str(device), "versions": versions()})
     result["config"] = asdict(cfg)

@@ -121,11 +121,13 @@ def set_train_mode(model: nn.Module, protocol: str) -> None:
 
 def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=None, protocol: str = "finetune",
                      seed: int = 0, device: torch.device | None = None, checkpoint: str | Path | None = None,
-                     progress: bool = True, desc: str = "train") -> dict:
+                     progress: bool = True, desc: str = "train", defense=None) -> dict:
     """Train `model` on `train_set` (an ImageDataset), testing on `test_set` after every epoch.
 
     Returns a history: one record per epoch (loss, train accuracy on the augmented batches,
-    test accuracy, seconds) plus final and best test accuracy.
+    test accuracy, seconds) plus final and best test accuracy. A `defense` (unlearnable.defenses)
+    transforms each batch before and after the crop/flip, or replaces the loss; its `prepare`
+    step belongs to the caller (evaluate.run), which owns the datasets.
     """
     if protocol not in ("finetune", "linear"):
         raise ValueError(f"protocol must be finetune or linear, got {protocol!r}")
@@ -161,6 +163,8 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
         for i in bar:
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = to_float(images[idx], device)
+            if defense is not None:
+                x = defense.pre_augment(x)
             if cfg.augment:
                 x = crop_flip(x, pad, gen)
             y = labels_dev[idx.to(device)]
@@ -168,8 +172,11 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * factor
             with autocast(device):
-                out = model(x)
-                loss = F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+                if defense is None:
+                    out = model(x)
+                    loss = F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+                else:
+                    loss, out = defense.loss(model, x, y, gen, cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

@@ -90,6 +90,13 @@ class ImageDataset:
             files = [self.files[i] for i in idx.tolist()]
         return ImageDataset(self.images[idx].contiguous(), self.labels[idx].clone(), list(self.classes), files)
 
+    def with_images(self, images: torch.Tensor) -> "ImageDataset":
+        """The same labelled set with other pixels (same shape), e.g. after a transformation."""
+        if images.shape != self.images.shape:
+            raise ValueError(f"new images have shape {tuple(images.shape)}, expected {tuple(self.images.shape)}")
+        return ImageDataset(images, self.labels.clone(), list(self.classes),
+                            list(self.files) if self.files is not None else None)
+
     def class_counts(self) -> torch.Tensor:
         """Number of images of every class, int64 of shape (num_classes,)."""
         return torch.bincount(self.labels, minlength=self.num_classes)

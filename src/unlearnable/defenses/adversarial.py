@@ -1,0 +1,41 @@
+"""Adversarial training (Madry et al., ICLR 2018): train on the worst-case Linf perturbation of
+every batch within `eps`, found by PGD. Protections whose noise is smaller than the adversary's
+budget can be undone this way (REM is built to survive it)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Defense, register_defense
+
+
+def pgd_linf(model, x, y, eps: float, steps: int, step_size: float, gen: torch.Generator) -> torch.Tensor:
+    """Untargeted PGD from a uniform random start; returns x + delta in [0, 1], |delta| <= eps."""
+    modes = [m.training for m in model.modules()]
+    model.eval()  # the attack sees fixed BatchNorm statistics, as in the usual PGD-AT recipes
+    d = ((torch.rand(x.shape, generator=gen) * 2 - 1) * eps).to(x.device)
+    d = (x + d).clamp(0, 1) - x
+    for _ in range(steps):
+        d.requires_grad_(True)
+        loss = F.cross_entropy(model(x + d), y)
+        (g,) = torch.autograd.grad(loss, d)
+        d = (d.detach() + step_size * g.sign()).clamp(-eps, eps)
+        d = (x + d).clamp(0, 1) - x
+    for m, mode in zip(model.modules(), modes):
+        m.training = mode
+    return (x + d).detach()
+
+
+@register_defense
+class AdversarialTraining(Defense):
+    name = "pgd_at"
+    summary = "PGD adversarial training (Madry et al. 2018): train on Linf-PGD examples (8/255, 10 steps)"
+    DEFAULTS = {"eps": 8 / 255, "steps": 10, "step_size": 2 / 255}
+
+    def validate(self):
+        if not 0 < self.eps <= 1 or int(self.steps) < 1 or self.step_size <= 0:
+            raise ValueError(f"pgd_at: need 0 < eps <= 1, steps >= 1, step_size > 0; got {self.options}")
+
+    def batch(self, model, x, y, gen):
+        return pgd_linf(model, x, y, self.eps, int(self.steps), self.step_size, gen), y

@@ -1,0 +1,91 @@
+"""Strong augmentations a trainer might add: Cutout (DeVries & Taylor 2017), CutMix (Yun et al.
+2019), Mixup (Zhang et al. 2018). Applied per batch after the standard crop/flip, as tensor ops.
+The mixing ones return soft targets (per-class probabilities)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Defense, register_defense
+
+
+def box_masks(n: int, h: int, w: int, size_h: torch.Tensor, size_w: torch.Tensor, gen: torch.Generator,
+              device) -> torch.Tensor:
+    """(n, 1, h, w) boolean masks of one box per image, centred uniformly (clipped at the border)."""
+    cy = torch.randint(0, h, (n,), generator=gen)
+    cx = torch.randint(0, w, (n,), generator=gen)
+    y0, y1 = (cy - size_h // 2).clamp(0, h), (cy + (size_h + 1) // 2).clamp(0, h)
+    x0, x1 = (cx - size_w // 2).clamp(0, w), (cx + (size_w + 1) // 2).clamp(0, w)
+    rows, cols = torch.arange(h), torch.arange(w)
+    inside = ((rows[None, :, None] >= y0[:, None, None]) & (rows[None, :, None] < y1[:, None, None])
+              & (cols[None, None, :] >= x0[:, None, None]) & (cols[None, None, :] < x1[:, None, None]))
+    return inside[:, None].to(device)
+
+
+def beta(alpha: float, gen: torch.Generator) -> float:
+    """One Beta(alpha, alpha) draw from the seeded generator (ratio of Gamma draws)."""
+    g = torch._standard_gamma(torch.full((2,), float(alpha)), generator=gen)
+    return float(g[0] / g.sum())
+
+
+@register_defense
+class Cutout(Defense):
+    name = "cutout"
+    summary = "Cutout (DeVries & Taylor 2017): zero one random square per image (half the image side)"
+    DEFAULTS = {"size": 0.5}  # side of the square as a fraction of the image side (16 px at 32 px)
+
+    def validate(self):
+        if not 0 < self.size <= 1:
+            raise ValueError(f"cutout: size must be in (0, 1], got {self.size}")
+
+    def batch(self, model, x, y, gen):
+        n, _, h, w = x.shape
+        side = torch.full((n,), max(1, round(self.size * h)))
+        return x.masked_fill(box_masks(n, h, w, side, side, gen, x.device), 0.0), y
+
+
+@register_defense
+class CutMix(Defense):
+    name = "cutmix"
+    summary = "CutMix (Yun et al. 2019): paste a box from another image, mix labels by area"
+    DEFAULTS = {"alpha": 1.0, "prob": 0.5}  # ISS's evaluation settings
+
+    def batch(self, model, x, y, gen):
+        n, _, h, w = x.shape
+        k = model_classes(model, y)
+        if float(torch.rand((), generator=gen)) >= self.prob:
+            return x, y
+        lam = beta(self.alpha, gen)
+        cut = (1 - lam) ** 0.5
+        sh, sw = torch.full((n,), round(h * cut)), torch.full((n,), round(w * cut))
+        perm = torch.randperm(n, generator=gen).to(x.device)
+        mask = box_masks(n, h, w, sh, sw, gen, x.device)
+        mixed = torch.where(mask, x[perm], x)
+        area = mask.flatten(1).float().mean(1, keepdim=True)  # the real pasted share, per image
+        target = (1 - area) * F.one_hot(y, k).float() + area * F.one_hot(y[perm], k).float()
+        return mixed, target
+
+
+@register_defense
+class Mixup(Defense):
+    name = "mixup"
+    summary = "Mixup (Zhang et al. 2018): convex combinations of image pairs and their labels"
+    DEFAULTS = {"alpha": 1.0, "prob": 0.5}  # ISS's evaluation settings
+
+    def batch(self, model, x, y, gen):
+        k = model_classes(model, y)
+        if float(torch.rand((), generator=gen)) >= self.prob:
+            return x, y
+        lam = beta(self.alpha, gen)
+        perm = torch.randperm(len(x), generator=gen).to(x.device)
+        target = lam * F.one_hot(y, k).float() + (1 - lam) * F.one_hot(y[perm], k).float()
+        return lam * x + (1 - lam) * x[perm], target
+
+
+def model_classes(model, y) -> int:
+    """Number of classes of a classifier (its head's outputs), for one-hot targets."""
+    head = getattr(model, "head", None)
+    if head is not None and hasattr(head, "out_features"):
+        return head.out_features
+    return int(getattr(model, "num_classes", int(y.max()) + 1))

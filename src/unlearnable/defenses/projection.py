@@ -1,0 +1,69 @@
+"""Orthogonal projection (Sandoval-Segura et al., "What Can We Learn from Unlearnable Datasets?",
+NeurIPS 2023).
+
+Class-wise perturbations are, by construction, linearly separable: a linear classifier on raw
+pixels finds them. Fit one on the protected training images, then remove the directions it
+uses (the span of its weight rows) from every training image before training (the clean test
+images stay as they are, as in the reference). What the class-wise noise added lies mostly in
+that span; most of the image content does not. The projected images are not clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .base import Defense, register_defense
+
+
+def fit_linear(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *, epochs: int, lr: float,
+               batch_size: int, gen: torch.Generator, progress: bool = False) -> torch.Tensor:
+    """Multinomial logistic regression without bias on flattened [0, 1] pixels, plain SGD with the
+    learning rate divided by 10 at 50% and 75% of the epochs; returns the weights (K, D)."""
+    x = images.flatten(1).float() / 255
+    w = torch.zeros((num_classes, x.shape[1]), requires_grad=True)
+    opt = torch.optim.SGD([w], lr=lr)
+    for epoch in tqdm(range(epochs), desc="projection: fit linear model", disable=not progress, leave=False):
+        opt.param_groups[0]["lr"] = lr * 0.1 ** ((epoch >= epochs // 2) + (epoch >= 3 * epochs // 4))
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), batch_size):
+            idx = order[i:i + batch_size]
+            loss = F.cross_entropy(x[idx] @ w.T, labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return w.detach()
+
+
+def orthogonal_projector(weights: torch.Tensor) -> torch.Tensor:
+    """Orthonormal basis Q (D, r) of the span of the weight rows; images are projected by x - Q Q^T x."""
+    rows = weights.double() / weights.double().norm(dim=1, keepdim=True).clamp(min=1e-12)
+    q, r = torch.linalg.qr(rows.T)
+    keep = r.diagonal().abs() > 1e-8 * r.diagonal().abs().max()  # drop dependent rows
+    return q[:, keep].float()
+
+
+def project_out(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Remove the basis directions from a float batch (N, C, H, W)."""
+    flat = x.flatten(1)
+    return (flat - (flat @ basis) @ basis.T).view_as(x)
+
+
+@register_defense
+class OrthogonalProjection(Defense):
+    name = "projection"
+    summary = "orthogonal projection (Sandoval-Segura et al. 2023): remove a pixel-space linear model's directions"
+    DEFAULTS = {"epochs": 20, "lr": 0.1, "batch_size": 1024, "seed": 0}
+
+    def prepare(self, train_set, test_set):
+        gen = torch.Generator().manual_seed(int(self.seed))
+        w = fit_linear(train_set.images, train_set.labels, train_set.num_classes, epochs=int(self.epochs),
+                       lr=self.lr, batch_size=int(self.batch_size), gen=gen)
+        self.basis = orthogonal_projector(w)
+        self.linear_train_acc = float(((train_set.images.flatten(1).float() / 255 @ w.T).argmax(1)
+                                       == train_set.labels).float().mean())
+        return train_set, test_set
+
+    def pre_augment(self, x: torch.Tensor) -> torch.Tensor:
+        return project_out(x, self.basis.to(x.device))

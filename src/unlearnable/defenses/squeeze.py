@@ -1,0 +1,94 @@
+"""Image shortcut squeezing (ISS), Liu et al., "Image Shortcut Squeezing: Countering Perturbative
+Availability Poisons with Compression", ICML 2023.
+
+Simple compressions applied to the training images before training (before the standard
+crop/flip; the clean test images stay as they are, the reference's default): grayscale removes
+colour patterns, low-quality JPEG removes high-frequency detail, bit-depth reduction (2 bits, as
+in the authors' APBench) removes small amplitude changes. Each works on the uint8 images, once.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .base import Defense, register_defense
+
+
+def grayscale(images: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601-2 luma (PIL's 'L' conversion), rounded, replicated to 3 channels."""
+    w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    luma = (images.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    return luma.expand(-1, images.shape[1], -1, -1).contiguous()
+
+
+def jpeg(images: torch.Tensor, quality: int) -> tuple[torch.Tensor, int]:
+    """JPEG-encode and decode every image with PIL; also returns the total encoded bytes."""
+    out = torch.empty_like(images)
+    arr = images.permute(0, 2, 3, 1).numpy()
+    total = 0
+    for i in range(len(arr)):  # one-time preprocessing of the training set, not a training hot path
+        buf = io.BytesIO()
+        Image.fromarray(arr[i]).save(buf, format="JPEG", quality=quality)
+        total += buf.tell()
+        buf.seek(0)
+        out[i] = torch.from_numpy(np.asarray(Image.open(buf).convert("RGB")).copy()).permute(2, 0, 1)
+    return out, total
+
+
+def bit_depth(images: torch.Tensor, bits: int) -> torch.Tensor:
+    """Keep the top `bits` bits of every 8-bit value (a posterize: the low bits are zeroed)."""
+    shift = 8 - bits
+    return (images >> shift) << shift
+
+
+class _Squeeze(Defense):
+    apply_to_test = False
+
+    def squeeze(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def prepare(self, train_set, test_set):
+        train = train_set.with_images(self.squeeze(train_set.images))
+        test = test_set.with_images(self.squeeze(test_set.images)) if self.apply_to_test and test_set else test_set
+        return train, test
+
+
+@register_defense
+class Grayscale(_Squeeze):
+    name = "grayscale"
+    summary = "ISS grayscale (Liu et al. 2023): train on luma replicated to 3 channels"
+
+    def squeeze(self, images):
+        return grayscale(images)
+
+
+@register_defense
+class JPEG(_Squeeze):
+    name = "jpeg"
+    summary = "ISS JPEG (Liu et al. 2023): train on JPEG-compressed images (quality 10)"
+    DEFAULTS = {"quality": 10}
+
+    def validate(self):
+        if not 1 <= int(self.quality) <= 95:
+            raise ValueError(f"jpeg: quality must be in [1, 95], got {self.quality}")
+
+    def squeeze(self, images):
+        return jpeg(images, int(self.quality))[0]
+
+
+@register_defense
+class BitDepth(_Squeeze):
+    name = "bitdepth"
+    summary = "ISS bit-depth reduction (Liu et al. 2023): train on images with few bits per channel"
+    DEFAULTS = {"bits": 2}
+
+    def validate(self):
+        if not 1 <= int(self.bits) <= 7:
+            raise ValueError(f"bitdepth: bits must be in [1, 7], got {self.bits}")
+
+    def squeeze(self, images):
+        return bit_depth(images, int(self.bits))
