@@ -1,4 +1,4 @@
-"""Command line: unlearnable protect | evaluate | demo | methods | defenses | models."""
+"""Command line: unlearnable protect | evaluate | bench | demo | methods | defenses | models."""
 
 from __future__ import annotations
 
@@ -144,6 +144,13 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    run_bench(args.config, args.out, device=args.device, progress=not args.quiet, download=args.download)
+    return 0
+
+
 def cmd_defenses(args) -> int:
     from .defenses import DEFENSES
 
@@ -216,6 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_methods)
     p = sub.add_parser("models", help="list models")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("bench", help="run a grid of methods x victims x defenses x seeds from a YAML config "
+                                     "(resumable); writes results.jsonl, table.md, results.csv, plots")
+    p.add_argument("config", help="bench config, e.g. configs/cpu-mini.yaml")
+    p.add_argument("--out", default=None, help="results folder (default runs/bench/<config name>); "
+                                               "an existing one is resumed")
+    p.add_argument("--device", default=None)
+    p.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive if not found")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("defenses", help="list defenses with their options")
     p.set_defaults(func=cmd_defenses)

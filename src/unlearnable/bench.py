@@ -1,0 +1,296 @@
+"""The benchmark harness: a grid of datasets x methods x victims x defenses x seeds, measured the
+same way, resumable, with a table, a CSV and plots at the end.
+
+A config (YAML) names the grid:
+
+    name: cpu-mini
+    preset: cpu                 # presets of the methods and victims
+    seeds: [0]
+    datasets:
+      - {name: cifar10, source: cifar10, train_per_class: 500}
+    methods:                    # name (a method, "clean", or method* for a pretrained surrogate)
+      clean: {}
+      em: {}
+      bait: {}                  # -> options for create_attack
+    victims:
+      - {name: scratch, init: scratch}
+      - {name: imagenet, init: imagenet}
+      - {name: linear, init: imagenet, protocol: linear}   # also: victim, epochs, lr, ...
+    defenses:
+      none: {}
+      jpeg: {quality: 10}
+
+Each protected training set is made once per (dataset, method, seed), exported as a PNG folder
+and read back from it, then shared by every victim and defense. Every finished cell appends
+one JSON line to results.jsonl; a run that is killed and started again skips finished cells
+and resumes the current one from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+from .report import markdown_table, plot_curves
+
+VICTIM_KEYS = {"name", "init", "protocol", "victim", "input_size", "epochs", "lr", "batch_size"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    method: str
+    victim: str
+    defense: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.method}/{self.victim}/{self.defense}/seed{self.seed}"
+
+    @property
+    def slug(self) -> str:
+        return self.key.replace("/", "__").replace("*", "-star")
+
+
+def load_config(path: str | Path) -> dict:
+    """Read and check a bench config; errors name the file and the entry."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"bench config {path} not found")
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from e
+    for key in ("datasets", "methods", "victims"):
+        if not cfg.get(key):
+            raise ValueError(f"{path}: '{key}' is missing or empty")
+    cfg.setdefault("name", path.stem)
+    cfg.setdefault("preset", "cpu")
+    cfg.setdefault("seeds", [0])
+    cfg["defenses"] = cfg.get("defenses") or {"none": {}}
+    if isinstance(cfg["defenses"], list):
+        cfg["defenses"] = {d: {} for d in cfg["defenses"]}
+    if isinstance(cfg["methods"], list):
+        cfg["methods"] = {m: {} for m in cfg["methods"]}
+    names = set()
+    for d in cfg["datasets"]:
+        if "name" not in d or "source" not in d:
+            raise ValueError(f"{path}: every dataset needs a name and a source, got {d}")
+        names.add(d["name"])
+    if len(names) != len(cfg["datasets"]):
+        raise ValueError(f"{path}: dataset names must be unique")
+    for v in cfg["victims"]:
+        if "name" not in v or "init" not in v:
+            raise ValueError(f"{path}: every victim needs a name and an init (scratch | imagenet), got {v}")
+        unknown = set(v) - VICTIM_KEYS
+        if unknown:
+            raise ValueError(f"{path}: victim {v['name']!r} has unknown key(s) {sorted(unknown)}; known: {sorted(VICTIM_KEYS)}")
+    if len({v["name"] for v in cfg["victims"]}) != len(cfg["victims"]):
+        raise ValueError(f"{path}: victim names must be unique")
+    _check_names(cfg, path)
+    return cfg
+
+
+def _check_names(cfg: dict, path: Path) -> None:
+    """Unknown methods, defenses or options fail before any work starts."""
+    from .attacks import create_attack
+    from .defenses import create_defense
+
+    for name, opts in cfg["methods"].items():
+        if name != "clean":
+            try:
+                create_attack(name, preset=cfg["preset"], device="cpu", progress=False, **(opts or {}))
+            except ValueError as e:
+                raise ValueError(f"{path}: method {name!r}: {e}") from e
+    for name, opts in cfg["defenses"].items():
+        try:
+            create_defense(name, **(opts or {}))
+        except ValueError as e:
+            raise ValueError(f"{path}: defense {name!r}: {e}") from e
+
+
+def cells(cfg: dict) -> list[Cell]:
+    return [Cell(d["name"], m, v["name"], f, int(s))
+            for d in cfg["datasets"] for m in cfg["methods"] for s in cfg["seeds"]
+            for v in cfg["victims"] for f in cfg["defenses"]]
+
+
+def read_results(path: Path) -> dict[str, dict]:
+    """Finished cells by key; a torn last line (a kill mid-write) is ignored."""
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done[rec["cell"]] = rec
+    return done
+
+
+def run_bench(config: str | Path, out: str | Path | None = None, *, device=None, progress: bool = True,
+              download: bool = False) -> dict:
+    from . import evaluate
+    from .attacks import create_attack
+    from .data import balanced_subset, load_dataset
+    from .defenses import create_defense
+    from .export import atomic_write_text, export_protected
+
+    cfg = load_config(config)
+    out = Path(out or Path("runs") / "bench" / cfg["name"])
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    results_path = out / "results.jsonl"
+    done = read_results(results_path)
+    grid = cells(cfg)
+    todo = [c for c in grid if c.key not in done]
+    print(f"bench {cfg['name']}: {len(grid)} cells, {len(grid) - len(todo)} done, results in {out}")
+    datasets = {d["name"]: d for d in cfg["datasets"]}
+    victims = {v["name"]: v for v in cfg["victims"]}
+    loaded: dict = {}
+
+    def data(name: str, seed: int):
+        if (name, seed) not in loaded:
+            d = datasets[name]
+            train = load_dataset(d["source"], "train", image_size=d.get("image_size"), download=download)
+            if d.get("train_per_class"):
+                train = balanced_subset(train, d["train_per_class"], seed=seed)
+            test = load_dataset(d["source"], "test", image_size=d.get("image_size"), download=download)
+            if d.get("test_per_class"):
+                test = balanced_subset(test, d["test_per_class"], seed=seed, option="test_per_class")
+            loaded[name, seed] = (train, test)
+        return loaded[name, seed]
+
+    def protected(cell: Cell):
+        """The exported protected training set of a (dataset, method, seed), made once."""
+        train, _ = data(cell.dataset, cell.seed)
+        if cell.method == "clean":
+            return train
+        folder = out / "protected" / cell.dataset / f"{cell.method.replace('*', '-star')}-seed{cell.seed}"
+        if not (folder / "manifest.json").exists():
+            attack = create_attack(cell.method, seed=cell.seed, preset=cfg["preset"], device=device, progress=progress,
+                                   checkpoint=out / "checkpoints" / f"{folder.parent.name}__{folder.name}.attack.pt",
+                                   **(cfg["methods"][cell.method] or {}))
+            t0 = time.perf_counter()
+            perturbation = attack.fit(train)
+            seconds = time.perf_counter() - t0
+            manifest = {"method": cell.method, "settings": attack.settings(), "seed": cell.seed,
+                        "dataset": datasets[cell.dataset], "seconds": round(seconds, 1),
+                        "versions": evaluate.versions()}
+            export_protected(folder, train, perturbation.apply(train), perturbation, manifest, force=True,
+                             progress=progress)
+        return load_dataset(folder, "train", cache=False)  # evaluate what was exported
+
+    bar = tqdm(total=len(grid), initial=len(grid) - len(todo), desc=f"bench {cfg['name']}", unit="cell",
+               disable=not progress, position=0)
+    for cell in todo:
+        bar.set_postfix_str(cell.key)
+        train = protected(cell)
+        _, test = data(cell.dataset, cell.seed)
+        v = dict(victims[cell.victim])
+        ckpt = out / "checkpoints" / f"{cell.slug}.pt"
+        rec = evaluate.run(train, test, victim=v.pop("victim", None), init=v.pop("init"),
+                           protocol=v.pop("protocol", "finetune"), preset=cfg["preset"], seed=cell.seed,
+                           device=device, progress=progress, checkpoint=ckpt,
+                           defense=create_defense(cell.defense, **(cfg["defenses"][cell.defense] or {})),
+                           **{k: val for k, val in v.items() if k != "name"})
+        rec.update({"cell": cell.key, "dataset": cell.dataset, "method": cell.method, "victim_name": cell.victim,
+                    "defense_name": cell.defense, "seed": cell.seed})
+        with open(results_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        ckpt.unlink(missing_ok=True)
+        done[cell.key] = rec
+        bar.update(1)
+        tqdm.write(f"{cell.key}: final {100 * rec['final_test_acc']:.1f}%, best {100 * rec['best_test_acc']:.1f}%")
+    bar.close()
+    return write_reports(cfg, [done[c.key] for c in grid], out)
+
+
+def _mean_std(values: list[float]) -> str:
+    m = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{100 * m:.1f}"
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return f"{100 * m:.1f} ± {100 * sd:.1f}"
+
+
+def write_reports(cfg: dict, records: list[dict], out: Path) -> dict:
+    """table.md (final and best, mean ± std over seeds), results.csv, curves and bar charts."""
+    from .export import atomic_write_text
+
+    columns = [(v["name"], d) for v in cfg["victims"] for d in cfg["defenses"]]
+    by = {}
+    for r in records:
+        by.setdefault((r["dataset"], r["method"], r["victim_name"], r["defense_name"]), []).append(r)
+    parts = []
+    for d in cfg["datasets"]:
+        header = ["method"] + [f"{v}" + (f" + {f}" if f != "none" else "") + " final / best" for v, f in columns]
+        rows = []
+        for m in cfg["methods"]:
+            row = [m]
+            for v, f in columns:
+                rs = by.get((d["name"], m, v, f), [])
+                row.append(f"{_mean_std([r['final_test_acc'] for r in rs])} / {_mean_std([r['best_test_acc'] for r in rs])}"
+                           if rs else "-")
+            rows.append(row)
+        n_test = next((r["n_test"] for r in records if r["dataset"] == d["name"]), "?")
+        parts.append(f"### {d['name']}\n\nClean test accuracy (%) on {n_test} test images; lower = better "
+                     f"protection; mean ± std over seeds {cfg['seeds']}.\n\n" + markdown_table(header, rows))
+    table = "\n".join(parts)
+    atomic_write_text(out / "table.md", table)
+    buf = io.StringIO()
+    fields = ["cell", "dataset", "method", "victim_name", "victim", "init", "protocol", "defense_name", "seed",
+              "final_test_acc", "best_test_acc", "final_train_acc", "seconds"]
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    w.writeheader()
+    for r in records:
+        w.writerow(r)
+    atomic_write_text(out / "results.csv", buf.getvalue())
+    plots = out / "plots"
+    plots.mkdir(exist_ok=True)
+    for (ds, m, v, f), rs in by.items():
+        plot_curves({f"seed {r['seed']}": r for r in rs}, plots / f"curves__{ds}__{m.replace('*', '-star')}__{v}__{f}.png",
+                    title=f"{ds}: {m}, victim {v}, defense {f}")
+    for d in cfg["datasets"]:
+        bar_chart(cfg, by, d["name"], columns, plots / f"bars__{d['name']}.png")
+    print(table)
+    return {"table": table, "records": records}
+
+
+def bar_chart(cfg: dict, by: dict, dataset: str, columns: list, path: Path) -> None:
+    """Final test accuracy per method (groups) and victim/defense (bars), mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(cfg["methods"])
+    width = 0.8 / max(1, len(columns))
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(methods) * max(1, len(columns)) ** 0.5), 4.0), dpi=110)
+    for j, (v, f) in enumerate(columns):
+        vals = []
+        for m in methods:
+            rs = by.get((dataset, m, v, f), [])
+            vals.append(100 * sum(r["final_test_acc"] for r in rs) / len(rs) if rs else 0)
+        ax.bar([i + j * width for i in range(len(methods))], vals, width,
+               label=v + (f" + {f}" if f != "none" else ""))
+    ax.set_xticks([i + width * (len(columns) - 1) / 2 for i in range(len(methods))], methods, rotation=30)
+    ax.set_ylabel("final clean test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{cfg['name']}: {dataset}")
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,84 @@
+"""The bench harness on a 2-cell grid: runs, reports, resumes after a kill, refuses bad configs."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from unlearnable import bench, evaluate
+from unlearnable.cli import main
+
+
+@pytest.fixture()
+def config(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for split, n in (("train", 12), ("test", 4)):
+        for c in ("ant", "bee"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+    cfg = {"name": "tiny", "preset": "cpu", "seeds": [0],
+           "datasets": [{"name": "toy", "source": str(root)}],
+           "methods": {"clean": {}, "random": {}},
+           "victims": [{"name": "scratch", "init": "scratch", "epochs": 2, "batch_size": 8}],
+           "defenses": {"none": {}}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_bench_runs_and_reports(config, tmp_path):
+    out = tmp_path / "out"
+    assert main(["bench", str(config), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["cell"] for r in lines] == ["toy/clean/scratch/none/seed0", "toy/random/scratch/none/seed0"]
+    assert all(len(r["history"]) == 2 for r in lines)
+    table = (out / "table.md").read_text()
+    assert "| clean |" in table and "| random |" in table
+    assert (out / "results.csv").read_text().count("\n") == 3
+    assert (out / "plots" / "bars__toy.png").exists()
+    assert (out / "protected" / "toy" / "random-seed0" / "manifest.json").exists()
+    # a second run finds everything done and trains nothing
+    assert main(["bench", str(config), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+
+
+def test_bench_resumes_after_a_kill(config, tmp_path, monkeypatch, dies_on_call):
+    full = tmp_path / "full"
+    bench.run_bench(config, full, device="cpu", progress=False)
+    killed = tmp_path / "killed"
+    real = evaluate.run
+    monkeypatch.setattr(evaluate, "run", dies_on_call(real, 2))  # dies in the second cell
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_bench(config, killed, device="cpu", progress=False)
+    assert len((killed / "results.jsonl").read_text().splitlines()) == 1
+    calls = []
+    monkeypatch.setattr(evaluate, "run", lambda *a, **k: calls.append(1) or real(*a, **k))
+    bench.run_bench(config, killed, device="cpu", progress=False)
+    assert len(calls) == 1  # only the unfinished cell ran again
+    assert (killed / "table.md").read_text() == (full / "table.md").read_text()
+
+
+def test_bad_configs_fail_before_work(config, tmp_path):
+    cfg = yaml.safe_load(config.read_text())
+    for broken, message in [({**cfg, "methods": {"nope": {}}}, "unknown method"),
+                            ({**cfg, "defenses": {"jpeg": {"qualty": 3}}}, "no option"),
+                            ({**cfg, "victims": [{"name": "v"}]}, "init"),
+                            ({**cfg, "victims": [{"name": "v", "init": "scratch", "epoch": 3}]}, "unknown key")]:
+        path = tmp_path / "broken.yaml"
+        path.write_text(yaml.safe_dump(broken))
+        with pytest.raises(ValueError, match=message):
+            bench.load_config(path)
+    assert main(["bench", str(tmp_path / "missing.yaml")]) == 2
+
+
+@pytest.mark.parametrize("name", ["cpu-mini", "cpu-defenses", "paper-cifar10"])
+def test_repository_configs_are_valid(name):
+    from pathlib import Path
+
+    cfg = bench.load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
+    assert len(bench.cells(cfg)) >= 30
