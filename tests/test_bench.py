@@ -23,7 +23,7 @@ def config(tmp_path, monkeypatch):
                 Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
     cfg = {"name": "tiny", "preset": "cpu", "seeds": [0],
            "datasets": [{"name": "toy", "source": str(root)}],
-           "methods": {"clean": {}, "random": {}},
+           "methods": {"clean": {}, "random-sw": {"method": "random", "kind": "samplewise"}},
            "victims": [{"name": "scratch", "init": "scratch", "epochs": 2, "batch_size": 8}],
            "defenses": {"none": {}}}
     path = tmp_path / "tiny.yaml"
@@ -35,13 +35,14 @@ def test_bench_runs_and_reports(config, tmp_path):
     out = tmp_path / "out"
     assert main(["bench", str(config), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
-    assert [r["cell"] for r in lines] == ["toy/clean/scratch/none/seed0", "toy/random/scratch/none/seed0"]
+    assert [r["cell"] for r in lines] == ["toy/clean/scratch/none/seed0", "toy/random-sw/scratch/none/seed0"]
     assert all(len(r["history"]) == 2 for r in lines)
     table = (out / "table.md").read_text()
-    assert "| clean |" in table and "| random |" in table
+    assert "| clean |" in table and "| random-sw |" in table
     assert (out / "results.csv").read_text().count("\n") == 3
     assert (out / "plots" / "bars__toy.png").exists()
-    assert (out / "protected" / "toy" / "random-seed0" / "manifest.json").exists()
+    manifest = json.loads((out / "protected" / "toy" / "random-sw-seed0" / "manifest.json").read_text())
+    assert manifest["settings"]["method"] == "random" and manifest["settings"]["kind"] == "samplewise"
     # a second run finds everything done and trains nothing
     assert main(["bench", str(config), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     assert len((out / "results.jsonl").read_text().splitlines()) == 2

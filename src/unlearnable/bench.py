@@ -8,10 +8,11 @@ A config (YAML) names the grid:
     seeds: [0]
     datasets:
       - {name: cifar10, source: cifar10, train_per_class: 500}
-    methods:                    # name (a method, "clean", or method* for a pretrained surrogate)
-      clean: {}
-      em: {}
-      bait: {}                  # -> options for create_attack
+    methods:                    # row name -> options for create_attack
+      clean: {}                 # no protection
+      em: {}                    # the row name is the method (method* for a pretrained surrogate) ...
+      em-sw: {method: em, kind: samplewise}   # ... unless `method` names it
+      bait: {}
     victims:
       - {name: scratch, init: scratch}
       - {name: imagenet, init: imagenet}
@@ -108,7 +109,8 @@ def _check_names(cfg: dict, path: Path) -> None:
     for name, opts in cfg["methods"].items():
         if name != "clean":
             try:
-                create_attack(name, preset=cfg["preset"], device="cpu", progress=False, **(opts or {}))
+                method, opts = method_and_options(name, opts)
+                create_attack(method, preset=cfg["preset"], device="cpu", progress=False, **opts)
             except ValueError as e:
                 raise ValueError(f"{path}: method {name!r}: {e}") from e
     for name, opts in cfg["defenses"].items():
@@ -116,6 +118,12 @@ def _check_names(cfg: dict, path: Path) -> None:
             create_defense(name, **(opts or {}))
         except ValueError as e:
             raise ValueError(f"{path}: defense {name!r}: {e}") from e
+
+
+def method_and_options(row: str, opts: dict | None) -> tuple[str, dict]:
+    """A methods entry -> (method name, its options): `method:` in the options names the method."""
+    opts = dict(opts or {})
+    return opts.pop("method", row), opts
 
 
 def cells(cfg: dict) -> list[Cell]:
@@ -177,9 +185,10 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
             return train
         folder = out / "protected" / cell.dataset / f"{cell.method.replace('*', '-star')}-seed{cell.seed}"
         if not (folder / "manifest.json").exists():
-            attack = create_attack(cell.method, seed=cell.seed, preset=cfg["preset"], device=device, progress=progress,
+            method, opts = method_and_options(cell.method, cfg["methods"][cell.method])
+            attack = create_attack(method, seed=cell.seed, preset=cfg["preset"], device=device, progress=progress,
                                    checkpoint=out / "checkpoints" / f"{folder.parent.name}__{folder.name}.attack.pt",
-                                   **(cfg["methods"][cell.method] or {}))
+                                   **opts)
             t0 = time.perf_counter()
             perturbation = attack.fit(train)
             seconds = time.perf_counter() - t0
