@@ -93,6 +93,7 @@ def cmd_protect(args) -> int:
 def cmd_evaluate(args) -> int:
     from . import evaluate
     from .defenses import create_defense
+    from .distributed import is_main
     from .data import balanced_subset, load_dataset
     from .export import atomic_dir, check_output
     from .report import pct, plot_curves
@@ -109,6 +110,8 @@ def cmd_evaluate(args) -> int:
                        checkpoint=out.with_name(f".{out.name}.checkpoint.pt") if out else None)
     rec.update({"train_data": str(args.train), "test_data": str(args.data),
                 "command": "unlearnable " + " ".join(sys.argv[1:])})
+    if not is_main():
+        return 0
     print(f"{rec['victim']} ({args.init}, {args.protocol}): final test {pct(rec['final_test_acc'])}%, "
           f"best {pct(rec['best_test_acc'])}%, train {pct(rec['final_train_acc'])}%, {rec['seconds']:.0f} s")
     if out:
@@ -240,8 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .distributed import init_from_env, shutdown
+
     args = build_parser().parse_args(argv)
     try:
+        init_from_env(getattr(args, "device", None))  # under torchrun: join the process group
         return args.func(args)
     except (ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -249,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
+    finally:
+        shutdown()
 
 
 if __name__ == "__main__":

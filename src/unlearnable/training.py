@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data.augment import crop_flip
+from .distributed import epoch_shard, is_main, rank_and_world, sum_all
 
 
 @dataclass
@@ -49,7 +50,10 @@ class TrainConfig:
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """This process's GPU when there is one (under torchrun: the one LOCAL_RANK names), else the CPU."""
+    from .distributed import local_device
+
+    return local_device()
 
 
 def to_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -74,6 +78,8 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     batch_size = batch_size or (64 if device.type == "cpu" else 500)
     was_training = model.training
     model.eval()
+    rank, world = rank_and_world()
+    images, labels = images[rank::world], labels[rank::world]  # under torchrun each process tests a shard
     correct = 0
     for i in range(0, len(images), batch_size):
         x = to_float(images[i:i + batch_size], device)
@@ -81,7 +87,8 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
             pred = model(x).argmax(1)
         correct += (pred.cpu() == labels[i:i + batch_size]).sum().item()
     model.train(was_training)
-    return correct / max(1, len(images))
+    correct, total = sum_all(correct, len(images))
+    return correct / max(1, total)
 
 
 def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
@@ -124,6 +131,10 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
                      progress: bool = True, desc: str = "train", defense=None) -> dict:
     """Train `model` on `train_set` (an ImageDataset), testing on `test_set` after every epoch.
 
+    Under torchrun, the model trains as a DistributedDataParallel replica on this process's shard
+    of every epoch with batch_size / world_size images per step (the same global batch), metrics
+    are summed over processes and only rank 0 writes the checkpoint.
+
     Returns a history: one record per epoch (loss, train accuracy on the augmented batches,
     test accuracy, seconds) plus final and best test accuracy. A `defense` (unlearnable.defenses)
     transforms each batch before and after the crop/flip, or replaces the loss; its `prepare`
@@ -138,6 +149,15 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
     opt = make_optimizer(model, cfg, protocol)
     images, labels = train_set.images, train_set.labels
     n = len(images)
+    rank, world = rank_and_world()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch size {cfg.batch_size} does not split over {world} processes")
+    local_bs = cfg.batch_size // world
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     steps_per_epoch = max(1, n // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     pad = max(1, images.shape[-1] // 8)
@@ -156,12 +176,16 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         set_train_mode(model, protocol)
-        order = torch.randperm(n, generator=gen)
+        if world == 1:
+            order = torch.randperm(n, generator=gen)
+        else:  # a DistributedSampler shard; augmentation draws seeded per (seed, epoch, rank), so any
+            order = epoch_shard(n, seed, epoch)  # world size can resume any checkpoint
+            gen.manual_seed(seed * 1_000_003 + epoch * 1_009 + rank)
         loss_sum = correct = seen = 0
         bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not progress, unit="batch")
+                   disable=not progress or not is_main(), unit="batch")
         for i in bar:
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            idx = order[i * local_bs:(i + 1) * local_bs]
             x = to_float(images[idx], device)
             if defense is not None:
                 x = defense.pre_augment(x)
@@ -173,10 +197,10 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
                 g["lr"] = g["base_lr"] * factor
             with autocast(device):
                 if defense is None:
-                    out = model(x)
+                    out = net(x)
                     loss = F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
                 else:
-                    loss, out = defense.loss(model, x, y, gen, cfg.label_smoothing)
+                    loss, out = defense.loss(net, x, y, gen, cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -186,17 +210,18 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
             correct += (out.argmax(1) == y).sum().item()
             seen += len(idx)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        loss_sum, correct, seen = sum_all(loss_sum, correct, seen)
         record = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
                   "seconds": time.perf_counter() - t0}
         if test_set is not None:
             record["test_acc"] = accuracy(model, test_set.images, test_set.labels, device=device)
         history.append(record)
-        if progress:
+        if progress and is_main():
             msg = f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.3f} train {record['train_acc']:.3f}"
             if "test_acc" in record:
                 msg += f" test {record['test_acc']:.3f}"
             tqdm.write(msg)
-        if ckpt:
+        if ckpt and is_main():
             save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                                    "history": history, "epoch": epoch + 1})

@@ -12,6 +12,7 @@ from .base import Defense, register_defense
 
 def pgd_linf(model, x, y, eps: float, steps: int, step_size: float, gen: torch.Generator) -> torch.Tensor:
     """Untargeted PGD from a uniform random start; returns x + delta in [0, 1], |delta| <= eps."""
+    model = getattr(model, "module", model)  # attack the plain replica, not its DistributedDataParallel wrapper
     modes = [m.training for m in model.modules()]
     model.eval()  # the attack sees fixed BatchNorm statistics, as in the usual PGD-AT recipes
     d = ((torch.rand(x.shape, generator=gen) * 2 - 1) * eps).to(x.device)

@@ -1,0 +1,76 @@
+"""Several processes, one result: the torch.distributed plumbing for runs under torchrun.
+
+    torchrun --nproc_per_node=2 -m unlearnable evaluate ...        # gloo on CPU, nccl on CUDA
+    torchrun --nnodes=2 --node_rank=R --rdzv_endpoint=HOST:29500 --nproc_per_node=8 -m unlearnable ...
+
+Outside torchrun (no WORLD_SIZE in the environment) everything here is a no-op and the code
+runs as one process. Under torchrun every process trains a DistributedDataParallel replica on
+its own shard of each epoch (torch's DistributedSampler), metrics are summed over processes,
+and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def init_from_env(device: str | torch.device | None = None) -> bool:
+    """Join the process group torchrun describes in the environment; False when not under torchrun."""
+    if dist.is_available() and dist.is_initialized():
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    cuda = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return True
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    return rank_and_world()[0] == 0
+
+
+def local_device() -> torch.device:
+    """This process's device: its own GPU under torchrun on CUDA, else the CPU or the one GPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def barrier() -> None:
+    if rank_and_world()[1] > 1:
+        dist.barrier()
+
+
+def sum_all(*values: float, device: torch.device | None = None) -> list[float]:
+    """Sum numbers over all processes (identity in one process)."""
+    if rank_and_world()[1] == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device or "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def epoch_shard(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """This process's indices of an epoch's shuffled order (DistributedSampler; all of them in one process)."""
+    from torch.utils.data import DistributedSampler
+
+    rank, world = rank_and_world()
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(iter(sampler)), dtype=torch.int64)

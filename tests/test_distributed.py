@@ -1,0 +1,119 @@
+"""torchrun with 2 CPU processes (gloo): evaluate matches one process, only rank 0 writes, and
+checkpoints resume across world sizes."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unlearnable.data import load_dataset
+from unlearnable.models import create_model
+from unlearnable.training import TrainConfig, train_classifier
+
+
+@pytest.fixture()
+def learnable_folder(tmp_path, monkeypatch):
+    """2 classes that differ in colour (learnable in an epoch or two), 48 + 12 images each."""
+    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for split, n in (("train", 48), ("test", 12)):
+        for c, tint in (("red", (90, 0, 0)), ("blue", (0, 0, 90))):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 160, (16, 16, 3)) + np.array(tint)
+                Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(root / split / c / f"{i}.png")
+    return root
+
+
+def torchrun(args, cwd, timeout=240):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "UNLEARNABLE_CACHE": os.environ["UNLEARNABLE_CACHE"]}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+EVAL = ["--init", "scratch", "--epochs", "3", "--batch-size", "16", "--quiet", "--device", "cpu"]
+
+
+def test_evaluate_under_torchrun_matches_one_process(learnable_folder, tmp_path):
+    from unlearnable.cli import main
+
+    one = tmp_path / "one"
+    assert main(["evaluate", "--train", str(learnable_folder), "--data", str(learnable_folder), "--out", str(one),
+                 *EVAL]) == 0
+    two = tmp_path / "runs" / "two"
+    r = torchrun(["-m", "unlearnable", "evaluate", "--train", str(learnable_folder), "--data", str(learnable_folder),
+                  "--out", str(two), *EVAL], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("final test") == 1  # rank 0 alone reports
+    assert sorted(p.name for p in two.parent.iterdir()) == ["two"]  # rank 0 alone writes; no partial folders
+    a, b = (json.loads((d / "record.json").read_text()) for d in (one, two))
+    assert len(b["history"]) == 3 and b["n_train"] == a["n_train"] == 96 and b["n_test"] == 24
+    assert abs(a["final_test_acc"] - b["final_test_acc"]) <= 0.25  # a different batch split, same task
+    assert b["final_test_acc"] >= 0.75 and a["final_test_acc"] >= 0.75
+
+
+TRAIN_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    from unlearnable.data import load_dataset
+    from unlearnable.distributed import init_from_env, shutdown
+    from unlearnable.models import create_model
+    from unlearnable.training import TrainConfig, train_classifier
+    init_from_env("cpu")
+    torch.manual_seed(0)
+    folder, ckpt, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    ds = load_dataset(folder, "train")
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.05)
+    import unlearnable.training as t
+    real = t.save_checkpoint
+    def save(path, state):  # stop after `epochs` epochs, as a kill would, checkpoint written
+        real(path, state)
+        if state["epoch"] >= epochs:
+            raise SystemExit(0)
+    t.save_checkpoint = save
+    real_sum, epochs_seen = t.sum_all, {"n": 0}
+    def sum_all(*values, **kw):  # the other ranks stop after the same epoch's metrics
+        out = real_sum(*values, **kw)
+        if len(values) == 3:
+            epochs_seen["n"] += 1
+            if epochs_seen["n"] >= epochs and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
+                raise SystemExit(0)
+        return out
+    t.sum_all = sum_all
+    try:
+        train_classifier(create_model("small_cnn", 2), ds, cfg, seed=0, device=torch.device("cpu"), progress=False,
+                         checkpoint=ckpt)
+    finally:
+        shutdown()
+""")
+
+
+def test_checkpoints_resume_across_world_sizes(learnable_folder, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_SCRIPT)
+    ds = load_dataset(learnable_folder, "train")
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.05)
+    # two processes stop after epoch 1; one process resumes and finishes
+    ckpt = tmp_path / "a.pt"
+    r = torchrun([str(script), str(learnable_folder), str(ckpt), "1"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    first = torch.load(ckpt, weights_only=True)["history"]
+    res = train_classifier(create_model("small_cnn", 2), ds, cfg, seed=0, device=torch.device("cpu"), progress=False,
+                           checkpoint=ckpt)
+    assert len(res["history"]) == 3 and res["history"][0] == first[0]
+    # one process stops after epoch 1 (same script, no torchrun); two processes resume and finish
+    ckpt = tmp_path / "b.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(script), str(learnable_folder), str(ckpt), "1"], check=True, env=env,
+                   timeout=120)
+    first = torch.load(ckpt, weights_only=True)["history"]
+    r = torchrun([str(script), str(learnable_folder), str(ckpt), "99"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    done = torch.load(ckpt, weights_only=True)
+    assert done["epoch"] == 3 and done["history"][0] == first[0] and done["history"][2]["train_acc"] > 0.7
