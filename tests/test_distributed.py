@@ -117,3 +117,89 @@ def test_checkpoints_resume_across_world_sizes(learnable_folder, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     done = torch.load(ckpt, weights_only=True)
     assert done["epoch"] == 3 and done["history"][0] == first[0] and done["history"][2]["train_acc"] > 0.7
+
+
+FIT_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    from unlearnable.attacks import create_attack
+    from unlearnable.attacks import bait as bait_module
+    from unlearnable.data import load_dataset
+    from unlearnable.distributed import init_from_env, rank_and_world, shutdown
+    init_from_env("cpu")
+    folder, out, stop = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    ds = load_dataset(folder, "train")
+    tiny = {"surrogate": "small_cnn", "surrogate_init": "scratch", "batch_size": 16}
+    methods = {
+        "bait": dict(tiny, stages=[2, 2, 2]),
+        "bait-generator": dict(tiny, stages=[1, 1, 1], parameterization="generator", generator_width=0.125),
+        "em": dict(surrogate="small_cnn", batch_size=16, max_rounds=2, train_steps=2),
+        "em-sw": dict(surrogate="small_cnn", batch_size=16, max_rounds=2, train_steps=2, kind="samplewise",
+                      attack_steps=2),
+        "tap": dict(surrogate="small_cnn", surrogate_epochs=1, surrogate_batch_size=16, steps=2, batch_size=16),
+        "rem": dict(surrogate="small_cnn", train_steps=2, batch_size=16, steps=1, eot=1, adv_steps=1),
+    }
+    if stop:  # the BAIT resume check: stop every process at the same outer epoch, checkpoint written
+        calls = {"n": 0}
+        real = bait_module.sgd_step
+        def dying(*a, **k):
+            calls["n"] += 1
+            if calls["n"] == stop:
+                raise SystemExit(0)
+            return real(*a, **k)
+        bait_module.sgd_step = dying
+        methods = {"bait": methods["bait"]}
+    rank, world = rank_and_world()
+    try:
+        for name, opts in methods.items():
+            method = name.split("-")[0]
+            p = create_attack(method, device="cpu", progress=False, checkpoint=f"{out}-{name}.ckpt", **opts).fit(ds)
+            torch.save(p.delta, f"{out}-{name}-rank{rank}of{world}.pt")
+    finally:
+        shutdown()
+""")
+
+
+def test_protect_under_torchrun_keeps_every_process_identical(learnable_folder, tmp_path):
+    script = tmp_path / "fit.py"
+    script.write_text(FIT_SCRIPT)
+    r = torchrun([str(script), str(learnable_folder), str(tmp_path / "d"), "0"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name in ("bait", "bait-generator", "em", "em-sw", "tap", "rem"):
+        a, b = (torch.load(tmp_path / f"d-{name}-rank{k}of2.pt", weights_only=True) for k in (0, 1))
+        assert torch.equal(a, b), name  # the perturbation is the same in every process
+        assert a.abs().max() > 0 and a.abs().max() <= 8 / 255 + 1e-6
+        assert a.shape[0] == (2 if name in ("bait", "bait-generator", "em") else 96)
+
+
+def test_protect_checkpoints_resume_across_world_sizes(learnable_folder, tmp_path):
+    script = tmp_path / "fit.py"
+    script.write_text(FIT_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # 1 process stops in outer epoch 3 of 6; 2 processes resume and finish
+    subprocess.run([sys.executable, str(script), str(learnable_folder), str(tmp_path / "a"), "3"], check=True,
+                   env=env, timeout=120)
+    assert torch.load(tmp_path / "a-bait.ckpt", weights_only=True)["epoch"] == 2
+    r = torchrun([str(script), str(learnable_folder), str(tmp_path / "a"), "0"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    resumed = torch.load(tmp_path / "a-bait-rank0of2.pt", weights_only=True)
+    assert not (tmp_path / "a-bait.ckpt").exists() and resumed.abs().max() > 0
+    # 2 processes stop in outer epoch 3; 1 process resumes and finishes
+    r = torchrun([str(script), str(learnable_folder), str(tmp_path / "b"), "3"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = torch.load(tmp_path / "b-bait.ckpt", weights_only=True)
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    subprocess.run([sys.executable, str(script), str(learnable_folder), str(tmp_path / "b"), "0"], check=True,
+                   env=env, timeout=120)
+    assert not (tmp_path / "b-bait.ckpt").exists()
+    assert torch.load(tmp_path / "b-bait-rank0of1.pt", weights_only=True).abs().max() > 0
+
+
+def test_protect_command_under_torchrun_writes_once(learnable_folder, tmp_path):
+    out = tmp_path / "runs" / "prot"
+    r = torchrun(["-m", "unlearnable", "protect", "--data", str(learnable_folder), "--method", "em", "--set",
+                  "surrogate=small_cnn", "--set", "max_rounds=2", "--set", "batch_size=16", "--out", str(out),
+                  "--quiet", "--device", "cpu"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("protected 96 images") == 1
+    assert sorted(p.name for p in out.parent.iterdir()) == ["prot"]
+    assert len(list((out / "train").rglob("*.png"))) == 96

@@ -67,6 +67,7 @@ def load_train(source, args):
 
 def cmd_protect(args) -> int:
     from .attacks import create_attack
+    from .distributed import is_main
     from .evaluate import versions
     from .export import check_output, export_protected, source_checksums
 
@@ -85,8 +86,9 @@ def cmd_protect(args) -> int:
                 "image_size": args.image_size, "input_checksums": source_checksums(source) if source else {},
                 "versions": versions(), "seconds": round(seconds, 1),
                 "command": "unlearnable " + " ".join(sys.argv[1:])}
-    export_protected(out, ds, protected, perturbation, manifest, force=args.force, progress=not args.quiet)
-    print(f"protected {len(ds)} images with {args.method} in {seconds:.0f} s -> {out}")
+    if is_main():  # under torchrun every process holds the same perturbation; rank 0 writes it
+        export_protected(out, ds, protected, perturbation, manifest, force=args.force, progress=not args.quiet)
+        print(f"protected {len(ds)} images with {args.method} in {seconds:.0f} s -> {out}")
     return 0
 
 

@@ -74,3 +74,47 @@ def epoch_shard(n: int, seed: int, epoch: int) -> torch.Tensor:
     sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     sampler.set_epoch(epoch)
     return torch.tensor(list(iter(sampler)), dtype=torch.int64)
+
+
+def all_reduce_sum_(t: torch.Tensor) -> torch.Tensor:
+    """In-place sum over processes (identity in one process)."""
+    if rank_and_world()[1] > 1:
+        dist.all_reduce(t)
+    return t
+
+
+def merge_rows(full: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Every process computed `values` for its own, disjoint `rows` of `full`; returns `full` with
+    all processes' rows written in, identical everywhere (one sum all-reduce)."""
+    full = full.clone()
+    full[rows] = values.to(full.dtype)
+    if rank_and_world()[1] == 1:
+        return full
+    mask = torch.zeros(len(full), dtype=full.dtype, device=full.device)
+    mask[rows] = 1
+    part = torch.zeros_like(full)
+    part[rows] = values.to(full.dtype)
+    dist.all_reduce(part)
+    dist.all_reduce(mask)
+    shape = (-1,) + (1,) * (full.dim() - 1)
+    return torch.where(mask.view(shape) > 0, part, full)
+
+
+def local_generator(shared: torch.Generator, seed: int, salt: int) -> torch.Generator:
+    """The generator for draws that differ between processes (augmentation of a process's own
+    images). In one process it is `shared` itself, so single-process runs draw exactly as before;
+    under torchrun it is seeded from (seed, salt, rank) so that `shared` stays identical everywhere."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return shared
+    return torch.Generator().manual_seed(seed * 1_000_003 + salt * 1_009 + rank)
+
+
+def wrap_ddp(module: torch.nn.Module) -> torch.nn.Module:
+    """DistributedDataParallel under torchrun (gradients averaged over processes), else the module."""
+    if rank_and_world()[1] == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    dev = next(module.parameters()).device
+    return DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None)

@@ -27,12 +27,24 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
+from ..distributed import all_reduce_sum_, local_generator, rank_and_world, sum_all, wrap_ddp
 from ..training import autocast, to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
 from .common import AttackCheckpoint, class_means, perturbed_batch, sgd_step, surrogate_optimizer
 from .generator import PerturbationGenerator
 
 STAGE_NAMES = ("hard", "random", "least")
+
+
+class DirectDelta(torch.nn.Module):
+    """The direct parameterization as a module, so that torchrun can average its gradient with DDP."""
+
+    def __init__(self, w: torch.Tensor):
+        super().__init__()
+        self.w = torch.nn.Parameter(w)
+
+    def forward(self):
+        return self.w
 
 
 def choose_targets(stage: int, logits: torch.Tensor | None, y: torch.Tensor, num_classes: int,
@@ -93,6 +105,10 @@ class BAIT(Attack):
         images, labels = train_set.images, train_set.labels
         n, bs = len(images), min(self.batch_size, len(images))
         per_epoch = min(n, self.images_per_epoch or n)
+        # Under torchrun every process takes its share of each batch; the surrogate, the look-ahead
+        # and the shared generator `gen` stay identical everywhere, the perturbation's gradient is
+        # averaged by DDP, and each process augments its own images with its own generator.
+        rank, world = rank_and_world()
         model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
         opt = surrogate_optimizer(model, self.surrogate_lr)
         shape = (K, *images.shape[1:])
@@ -100,10 +116,15 @@ class BAIT(Attack):
             net = PerturbationGenerator(self.generator_width).to(dev)
             params = list(net.parameters())
             lr = self.generator_lr
+            gnet = wrap_ddp(net)
         else:
             net = None
             grid = (K, shape[1], self.direct_size or shape[2], self.direct_size or shape[3])
             w = torch.zeros(grid, device=dev, requires_grad=True)
+            holder = None
+            if world > 1:
+                holder = wrap_ddp(DirectDelta(w.detach()))
+                w = holder.module.w
             params, lr = [w], self.direct_lr
         gopt = torch.optim.Adam(params, lr=lr)
         buffer = torch.zeros(shape, device=dev)  # latest class-wise delta, used for the inner steps
@@ -111,10 +132,20 @@ class BAIT(Attack):
         def candidates(x, y):
             """Differentiable class-wise delta (K, C, H, W) from this batch."""
             if net is None:
-                return self.direct_delta(w, shape)
-            means, counts = class_means(self.eps * net(x), y, K)
+                return self.direct_delta(w if holder is None else holder(), shape)
+            means, counts = class_means(self.eps * gnet(x), y, K)
             present = (counts > 0).view(K, 1, 1, 1)
             return torch.where(present, means, buffer)
+
+        def synced_buffer(cand, y):
+            """The latest class-wise delta, the same in every process: the generator's class
+            means over the whole (all processes') batch; classes absent keep their last value."""
+            if net is None or world == 1:
+                return cand.detach()
+            counts = torch.bincount(y, minlength=K).to(cand.dtype)
+            sums = all_reduce_sum_(cand.detach() * counts.view(K, 1, 1, 1))
+            counts = all_reduce_sum_(counts)
+            return torch.where((counts > 0).view(K, 1, 1, 1), sums / counts.clamp(min=1).view(K, 1, 1, 1), buffer)
 
         total = sum(self.stages)
         ckpt, start, history = AttackCheckpoint(self.checkpoint), 0, []
@@ -135,13 +166,15 @@ class BAIT(Attack):
             x0, y0 = to_float(images[first], dev), labels[first].to(dev)
             fast = None if self.hypergradient else self._lookahead(model, names, x0, y0, buffer, gen, False)
             order = torch.randperm(n, generator=gen)[:per_epoch]
+            mine = local_generator(gen, self.seed, epoch)  # this process's augmentation draws
             model.train()
             hits = seen = 0
             loss_sum = 0.0
             for i in range(0, per_epoch, bs):
-                idx = order[i:i + bs]
-                if len(idx) < max(2, bs // 4):
+                batch = order[i:i + bs]
+                if len(batch) < max(2 * world, bs // 4):
                     continue  # a tiny tail batch gives noisy BatchNorm statistics
+                idx = batch[rank::world]
                 x, y = to_float(images[idx], dev), labels[idx].to(dev)
                 cand = candidates(x, y)
                 if self.hypergradient:
@@ -150,18 +183,22 @@ class BAIT(Attack):
                 if stage != 1:
                     with torch.no_grad(), autocast(dev):
                         logits = functional_call(model, fast, (x,))
-                t = choose_targets(stage, logits, y, K, gen)
+                if stage == 1 and world > 1:  # random targets drawn for the whole batch from the shared generator
+                    t = choose_targets(1, None, labels[batch].to(dev), K, gen)[rank::world]
+                else:
+                    t = choose_targets(stage, logits, y, K, gen)
                 with autocast(dev):
-                    out = functional_call(model, fast, (perturbed_batch(x, cand[t], self.augment, gen),))
+                    out = functional_call(model, fast, (perturbed_batch(x, cand[t], self.augment, mine),))
                     loss = F.cross_entropy(out.float(), t)
                 gopt.zero_grad(set_to_none=True)
                 loss.backward()
                 gopt.step()
                 with torch.no_grad():
-                    buffer = candidates(x, y).detach() if net is None else cand.detach()
+                    buffer = candidates(x, y).detach() if net is None else synced_buffer(cand, y)
                 hits += (out.argmax(1) == t).sum().item()
                 seen += len(idx)
                 loss_sum += loss.item() * len(idx)
+            hits, seen, loss_sum = sum_all(hits, seen, loss_sum)
             sgd_step(model, opt, perturbed_batch(x0, buffer[y0], self.augment, gen), y0, self.grad_clip)
             record = {"epoch": epoch + 1, "stage": STAGE_NAMES[stage], "target_loss": loss_sum / max(1, seen),
                       "target_acc": hits / max(1, seen)}
@@ -202,8 +239,10 @@ class BAIT(Attack):
         # Class means over ALL training images, with the generator in the same (training-mode)
         # normalization it was optimized in, instead of switching to eval mode at export.
         sums = torch.zeros((K, *images.shape[1:]), device=self.device)
-        for i in range(0, len(images), bs):
+        rank, world = rank_and_world()
+        for i in range(rank * bs, len(images), bs * world):  # under torchrun: every world-th batch, then summed
             x = to_float(images[i:i + bs], self.device)
             sums.index_add_(0, labels[i:i + bs].to(self.device), self.eps * net(x).float())
+        all_reduce_sum_(sums)
         counts = torch.bincount(labels, minlength=K).clamp(min=1).to(self.device).view(K, 1, 1, 1)
         return sums / counts

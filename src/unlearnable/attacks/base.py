@@ -77,7 +77,10 @@ class Attack:
         unknown = set(options) - set(self.DEFAULTS)
         if unknown:
             raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; options: {sorted(self.DEFAULTS)}")
-        self.eps, self.seed, self.preset, self.progress = eps, seed, preset, progress
+        from ..distributed import is_main
+
+        self.eps, self.seed, self.preset = eps, seed, preset
+        self.progress = progress and is_main()  # under torchrun one progress bar, rank 0's
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.options = {**self.DEFAULTS, **self.PRESETS[preset], **options}

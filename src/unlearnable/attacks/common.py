@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.augment import crop_flip
+from ..distributed import barrier, is_main
 from ..perturbation import add_float
 from ..training import save_checkpoint
 
@@ -62,9 +63,10 @@ class AttackCheckpoint:
         return None
 
     def save(self, state: dict) -> None:
-        if self.path:
+        if self.path and is_main():  # under torchrun the state is identical everywhere; rank 0 writes it
             save_checkpoint(self.path, {**state, "torch_rng": torch.get_rng_state()})
 
     def remove(self) -> None:
-        if self.path and self.path.exists():
+        barrier()  # no process may still be reading it
+        if self.path and self.path.exists() and is_main():
             self.path.unlink()

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.augment import crop_flip
+from ..distributed import all_reduce_sum_, local_generator, merge_rows, rank_and_world, sum_all
 from ..perturbation import quantize
 from ..training import accuracy, to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
@@ -94,27 +95,42 @@ class EM(Attack):
                 x, y = to_float(images[idx], dev), labels[idx].to(dev)
                 sgd_step(model, opt, perturbed_batch(x, delta[rows(y, idx)], self.augment, gen), y)
             order = torch.randperm(n, generator=gen)[: max(bs, int(self.attack_fraction * n))]
+            # under torchrun each process sweeps its share of every batch (its own augmentation
+            # draws); class-wise steps are averaged over all processes' images, sample-wise rows
+            # are merged after the sweep; the surrogate steps above are the same everywhere
+            rank, world = rank_and_world()
+            mine = local_generator(gen, self.seed, rnd)
+            before = delta.clone() if world > 1 and not classwise else None
             model.eval()
             loss_sum = 0.0
             for i in range(0, len(order), bs):
-                idx = order[i:i + bs]
+                idx = order[i:i + bs][rank::world]
                 x, y = to_float(images[idx], dev), labels[idx].to(dev)
                 r = rows(y, idx)
                 for _ in range(self.attack_steps):
                     # the gradient w.r.t. each perturbed image gives per-image signed steps
                     xp = (x + delta[r]).detach().requires_grad_(True)
                     view = xp.clamp(0, 1)
-                    view = crop_flip(view, max(1, x.shape[-1] // 8), gen) if self.augment else view
+                    view = crop_flip(view, max(1, x.shape[-1] // 8), mine) if self.augment else view
                     loss = F.cross_entropy(model(view), y)
                     (grad,) = torch.autograd.grad(loss, xp)
                     step = -self.step_size * grad.sign()
                     if classwise:
-                        step, _ = class_means(step, y, K)
+                        if world == 1:
+                            step, _ = class_means(step, y, K)
+                        else:  # the class means over every process's images
+                            counts = all_reduce_sum_(torch.bincount(y, minlength=K).to(step.dtype))
+                            sums = all_reduce_sum_(step.new_zeros(delta.shape).index_add_(0, y, step))
+                            step = sums / counts.clamp(min=1).view(K, 1, 1, 1)
                         delta = (delta + step).clamp_(-self.eps, self.eps)
                     else:  # keep x + delta a valid image as well as within the budget
                         new = (delta[r] + step).clamp_(-self.eps, self.eps)
                         delta[r] = (x + new).clamp_(0, 1) - x
                 loss_sum += loss.item() * len(idx)
+            if before is not None:
+                mine_rows = torch.cat([order[i:i + bs][rank::world] for i in range(0, len(order), bs)]).to(dev)
+                delta = merge_rows(before, mine_rows, delta[mine_rows])
+            (loss_sum,) = sum_all(loss_sum)
             probe = train_set.subset(check)
             protected = quantize(probe.images, delta.cpu()[probe.labels if classwise else check], self.eps)
             stop_acc = accuracy(model, protected, probe.labels, device=dev)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.augment import crop_flip
+from ..distributed import local_generator, merge_rows, rank_and_world
 from ..training import to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
 from .common import AttackCheckpoint, surrogate_optimizer
@@ -81,7 +82,12 @@ class REM(Attack):
                 b = step - self.train_steps
                 idx = torch.arange(b * bs, min(n, (b + 1) * bs))
             x, y = to_float(images[idx], dev), labels[idx].to(dev)
-            delta[idx] = self._defend(model, x, y, gen).cpu()
+            # under torchrun each process defends its share of the batch with its own draws; the
+            # merged batch then trains the (identical) surrogate the same way everywhere
+            rank, world = rank_and_world()
+            part = slice(rank, None, world)
+            mine = local_generator(gen, self.seed, step)
+            delta = merge_rows(delta, idx[part], self._defend(model, x[part], y[part], mine).cpu())
             if step < self.train_steps:
                 self._train_step(model, opt, x, delta[idx].to(dev), y, step, gen)
             step += 1

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.augment import crop_flip
+from ..distributed import local_generator, merge_rows, rank_and_world
 from ..training import TrainConfig, to_float, train_classifier
 from .base import Attack, build_surrogate, register_attack, seed_everything
 from .common import AttackCheckpoint
@@ -70,14 +71,20 @@ class TAP(Attack):
             p.requires_grad_(False)
         delta, done = state["delta"], state["done"]
         gen.set_state(state["generator"])
+        # under torchrun the processes craft alternate batches of each group of `world` batches
+        # and merge them after the group; the surrogate above trained with DDP
+        rank, world = rank_and_world()
         bar = tqdm(total=n, initial=done, desc="tap", disable=not self.progress, unit="img")
-        for i in range(done, n, bs):
-            idx = torch.arange(i, min(n, i + bs))
+        group = bs * world
+        for g in range(done, n, group):
+            idx = torch.arange(g + rank * bs, min(n, g + (rank + 1) * bs))
+            mine = local_generator(gen, self.seed, g)
             x, y = to_float(images[idx], dev), labels[idx].to(dev)
-            delta[idx] = self._craft(model, x, (y + self.target_shift) % K, step, gen).cpu()
-            bar.update(len(idx))
-            if (i // bs) % 5 == 4 or i + bs >= n:
-                ckpt.save({**state, "delta": delta, "done": min(n, i + bs), "generator": gen.get_state()})
+            crafted = self._craft(model, x, (y + self.target_shift) % K, step, mine).cpu() if len(idx) else delta[idx]
+            delta = merge_rows(delta, idx, crafted)
+            bar.update(min(n, g + group) - g)
+            if (g // group) % 5 == 4 or g + group >= n:
+                ckpt.save({**state, "delta": delta, "done": min(n, g + group), "generator": gen.get_state()})
         bar.close()
         ckpt.remove()
         return self.perturbation(delta, "samplewise", surrogate_train_acc=state["surrogate_train_acc"])
