@@ -203,3 +203,18 @@ def test_protect_command_under_torchrun_writes_once(learnable_folder, tmp_path):
     assert r.stdout.count("protected 96 images") == 1
     assert sorted(p.name for p in out.parent.iterdir()) == ["prot"]
     assert len(list((out / "train").rglob("*.png"))) == 96
+
+
+def test_bench_under_torchrun(learnable_folder, tmp_path):
+    import yaml
+
+    cfg = {"name": "tiny", "datasets": [{"name": "toy", "source": str(learnable_folder)}],
+           "methods": {"clean": {}, "random": {}},
+           "victims": [{"name": "scratch", "init": "scratch", "epochs": 2, "batch_size": 16}]}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    r = torchrun(["-m", "unlearnable", "bench", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "b"), "--quiet",
+                  "--device", "cpu"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = (tmp_path / "b" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and all(json.loads(x)["final_test_acc"] >= 0.75 for x in lines)
+    assert (tmp_path / "b" / "table.md").exists()

@@ -153,15 +153,21 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
     from .defenses import create_defense
     from .export import atomic_write_text, export_protected
 
+    from .distributed import barrier, is_main
+
     cfg = load_config(config)
     out = Path(out or Path("runs") / "bench" / cfg["name"])
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    main = is_main()  # under torchrun every process trains; rank 0 alone writes
+    progress = progress and main
+    if main:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     results_path = out / "results.jsonl"
     done = read_results(results_path)
     grid = cells(cfg)
     todo = [c for c in grid if c.key not in done]
-    print(f"bench {cfg['name']}: {len(grid)} cells, {len(grid) - len(todo)} done, results in {out}")
+    if main:
+        print(f"bench {cfg['name']}: {len(grid)} cells, {len(grid) - len(todo)} done, results in {out}")
     datasets = {d["name"]: d for d in cfg["datasets"]}
     victims = {v["name"]: v for v in cfg["victims"]}
     loaded: dict = {}
@@ -195,8 +201,10 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
             manifest = {"method": cell.method, "settings": attack.settings(), "seed": cell.seed,
                         "dataset": datasets[cell.dataset], "seconds": round(seconds, 1),
                         "versions": evaluate.versions()}
-            export_protected(folder, train, perturbation.apply(train), perturbation, manifest, force=True,
-                             progress=progress)
+            if main:
+                export_protected(folder, train, perturbation.apply(train), perturbation, manifest, force=True,
+                                 progress=progress)
+        barrier()
         return load_dataset(folder, "train", cache=False)  # evaluate what was exported
 
     bar = tqdm(total=len(grid), initial=len(grid) - len(todo), desc=f"bench {cfg['name']}", unit="cell",
@@ -214,14 +222,19 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
                            **{k: val for k, val in v.items() if k != "name"})
         rec.update({"cell": cell.key, "dataset": cell.dataset, "method": cell.method, "victim_name": cell.victim,
                     "defense_name": cell.defense, "seed": cell.seed})
-        with open(results_path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-        ckpt.unlink(missing_ok=True)
+        if main:
+            with open(results_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            ckpt.unlink(missing_ok=True)
+            tqdm.write(f"{cell.key}: final {100 * rec['final_test_acc']:.1f}%, best {100 * rec['best_test_acc']:.1f}%")
         done[cell.key] = rec
         bar.update(1)
-        tqdm.write(f"{cell.key}: final {100 * rec['final_test_acc']:.1f}%, best {100 * rec['best_test_acc']:.1f}%")
+        barrier()
     bar.close()
-    return write_reports(cfg, [done[c.key] for c in grid], out)
+    records = [done[c.key] for c in grid]
+    if not main:
+        return {"table": None, "records": records}
+    return write_reports(cfg, records, out)
 
 
 def _mean_std(values: list[float]) -> str:
