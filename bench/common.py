@@ -1,0 +1,46 @@
+"""Shared helpers of the performance scripts: timing, peak memory, synthetic uint8 data."""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import torch
+
+from unlearnable.data import ImageDataset
+
+
+def synthetic(n: int, size: int, classes: int = 10, seed: int = 0) -> ImageDataset:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+    return ImageDataset(images, torch.randint(0, classes, (n,), generator=g), [f"c{i}" for i in range(classes)])
+
+
+def timed(fn, *, repeat: int = 1, warmup: int = 1, device: torch.device) -> float:
+    """Seconds per call of fn (after warm-up calls), synchronized on CUDA."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / repeat
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated by torch on CUDA; peak resident memory of the process on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} threads"
