@@ -1,4 +1,4 @@
-"""Command line: unlearnable protect | evaluate | bench | demo | methods | defenses | models."""
+"""Command line: unlearnable protect | evaluate | verify | bench | demo | methods | defenses | models."""
 
 from __future__ import annotations
 
@@ -82,7 +82,8 @@ def cmd_protect(args) -> int:
     seconds = time.perf_counter() - t0
     source = Path(args.data) if Path(args.data).exists() else None
     manifest = {"method": args.method, "settings": attack.settings(), "seed": args.seed, "eps": attack.eps,
-                "norm": attack.norm, "kind": perturbation.kind, "data": str(args.data), "train_per_class": args.train_per_class,
+                "norm": attack.norm, "kind": perturbation.kind,
+                "data": str(source.resolve()) if source else str(args.data), "train_per_class": args.train_per_class,
                 "image_size": args.image_size, "input_checksums": source_checksums(source) if source else {},
                 "versions": versions(), "seconds": round(seconds, 1),
                 "command": "unlearnable " + " ".join(sys.argv[1:])}
@@ -154,6 +155,17 @@ def cmd_bench(args) -> int:
 
     run_bench(args.config, args.out, device=args.device, progress=not args.quiet, download=args.download)
     return 0
+
+
+def cmd_verify(args) -> int:
+    from .verify import verify_folder
+
+    results = verify_folder(args.folder, args.data)
+    for check, status, detail in results:
+        print(f"{check:13s} {status:8s} {detail}")
+    failed = [c for c, s, _ in results if s == "FAILED"]
+    print(f"{args.folder}: " + (f"FAILED ({', '.join(failed)})" if failed else "verified"))
+    return 1 if failed else 0
 
 
 def cmd_defenses(args) -> int:
@@ -238,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive if not found")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("verify", help="re-check a protected folder against its manifest "
+                                      "(files, perturbation, input checksums, budget)")
+    p.add_argument("folder", help="a folder written by `unlearnable protect`")
+    p.add_argument("--data", default=None, help="the clean input, if not where the manifest says")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("defenses", help="list defenses with their options")
     p.set_defaults(func=cmd_defenses)

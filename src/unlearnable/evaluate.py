@@ -79,6 +79,8 @@ def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet
         raise ValueError(f"--protocol must be finetune or linear, got {protocol!r}")
     if protocol == "linear" and init == "scratch":
         raise ValueError("a linear probe needs a pretrained backbone: use --init imagenet")
+    if train_set.num_classes < 2:
+        raise ValueError(f"a classifier needs at least 2 classes; the training data has {train_set.classes}")
     if list(train_set.classes) != list(test_set.classes):
         raise ValueError(f"train and test classes differ: {train_set.classes} vs {test_set.classes}")
     name, preset_size, cfg = victim_recipe(preset, init, protocol, **overrides)

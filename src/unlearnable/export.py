@@ -95,6 +95,14 @@ def source_checksums(source: str | Path) -> dict:
     return {}
 
 
+def check_class_names(classes) -> None:
+    """Class names become folder names: refuse any that would leave the output folder."""
+    for c in classes:
+        if c in ("", ".", "..") or any(ch in c for ch in "/\\\0") or Path(c).is_absolute():
+            raise ValueError(f"class name {c!r} cannot be a folder name inside the output (it is empty, '.', '..', "
+                             "absolute, or holds a path separator); rename that class in the input")
+
+
 def image_names(dataset) -> list[str]:
     """One relative PNG path per image: the source name where known, else the index."""
     if dataset.files is not None:
@@ -107,6 +115,7 @@ def image_names(dataset) -> list[str]:
 def write_image_folder(dataset, root: Path, progress: bool = True) -> list[str]:
     from tqdm.auto import tqdm
 
+    check_class_names(dataset.classes)
     names = image_names(dataset)
     for c in dataset.classes:
         (root / c).mkdir(parents=True, exist_ok=True)
@@ -148,9 +157,13 @@ def export_protected(out: str | Path, clean, protected, perturbation, manifest: 
     budget = {"norm": p.norm, "eps": p.eps, "max_used": budget_used(clean.images, protected.images, p.norm).max().item()}
     manifest = {**manifest, "max_abs_change_0_255": diff, "budget": budget, "images": len(protected),
                 "classes": list(protected.classes)}
+    check_class_names(protected.classes)
     with atomic_dir(out, force=force) as tmp:
-        write_image_folder(protected, tmp / "train", progress)
+        names = write_image_folder(protected, tmp / "train", progress)
         perturbation.save(tmp / "perturbation.safetensors")
         preview(clean, protected, tmp / "preview.png")
+        # what `unlearnable verify` re-checks: every written file's sha256, in the training set's order
+        manifest["files"] = {f"train/{n}": file_sha256(tmp / "train" / n) for n in names}
+        manifest["perturbation_sha256"] = file_sha256(tmp / "perturbation.safetensors")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return Path(out)

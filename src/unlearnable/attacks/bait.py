@@ -100,6 +100,9 @@ class BAIT(Attack):
 
     def fit(self, train_set):
         self._validate()
+        if train_set.num_classes < 2:
+            raise ValueError(f"bait binds each class to another class: it needs at least 2 classes, got "
+                             f"{train_set.num_classes} ({train_set.classes})")
         gen = seed_everything(self.seed)
         dev, K = self.device, train_set.num_classes
         images, labels = train_set.images, train_set.labels

@@ -121,20 +121,41 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def max_pixels() -> int:
+    """Largest image (width x height) decoded: 40 megapixels unless $UNLEARNABLE_MAX_PIXELS says
+    otherwise. A guard against decompression bombs: a small file that decodes to gigabytes."""
+    value = os.environ.get("UNLEARNABLE_MAX_PIXELS", "40000000")
+    try:
+        limit = int(value)
+    except ValueError:
+        raise DataError(f"UNLEARNABLE_MAX_PIXELS must be a whole number of pixels, got {value!r}") from None
+    if limit < 1:
+        raise DataError(f"UNLEARNABLE_MAX_PIXELS must be positive, got {limit}")
+    return limit
+
+
 def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.ndarray:
     """Decode encoded image bytes to an (H, W, 3) uint8 RGB array (see the module doc).
 
     `name` is only used in the error message: a DataError naming it is raised for anything that
-    PIL cannot fully decode (not an image, corrupt or truncated).
+    PIL cannot fully decode (not an image, corrupt or truncated) and for images larger than
+    max_pixels() (checked from the header, before decoding).
     """
+    limit = max_pixels()
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > limit:
+                raise DataError(f"image {name} is {img.width} x {img.height} pixels, more than the limit of {limit} "
+                                "(a guard against decompression bombs); shrink it, or raise the limit with "
+                                "UNLEARNABLE_MAX_PIXELS")
             img.load()
             arr = _to_rgb_array(img)
         if image_size is not None and arr.shape[:2] != (image_size, image_size):
             resized = Image.fromarray(np.ascontiguousarray(arr), "RGB").resize(
                 (image_size, image_size), Image.Resampling.BICUBIC)
             arr = np.asarray(resized)
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(f"cannot decode image {name}: {type(exc).__name__}: {exc}. Expected a complete "
                         f"image file (PNG, JPEG, BMP, ...) in {_LAYOUT_HINT}; remove or replace this file."
@@ -274,16 +295,34 @@ def _decode_items(tree: _Tree, classes: list[str], items: list[tuple[str, str, i
     return ImageDataset(images, labels, list(classes), [f for _, f, _ in items])
 
 
+def _inside(path: Path, real_root: Path) -> None:
+    """Symbolic links may point anywhere inside the tree, never out of it."""
+    if path.is_symlink():
+        target = path.resolve()
+        if target != real_root and real_root not in target.parents:
+            raise DataError(f"{path} is a symbolic link to {target}, outside {real_root}; copy the file into the "
+                            "folder (or link to something inside it)")
+
+
 def _scan_dir(root: Path) -> _Tree:
     tree = _Tree(str(root))
+    real_root = root.resolve()
+    seen = {real_root}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not _skipped(d))
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir
         for d in dirnames:
+            _inside(Path(dirpath) / d, real_root)
+            real = (Path(dirpath) / d).resolve()
+            if real in seen:
+                raise DataError(f"{Path(dirpath) / d} leads back to a folder already read (a symbolic link loop "
+                                "or a second link to one folder); remove the link")
+            seen.add(real)
             tree.add_dir(f"{rel_dir}/{d}" if rel_dir else d)
         for f in filenames:
             if not _skipped(f):
+                _inside(Path(dirpath) / f, real_root)
                 rel = f"{rel_dir}/{f}" if rel_dir else f
                 tree.add_file(rel, str(root / rel), Path(dirpath) / f)
     return tree

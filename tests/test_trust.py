@@ -1,0 +1,165 @@
+"""Bad input, untouched inputs, safe loading and `unlearnable verify` (see docs/trust.md)."""
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unlearnable.cli import main
+from unlearnable.data import DataError, ImageDataset, load_dataset
+from unlearnable.export import export_protected
+from unlearnable.perturbation import Perturbation
+
+FAST_EVAL = ["--init", "scratch", "--epochs", "1", "--batch-size", "16", "--quiet", "--device", "cpu"]
+
+
+@pytest.fixture()
+def folder(tmp_path, monkeypatch):
+    """train/ and test/ with 2 classes of 16x16 PNGs, one named with spaces and non-ASCII letters."""
+    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    root = tmp_path / "in put"
+    for split, n in (("train", 8), ("test", 4)):
+        for c in ("chat noir", "größe"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / split / c / f"é {i}.png")
+    return root
+
+
+def tree_hash(root: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        h.update(str(f.relative_to(root)).encode())
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def test_no_command_changes_its_input(folder, tmp_path):
+    before = tree_hash(folder)
+    out = tmp_path / "prot"
+    assert main(["protect", "--data", str(folder), "--method", "random", "--out", str(out), "--quiet"]) == 0
+    assert tree_hash(folder) == before
+    prot_hash = tree_hash(out)
+    assert main(["evaluate", "--train", str(out), "--data", str(folder), "--out", str(tmp_path / "e"), *FAST_EVAL]) == 0
+    assert main(["verify", str(out)]) == 0
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(json.dumps({"datasets": [{"name": "d", "source": str(folder)}], "methods": {"random": {}},
+                               "victims": [{"name": "s", "init": "scratch", "epochs": 1, "batch_size": 16}]}))
+    assert main(["bench", str(cfg), "--out", str(tmp_path / "bench"), "--quiet", "--device", "cpu"]) == 0
+    assert tree_hash(folder) == before and tree_hash(out) == prot_hash
+
+
+def test_verify_passes_and_catches_tampering(folder, tmp_path, capsys):
+    out = tmp_path / "prot"
+    assert main(["protect", "--data", str(folder), "--method", "random", "--out", str(out), "--quiet"]) == 0
+    assert main(["verify", str(out)]) == 0
+    report = capsys.readouterr().out
+    for check in ("files", "perturbation", "input", "budget", "exact"):
+        assert f"{check}" in report
+    assert "FAILED" not in report and "verified" in report
+    png = sorted((out / "train").rglob("*.png"))[3]
+    arr = np.asarray(Image.open(png)).copy()
+    arr[0, 0] = (arr[0, 0].astype(int) + 40) % 256  # outside any 8/255 budget
+    Image.fromarray(arr).save(png)
+    assert main(["verify", str(out)]) == 1
+    report = capsys.readouterr().out
+    assert "files         FAILED" in report and "budget        FAILED" in report and "exact         FAILED" in report
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "train" / "chat noir" / "new.png")
+    assert main(["verify", str(out)]) == 1
+    assert "input         FAILED" in capsys.readouterr().out
+    assert main(["verify", str(tmp_path / "nothing")]) == 2
+
+
+def test_symlinks_inside_are_followed_outside_refused(folder, tmp_path):
+    outside = tmp_path / "elsewhere.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(outside)
+    inside_target = next((folder / "train" / "chat noir").iterdir())
+    (folder / "train" / "größe" / "link.png").symlink_to(inside_target)
+    assert len(load_dataset(folder, "train", cache=False)) == 17
+    (folder / "train" / "größe" / "out.png").symlink_to(outside)
+    with pytest.raises(DataError, match="outside"):
+        load_dataset(folder, "train", cache=False)
+    (folder / "train" / "größe" / "out.png").unlink()
+    (folder / "train" / "größe" / "loop").symlink_to(folder / "train", target_is_directory=True)
+    with pytest.raises(DataError, match="loop"):
+        load_dataset(folder, "train", cache=False)
+
+
+def test_decompression_bomb_guard(folder, monkeypatch):
+    monkeypatch.setenv("UNLEARNABLE_MAX_PIXELS", "100")
+    with pytest.raises(DataError, match=r"16 x 16 pixels.*UNLEARNABLE_MAX_PIXELS"):
+        load_dataset(folder, "train", cache=False)
+
+
+def test_class_names_that_would_escape_the_output_are_refused(tmp_path):
+    images = torch.zeros((2, 3, 4, 4), dtype=torch.uint8)
+    for bad in ("..", ".", "a/b", "/abs"):
+        ds = ImageDataset(images, torch.tensor([0, 1]), [bad, "ok"])
+        p = Perturbation(torch.zeros(2, 3, 4, 4), 8 / 255)
+        with pytest.raises(ValueError, match="cannot be a folder name"):
+            export_protected(tmp_path / "o", ds, ds, p, {})
+        assert not (tmp_path / "o").exists() and not list(tmp_path.parent.glob("*escape*"))
+
+
+def test_single_class_is_refused_where_it_cannot_work(folder, tmp_path, capsys):
+    import shutil
+
+    for split in ("train", "test"):
+        shutil.rmtree(folder / split / "größe")
+    assert main(["protect", "--data", str(folder), "--method", "bait", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "at least 2 classes" in capsys.readouterr().err
+    assert main(["evaluate", "--train", str(folder), "--data", str(folder), *FAST_EVAL]) == 2
+    assert "at least 2 classes" in capsys.readouterr().err
+    # methods that do not compare classes work with one
+    assert main(["protect", "--data", str(folder), "--method", "random", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+
+
+def test_options_out_of_range_fail_before_work(folder, tmp_path, capsys):
+    for argv, message in [
+        (["protect", "--data", str(folder), "--out", str(tmp_path / "o"), "--eps", "0"], "--eps"),
+        (["protect", "--data", str(folder), "--out", str(tmp_path / "o"), "--method", "ops", "--eps", "0.5"], "L0"),
+        (["protect", "--data", str(folder), "--out", str(tmp_path / "o"), "--train-per-class", "100"], "100"),
+        (["evaluate", "--train", str(folder), "--data", str(folder), "--epochs", "0"], "--epochs"),
+        (["evaluate", "--train", str(folder), "--data", str(folder), "--victim", "resnet1000"], "resnet1000"),
+        (["evaluate", "--train", str(folder), "--data", str(folder), "--defense", "magic"], "unknown defense"),
+    ]:
+        try:
+            rc = main(argv)
+        except SystemExit as e:
+            rc = e.code
+        assert rc == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / "o").exists()
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_malicious_pickles_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "evil.pt"
+    bad.write_bytes(pickle.dumps({"model": Payload()}))
+    from unlearnable.models import create_model
+    from unlearnable.training import TrainConfig, train_classifier
+
+    ds = ImageDataset(torch.zeros((8, 3, 8, 8), dtype=torch.uint8), torch.arange(8) % 2, ["a", "b"])
+    with pytest.raises(pickle.UnpicklingError):  # a checkpoint is loaded with weights_only=True
+        train_classifier(create_model("small_cnn", 2), ds, TrainConfig(epochs=1, batch_size=4),
+                         device=torch.device("cpu"), progress=False, checkpoint=bad)
+    with pytest.raises(ValueError, match="not a perturbation file"):
+        Perturbation.load(bad)
+    from unlearnable.models.weights import load_state_dict_file
+
+    with pytest.raises(Exception):
+        load_state_dict_file(bad)
+    assert not (tmp_path / "pwned").exists()
