@@ -71,21 +71,15 @@ TRAIN_SCRIPT = textwrap.dedent("""
     ds = load_dataset(folder, "train")
     cfg = TrainConfig(epochs=3, batch_size=16, lr=0.05)
     import unlearnable.training as t
-    real = t.save_checkpoint
-    def save(path, state):  # stop after `epochs` epochs, as a kill would, checkpoint written
-        real(path, state)
-        if state["epoch"] >= epochs:
+    real_mode, starts = t.set_train_mode, {"n": 0}
+    def set_train_mode(*a, **k):  # every process stops as epoch `epochs` + 1 begins, checkpoint written
+        starts["n"] += 1
+        if starts["n"] > epochs:
+            if torch.distributed.is_initialized():
+                torch.distributed.barrier()
             raise SystemExit(0)
-    t.save_checkpoint = save
-    real_sum, epochs_seen = t.sum_all, {"n": 0}
-    def sum_all(*values, **kw):  # the other ranks stop after the same epoch's metrics
-        out = real_sum(*values, **kw)
-        if len(values) == 3:
-            epochs_seen["n"] += 1
-            if epochs_seen["n"] >= epochs and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
-                raise SystemExit(0)
-        return out
-    t.sum_all = sum_all
+        return real_mode(*a, **k)
+    t.set_train_mode = set_train_mode
     try:
         train_classifier(create_model("small_cnn", 2), ds, cfg, seed=0, device=torch.device("cpu"), progress=False,
                          checkpoint=ckpt)
@@ -144,6 +138,8 @@ FIT_SCRIPT = textwrap.dedent("""
         def dying(*a, **k):
             calls["n"] += 1
             if calls["n"] == stop:
+                if torch.distributed.is_initialized():
+                    torch.distributed.barrier()
                 raise SystemExit(0)
             return real(*a, **k)
         bait_module.sgd_step = dying
