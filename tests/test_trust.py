@@ -163,3 +163,71 @@ def test_malicious_pickles_are_refused(tmp_path, monkeypatch):
     with pytest.raises(Exception):
         load_state_dict_file(bad)
     assert not (tmp_path / "pwned").exists()
+
+
+def run_killed_then_resumed(argv, ckpt: Path, env, cwd):
+    """Start the command, SIGKILL it as soon as its first checkpoint exists, then run it again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "unlearnable", *argv]
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert killed and ckpt.exists(), "the run ended before it could be killed; make it longer"
+    subprocess.run(cmd, env=env, cwd=cwd, check=True, capture_output=True, timeout=300)
+    assert not ckpt.exists()
+
+
+def test_sigkill_then_resume_is_bit_identical(folder, tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    protect = ["protect", "--data", str(folder), "--method", "bait", "--quiet", "--device", "cpu",
+               "--set", "surrogate=small_cnn", "--set", "surrogate_init=scratch", "--set", "stages=[12,12,12]",
+               "--set", "batch_size=8"]
+    subprocess.run([sys.executable, "-m", "unlearnable", *protect, "--out", str(tmp_path / "p1")], env=env,
+                   check=True, capture_output=True, timeout=300)
+    run_killed_then_resumed([*protect, "--out", str(tmp_path / "p2")], tmp_path / ".p2.checkpoint.pt", env, tmp_path)
+    a, b = (Perturbation.load(tmp_path / p / "perturbation.safetensors") for p in ("p1", "p2"))
+    assert torch.equal(a.delta, b.delta)  # the same bytes
+    assert a.meta["history"] == b.meta["history"]
+
+    evaluate = ["evaluate", "--train", str(tmp_path / "p1"), "--data", str(folder), "--init", "scratch",
+                "--epochs", "40", "--batch-size", "4", "--quiet", "--device", "cpu"]
+    subprocess.run([sys.executable, "-m", "unlearnable", *evaluate, "--out", str(tmp_path / "e1")], env=env,
+                   check=True, capture_output=True, timeout=300)
+    run_killed_then_resumed([*evaluate, "--out", str(tmp_path / "e2")], tmp_path / ".e2.checkpoint.pt", env, tmp_path)
+
+    def history(p):
+        rec = json.loads((tmp_path / p / "record.json").read_text())
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in rec["history"]]
+
+    assert history("e1") == history("e2") and len(history("e1")) == 40
+
+
+def test_tar_members_with_dotdot_or_absolute_paths_are_skipped(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "data.tar"
+    with tarfile.open(path, "w") as tf:
+        for name in ("a/0.png", "b/0.png", "../escape/0.png", "a/../../up.png"):
+            buf = io.BytesIO()
+            Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(buf, format="PNG")
+            info = tarfile.TarInfo(name)
+            info.size = buf.tell()
+            buf.seek(0)
+            tf.addfile(info, buf)
+    ds = load_dataset(path, "train", cache=False)
+    assert ds.classes == ["a", "b"] and len(ds) == 2
+    assert not (tmp_path.parent / "escape").exists()
