@@ -49,9 +49,10 @@ def project(delta: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor
     d = delta.float().clamp(-1, 1)
     if norm == "linf":
         return d.clamp(-eps, eps)
-    if norm == "l2":
+    if norm == "l2":  # rescale only what is over (with float slack), so projecting twice changes nothing
         n = d.flatten(1).norm(dim=1).clamp(min=1e-12)
-        return d * (eps / n).clamp(max=1).view(-1, *[1] * (d.dim() - 1))
+        scale = torch.where(n > eps * (1 + 1e-5), eps / n, torch.ones_like(n))
+        return d * scale.view(-1, *[1] * (d.dim() - 1))
     k = int(eps)
     strength = d.abs().amax(1).flatten(1)  # (N, H*W): strongest channel per pixel position
     if strength.shape[1] <= k:
