@@ -83,10 +83,9 @@ def all_reduce_sum_(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def merge_rows(full: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Every process computed `values` for its own, disjoint `rows` of `full`; returns `full` with
-    all processes' rows written in, identical everywhere (one sum all-reduce)."""
-    full = full.clone()
+def merge_rows_(full: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Every process computed `values` for its own, disjoint `rows` of `full`; writes all
+    processes' rows into `full` in place, identical everywhere (one sum all-reduce), and returns it."""
     full[rows] = values.to(full.dtype)
     if rank_and_world()[1] == 1:
         return full
@@ -96,8 +95,9 @@ def merge_rows(full: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> 
     part[rows] = values.to(full.dtype)
     dist.all_reduce(part)
     dist.all_reduce(mask)
-    shape = (-1,) + (1,) * (full.dim() - 1)
-    return torch.where(mask.view(shape) > 0, part, full)
+    written = mask > 0
+    full[written] = part[written]
+    return full
 
 
 def local_generator(shared: torch.Generator, seed: int, salt: int) -> torch.Generator:

@@ -9,18 +9,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.augment import crop_flip
-from ..distributed import barrier, is_main
+from ..distributed import all_reduce_sum_, barrier, is_main
 from ..perturbation import add_float
 from ..training import save_checkpoint
 
 
-def class_means(values: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def class_means(values: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                across_processes: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class mean of `values` (N, ...) by `labels` with one index_add; also the counts.
 
-    Classes absent from the batch get a zero mean and count 0.
+    Classes absent from the batch get a zero mean and count 0. With `across_processes`, sums and
+    counts are summed over all torchrun processes first (no gradient flows through them).
     """
     sums = values.new_zeros((num_classes, *values.shape[1:])).index_add(0, labels, values)
     counts = torch.bincount(labels, minlength=num_classes).to(values.dtype)
+    if across_processes:
+        all_reduce_sum_(sums)
+        all_reduce_sum_(counts)
     shape = (num_classes,) + (1,) * (values.dim() - 1)
     return sums / counts.clamp(min=1).view(shape), counts
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.augment import crop_flip
-from ..distributed import all_reduce_sum_, local_generator, merge_rows, rank_and_world, sum_all
+from ..distributed import local_generator, merge_rows_, rank_and_world, sum_all
 from ..perturbation import quantize
 from ..training import accuracy, to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
@@ -100,11 +100,12 @@ class EM(Attack):
             # are merged after the sweep; the surrogate steps above are the same everywhere
             rank, world = rank_and_world()
             mine = local_generator(gen, self.seed, rnd)
-            before = delta.clone() if world > 1 and not classwise else None
+            mine_rows = []
             model.eval()
             loss_sum = 0.0
             for i in range(0, len(order), bs):
                 idx = order[i:i + bs][rank::world]
+                mine_rows.append(idx)
                 x, y = to_float(images[idx], dev), labels[idx].to(dev)
                 r = rows(y, idx)
                 for _ in range(self.attack_steps):
@@ -115,21 +116,16 @@ class EM(Attack):
                     loss = F.cross_entropy(model(view), y)
                     (grad,) = torch.autograd.grad(loss, xp)
                     step = -self.step_size * grad.sign()
-                    if classwise:
-                        if world == 1:
-                            step, _ = class_means(step, y, K)
-                        else:  # the class means over every process's images
-                            counts = all_reduce_sum_(torch.bincount(y, minlength=K).to(step.dtype))
-                            sums = all_reduce_sum_(step.new_zeros(delta.shape).index_add_(0, y, step))
-                            step = sums / counts.clamp(min=1).view(K, 1, 1, 1)
+                    if classwise:  # the class means over every process's images
+                        step, _ = class_means(step, y, K, across_processes=True)
                         delta = (delta + step).clamp_(-self.eps, self.eps)
                     else:  # keep x + delta a valid image as well as within the budget
                         new = (delta[r] + step).clamp_(-self.eps, self.eps)
                         delta[r] = (x + new).clamp_(0, 1) - x
                 loss_sum += loss.item() * len(idx)
-            if before is not None:
-                mine_rows = torch.cat([order[i:i + bs][rank::world] for i in range(0, len(order), bs)]).to(dev)
-                delta = merge_rows(before, mine_rows, delta[mine_rows])
+            if world > 1 and not classwise:  # only this process's rows changed: share them
+                mine_rows = torch.cat(mine_rows).to(dev)
+                merge_rows_(delta, mine_rows, delta[mine_rows])
             (loss_sum,) = sum_all(loss_sum)
             probe = train_set.subset(check)
             protected = quantize(probe.images, delta.cpu()[probe.labels if classwise else check], self.eps)

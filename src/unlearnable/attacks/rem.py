@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.augment import crop_flip
-from ..distributed import local_generator, merge_rows, rank_and_world
+from ..distributed import local_generator, merge_rows_, rank_and_world
 from ..training import to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
 from .common import AttackCheckpoint, surrogate_optimizer
@@ -87,7 +87,7 @@ class REM(Attack):
             rank, world = rank_and_world()
             part = slice(rank, None, world)
             mine = local_generator(gen, self.seed, step)
-            delta = merge_rows(delta, idx[part], self._defend(model, x[part], y[part], mine).cpu())
+            merge_rows_(delta, idx[part], self._defend(model, x[part], y[part], mine).cpu())
             if step < self.train_steps:
                 self._train_step(model, opt, x, delta[idx].to(dev), y, step, gen)
             step += 1

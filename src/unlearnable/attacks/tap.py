@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.augment import crop_flip
-from ..distributed import local_generator, merge_rows, rank_and_world
+from ..distributed import local_generator, merge_rows_, rank_and_world
 from ..training import TrainConfig, to_float, train_classifier
 from .base import Attack, build_surrogate, register_attack, seed_everything
 from .common import AttackCheckpoint
@@ -81,7 +81,7 @@ class TAP(Attack):
             mine = local_generator(gen, self.seed, g)
             x, y = to_float(images[idx], dev), labels[idx].to(dev)
             crafted = self._craft(model, x, (y + self.target_shift) % K, step, mine).cpu() if len(idx) else delta[idx]
-            delta = merge_rows(delta, idx, crafted)
+            merge_rows_(delta, idx, crafted)
             bar.update(min(n, g + group) - g)
             if (g // group) % 5 == 4 or g + group >= n:
                 ckpt.save({**state, "delta": delta, "done": min(n, g + group), "generator": gen.get_state()})
