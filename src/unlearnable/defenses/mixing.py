@@ -45,33 +45,16 @@ class Cutout(Defense):
         return x.masked_fill(box_masks(n, h, w, side, side, gen, x.device), 0.0), y
 
 
-@register_defense
-class CutMix(Defense):
-    name = "cutmix"
-    summary = "CutMix (Yun et al. 2019): paste a box from another image, mix labels by area"
+class _Mixing(Defense):
+    """With probability `prob`, mix every image with a partner from the same batch (a random
+    permutation); a share lambda ~ Beta(alpha, alpha) of the result is the image's own, and its
+    target is the labels mixed by the share actually taken from each."""
+
     DEFAULTS = {"alpha": 1.0, "prob": 0.5}  # ISS's evaluation settings
 
-    def batch(self, model, x, y, gen):
-        n, _, h, w = x.shape
-        k = model_classes(model, y)
-        if float(torch.rand((), generator=gen)) >= self.prob:
-            return x, y
-        lam = beta(self.alpha, gen)
-        cut = (1 - lam) ** 0.5
-        sh, sw = torch.full((n,), round(h * cut)), torch.full((n,), round(w * cut))
-        perm = torch.randperm(n, generator=gen).to(x.device)
-        mask = box_masks(n, h, w, sh, sw, gen, x.device)
-        mixed = torch.where(mask, x[perm], x)
-        area = mask.flatten(1).float().mean(1, keepdim=True)  # the real pasted share, per image
-        target = (1 - area) * F.one_hot(y, k).float() + area * F.one_hot(y[perm], k).float()
-        return mixed, target
-
-
-@register_defense
-class Mixup(Defense):
-    name = "mixup"
-    summary = "Mixup (Zhang et al. 2018): convex combinations of image pairs and their labels"
-    DEFAULTS = {"alpha": 1.0, "prob": 0.5}  # ISS's evaluation settings
+    def mix(self, x, partner, lam: float, gen) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mixed images, per-image share (N, 1) taken from the partner)."""
+        raise NotImplementedError
 
     def batch(self, model, x, y, gen):
         k = model_classes(model, y)
@@ -79,12 +62,35 @@ class Mixup(Defense):
             return x, y
         lam = beta(self.alpha, gen)
         perm = torch.randperm(len(x), generator=gen).to(x.device)
-        target = lam * F.one_hot(y, k).float() + (1 - lam) * F.one_hot(y[perm], k).float()
-        return lam * x + (1 - lam) * x[perm], target
+        mixed, share = self.mix(x, x[perm], lam, gen)
+        return mixed, (1 - share) * F.one_hot(y, k).float() + share * F.one_hot(y[perm], k).float()
+
+
+@register_defense
+class CutMix(_Mixing):
+    name = "cutmix"
+    summary = "CutMix (Yun et al. 2019): paste a box from another image, mix labels by area"
+
+    def mix(self, x, partner, lam, gen):
+        n, _, h, w = x.shape
+        cut = (1 - lam) ** 0.5
+        sh, sw = torch.full((n,), round(h * cut)), torch.full((n,), round(w * cut))
+        mask = box_masks(n, h, w, sh, sw, gen, x.device)
+        return torch.where(mask, partner, x), mask.flatten(1).float().mean(1, keepdim=True)  # the real pasted area
+
+
+@register_defense
+class Mixup(_Mixing):
+    name = "mixup"
+    summary = "Mixup (Zhang et al. 2018): convex combinations of image pairs and their labels"
+
+    def mix(self, x, partner, lam, gen):
+        return lam * x + (1 - lam) * partner, torch.full((len(x), 1), 1 - lam, device=x.device)
 
 
 def model_classes(model, y) -> int:
     """Number of classes of a classifier (its head's outputs), for one-hot targets."""
+    model = getattr(model, "module", model)  # the replica inside a DistributedDataParallel wrapper
     head = getattr(model, "head", None)
     if head is not None and hasattr(head, "out_features"):
         return head.out_features
