@@ -18,7 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from common import device_name, peak_memory_mb, sync, synthetic, timed
+from common import bare_train_step, device_name, peak_memory_mb, sync, synthetic, timed
 from unlearnable.attacks import create_attack
 from unlearnable.attacks.base import build_surrogate
 from unlearnable.training import autocast, default_device
@@ -29,13 +29,7 @@ def bare_passes(model, bs: int, size: int, device) -> dict:
     y = torch.randint(0, 10, (bs,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.train()
-
-    def train_step():
-        with autocast(device):
-            loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    train_step = bare_train_step(model, opt, x, y, device)
 
     def no_grad_forward():
         with torch.no_grad(), autocast(device):

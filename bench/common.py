@@ -6,8 +6,10 @@ import resource
 import time
 
 import torch
+import torch.nn.functional as F
 
 from unlearnable.data import ImageDataset
+from unlearnable.training import autocast
 
 
 def synthetic(n: int, size: int, classes: int = 10, seed: int = 0) -> ImageDataset:
@@ -44,3 +46,16 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU, {torch.get_num_threads()} threads"
+
+
+def bare_train_step(model, opt, x: torch.Tensor, y: torch.Tensor, device: torch.device):
+    """One forward + backward + optimizer step on a fixed batch: the hardware's cost of a step."""
+
+    def step():
+        with autocast(device):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step

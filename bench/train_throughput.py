@@ -14,12 +14,11 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 
-from common import device_name, peak_memory_mb, sync, synthetic, timed
+from common import bare_train_step, device_name, peak_memory_mb, sync, synthetic, timed
 from unlearnable.evaluate import victim_recipe
 from unlearnable.models import create_model
-from unlearnable.training import TrainConfig, autocast, default_device, make_optimizer, train_classifier
+from unlearnable.training import TrainConfig, default_device, make_optimizer, train_classifier
 
 
 def measure(init: str, victim: str | None, images: int, device: torch.device) -> dict:
@@ -36,14 +35,7 @@ def measure(init: str, victim: str | None, images: int, device: torch.device) ->
     x = torch.rand(bs, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (bs,), device=device)
     model.train()
-
-    def step():
-        with autocast(device):
-            loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step = bare_train_step(model, opt, x, y, device)
     steps = images // bs
     bare = timed(lambda: [step() for _ in range(steps)], warmup=1, device=device) / (steps * bs)
 
