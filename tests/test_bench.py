@@ -2,25 +2,16 @@
 
 import json
 
-import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
 from unlearnable import bench, evaluate
 from unlearnable.cli import main
 
 
 @pytest.fixture()
-def config(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    root = tmp_path / "images"
-    for split, n in (("train", 12), ("test", 4)):
-        for c in ("ant", "bee"):
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+def config(tmp_path, make_image_folder):
+    root = make_image_folder(tmp_path / "images", ["ant", "bee"], {"train": 12, "test": 4})
     cfg = {"name": "tiny", "preset": "cpu", "seeds": [0],
            "datasets": [{"name": "toy", "source": str(root)}],
            "methods": {"clean": {}, "random-sw": {"method": "random", "kind": "samplewise"}},

@@ -16,19 +16,9 @@ TINY_BAIT = ["--set", "surrogate=small_cnn", "--set", "surrogate_init=scratch", 
 
 
 @pytest.fixture()
-def image_folder(tmp_path, monkeypatch):
+def image_folder(tmp_path, make_image_folder):
     """A small ImageFolder with train/ and test/ (3 classes, 16x16 PNGs), and an isolated cache."""
-    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    root = tmp_path / "images"
-    for split, n in (("train", 16), ("test", 6)):
-        for c in ("ant", "bee", "cow"):
-            d = root / split / c
-            d.mkdir(parents=True)
-            for i in range(n):
-                base = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-                Image.fromarray(base).save(d / f"img {i}.png")
-    return root
+    return make_image_folder(tmp_path / "images", ["ant", "bee", "cow"], {"train": 16, "test": 6}, "img {i}.png")
 
 
 def tree_hash(root: Path) -> str:

@@ -7,10 +7,8 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from unlearnable.data import load_dataset
 from unlearnable.models import create_model
@@ -18,18 +16,9 @@ from unlearnable.training import TrainConfig, train_classifier
 
 
 @pytest.fixture()
-def learnable_folder(tmp_path, monkeypatch):
+def learnable_folder(tmp_path, make_image_folder):
     """2 classes that differ in colour (learnable in an epoch or two), 48 + 12 images each."""
-    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    root = tmp_path / "images"
-    for split, n in (("train", 48), ("test", 12)):
-        for c, tint in (("red", (90, 0, 0)), ("blue", (0, 0, 90))):
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                img = rng.integers(0, 160, (16, 16, 3)) + np.array(tint)
-                Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(root / split / c / f"{i}.png")
-    return root
+    return make_image_folder(tmp_path / "images", {"red": (90, 0, 0), "blue": (0, 0, 90)}, {"train": 48, "test": 12})
 
 
 def torchrun(args, cwd, timeout=240):

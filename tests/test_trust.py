@@ -20,17 +20,9 @@ FAST_EVAL = ["--init", "scratch", "--epochs", "1", "--batch-size", "16", "--quie
 
 
 @pytest.fixture()
-def folder(tmp_path, monkeypatch):
+def folder(tmp_path, make_image_folder):
     """train/ and test/ with 2 classes of 16x16 PNGs, one named with spaces and non-ASCII letters."""
-    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    root = tmp_path / "in put"
-    for split, n in (("train", 8), ("test", 4)):
-        for c in ("chat noir", "größe"):
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / split / c / f"é {i}.png")
-    return root
+    return make_image_folder(tmp_path / "in put", ["chat noir", "größe"], {"train": 8, "test": 4}, "é {i}.png")
 
 
 def tree_hash(root: Path) -> str:
