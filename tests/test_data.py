@@ -6,7 +6,6 @@ import hashlib
 import io
 import os
 import pickle
-import struct
 import tarfile
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ from PIL import Image
 
 from unlearnable.data import (CIFAR10_CLASSES, DataError, ImageDataset, balanced_subset, download_cifar10,
                               load_dataset)
+from formats import py2_pickle
 from unlearnable.data import cache as cache_mod
 from unlearnable.data import sources
 from unlearnable.data.sources import resolve_source
@@ -104,42 +104,12 @@ def _tar(path: Path, root: Path, arcroot: str = "") -> Path:
 
 # ---------------------------------------------------------------- official CIFAR-10 python format
 
-class _Py2Pickler(pickle._Pickler):
-    """Writes pickles the way the official batches were written: protocol 2, Python 2 byte strings."""
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def _save_str8(self, obj):
-        data = obj if isinstance(obj, bytes) else obj.encode("latin-1")
-        if len(data) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
-        self.memoize(obj)
-
-    dispatch[bytes] = _save_str8
-    dispatch[str] = _save_str8
-
-    def save_global(self, obj, name=None):
-        module, qual = obj.__module__, name or obj.__qualname__
-        if module == "numpy._core.multiarray":
-            module = "numpy.core.multiarray"
-        self.write(pickle.GLOBAL + f"{module}\n{qual}\n".encode())
-        self.memoize(obj)
-
-
-def _py2_pickle(obj) -> bytes:
-    buf = io.BytesIO()
-    _Py2Pickler(buf, protocol=2).dump(obj)
-    return buf.getvalue()
-
-
 PER_BATCH = 4
 
 
 def _cifar_batches(seed: int = 0) -> dict[str, bytes]:
     rng = np.random.default_rng(seed)
-    out = {"batches.meta": _py2_pickle({b"label_names": [c.encode() for c in CIFAR10_CLASSES],
+    out = {"batches.meta": py2_pickle({b"label_names": [c.encode() for c in CIFAR10_CLASSES],
                                         b"num_cases_per_batch": PER_BATCH, b"num_vis": 3072})}
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for b, name in enumerate(names):
@@ -150,7 +120,7 @@ def _cifar_batches(seed: int = 0) -> dict[str, bytes]:
             data[0, 0 * 1024 + 2 * 32 + 3] = 11
             data[0, 1 * 1024 + 2 * 32 + 3] = 22
             data[0, 2 * 1024 + 2 * 32 + 3] = 33
-        out[name] = _py2_pickle({b"batch_label": f"batch {name}".encode(), b"labels": labels, b"data": data,
+        out[name] = py2_pickle({b"batch_label": f"batch {name}".encode(), b"labels": labels, b"data": data,
                                  b"filenames": [f"{name}_{j}.png".encode() for j in range(PER_BATCH)]})
     return out
 
@@ -418,7 +388,7 @@ class _Evil:
 def test_restricted_unpickler_refuses_code(tmp_path):
     marker = tmp_path / "pwned"
     members = _cifar_batches()
-    members["data_batch_1"] = _py2_pickle({b"data": _Evil(marker), b"labels": []})
+    members["data_batch_1"] = py2_pickle({b"data": _Evil(marker), b"labels": []})
     (tmp_path / "evil").mkdir()
     archive = _write_tar(tmp_path / "evil" / "cifar-10-python.tar.gz", members)
     with pytest.raises(DataError, match="refusing") as err:
@@ -429,9 +399,9 @@ def test_restricted_unpickler_refuses_code(tmp_path):
 
 def test_unpickler_accepts_both_numpy_names():
     arr = np.arange(3072 * 2, dtype=np.uint8).reshape(2, 3072)
-    for blob in (_py2_pickle({b"data": arr}), pickle.dumps({b"data": arr}, protocol=4)):
+    for blob in (py2_pickle({b"data": arr}), pickle.dumps({b"data": arr}, protocol=4)):
         np.testing.assert_array_equal(sources._unpickle(blob, "t")[b"data"], arr)
-    assert b"numpy.core.multiarray" in _py2_pickle({b"data": arr})
+    assert b"numpy.core.multiarray" in py2_pickle({b"data": arr})
     with pytest.raises(DataError, match="refusing"):
         sources._unpickle(pickle.dumps(Path("x"), protocol=4), "t")
 

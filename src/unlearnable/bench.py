@@ -219,6 +219,7 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
                            protocol=v.pop("protocol", "finetune"), preset=cfg["preset"], seed=cell.seed,
                            device=device, progress=progress, checkpoint=ckpt,
                            defense=create_defense(cell.defense, **(cfg["defenses"][cell.defense] or {})),
+                           dataset=datasets[cell.dataset]["source"],
                            **{k: val for k, val in v.items() if k != "name"})
         rec.update({"cell": cell.key, "dataset": cell.dataset, "method": cell.method, "victim_name": cell.victim,
                     "defense_name": cell.defense, "seed": cell.seed})

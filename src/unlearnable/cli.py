@@ -46,9 +46,10 @@ def positive_int(text: str) -> int:
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="cifar10",
-                   help="dataset source: 'cifar10' (searched: $UNLEARNABLE_DATA, ./data, ~/.cache/unlearnable/data), "
-                        "an ImageFolder directory, an ImageFolder tarball, or cifar-10-python.tar.gz")
-    p.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive if not found")
+                   help="dataset source: a name (cifar10, cifar100, cifar100-coarse, svhn, svhn-extra, fashion-mnist; "
+                        "searched in $UNLEARNABLE_DATA, ./data, ~/.cache/unlearnable/data), an ImageFolder "
+                        "directory or tarball, or a folder of a dataset's official files")
+    p.add_argument("--download", action="store_true", help="download a named dataset's official files if not found")
     p.add_argument("--image-size", type=positive_int, default=None, help="resize every image to SIZE x SIZE")
     p.add_argument("--train-per-class", type=positive_int, default=None, help="class-balanced training subset")
     p.add_argument("--seed", type=int, default=0, help="seed for subsets, initialization and training")
@@ -109,7 +110,7 @@ def cmd_evaluate(args) -> int:
     rec = evaluate.run(train, test, victim=args.victim, init=args.init, protocol=args.protocol, preset=args.preset,
                        seed=args.seed, input_size=args.input_size, device=args.device, progress=not args.quiet,
                        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                       defense=create_defense(args.defense, **parse_sets(args.defense_set)),
+                       defense=create_defense(args.defense, **parse_sets(args.defense_set)), dataset=args.data,
                        checkpoint=out.with_name(f".{out.name}.checkpoint.pt") if out else None)
     rec.update({"train_data": str(args.train), "test_data": str(args.data),
                 "command": "unlearnable " + " ".join(sys.argv[1:])})

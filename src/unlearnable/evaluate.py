@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .data.official import dataset_preset
 from .training import TrainConfig, default_device, train_classifier
 
 # Victim recipes. Keys: (preset, init). "model" and "input_size" pick the default victim.
@@ -36,13 +37,19 @@ VICTIM_PRESETS: dict[tuple[str, str], dict] = {
 LINEAR_LR = {"paper": 0.01, "cpu": 0.05}
 
 
-def victim_recipe(preset: str, init: str, protocol: str = "finetune", **overrides) -> tuple[str, int | None, TrainConfig]:
-    """(model name, input size, training config) for a preset, with explicit overrides applied."""
+def victim_recipe(preset: str, init: str, protocol: str = "finetune", dataset: str | None = None,
+                  **overrides) -> tuple[str, int | None, TrainConfig]:
+    """(model name, input size, training config) for a preset, with explicit overrides applied;
+    with preset="paper" and a dataset name, the paper's epochs and weight decay for that dataset."""
     if (preset, init) not in VICTIM_PRESETS:
         raise ValueError(f"no victim preset for preset={preset!r} init={init!r}; presets: cpu, paper; inits: scratch, imagenet")
     recipe = dict(VICTIM_PRESETS[preset, init])
     if protocol == "linear":
         recipe["lr"] = LINEAR_LR[preset]
+    data_preset = dataset_preset(dataset)
+    if preset == "paper" and data_preset:
+        recipe["epochs"] = data_preset["paper_epochs"]
+        recipe["weight_decay"] = data_preset.get("paper_weight_decay", recipe["weight_decay"])
     recipe.update({k: v for k, v in overrides.items() if v is not None})
     model = recipe.pop("model")
     input_size = recipe.pop("input_size")
@@ -60,9 +67,12 @@ def versions() -> dict:
 
 def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet", protocol: str = "finetune",
         preset: str = "cpu", seed: int = 0, input_size: int | None = None, device=None, progress: bool = True,
-        checkpoint=None, defense=None, **overrides) -> dict:
+        checkpoint=None, defense=None, dataset: str | None = None, **overrides) -> dict:
     """Train a victim on `train_set`, test on the clean `test_set` after every epoch.
 
+    `dataset`: the name of a benchmark dataset (cifar10, cifar100, svhn, fashion-mnist, ...) whose
+    preset applies: its normalization for scratch models, and with preset="paper" the paper's
+    epochs and weight decay for it.
     `defense`: None, a name (see unlearnable.defenses) or a Defense object, applied by the
     trainer (its data preparation, batch transforms or loss; a linear probe sets the protocol).
     """
@@ -81,15 +91,21 @@ def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet
         raise ValueError("a linear probe needs a pretrained backbone: use --init imagenet")
     if train_set.num_classes < 2:
         raise ValueError(f"a classifier needs at least 2 classes; the training data has {train_set.classes}")
-    if list(train_set.classes) != list(test_set.classes):
-        raise ValueError(f"train and test classes differ: {train_set.classes} vs {test_set.classes}")
-    name, preset_size, cfg = victim_recipe(preset, init, protocol, **overrides)
+    try:
+        test_set = test_set.with_class_order(train_set.classes)
+    except ValueError:
+        raise ValueError(f"train and test classes differ: {train_set.classes} vs {test_set.classes}") from None
+    data_preset = dataset_preset(dataset)
+    name, preset_size, cfg = victim_recipe(preset, init, protocol, dataset=dataset, **overrides)
     if defense is not None:
         train_set, test_set = defense.prepare(train_set, test_set)
     name = victim or name
     input_size = input_size or preset_size
     torch.manual_seed(seed)
     model = create_model(name, train_set.num_classes, pretrained=init == "imagenet", input_size=input_size)
+    if init == "scratch" and data_preset:  # a scratch model normalizes with its training set's statistics
+        model.mean.copy_(torch.tensor(data_preset["mean"]).view_as(model.mean))
+        model.std.copy_(torch.tensor(data_preset["std"]).view_as(model.std))
     device = torch.device(device) if device else default_device()
     t0 = time.perf_counter()
     result = train_classifier(model, train_set, cfg, test_set=test_set, protocol=protocol, seed=seed, device=device,

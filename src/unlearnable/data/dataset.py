@@ -97,6 +97,19 @@ class ImageDataset:
         return ImageDataset(images, self.labels.clone(), list(self.classes),
                             list(self.files) if self.files is not None else None)
 
+    def with_class_order(self, classes: list[str]) -> "ImageDataset":
+        """The same images labelled by their class's index in `classes` (the same names in another
+        order): a protected copy read back from folders lists classes alphabetically, while an
+        official test set (Fashion-MNIST) keeps its own order."""
+        if list(classes) == list(self.classes):
+            return self
+        if sorted(classes) != sorted(self.classes) or len(set(classes)) != len(classes):
+            raise ValueError(f"class names differ: {list(self.classes)} vs {list(classes)}")
+        where = {c: i for i, c in enumerate(classes)}
+        mapping = torch.tensor([where[c] for c in self.classes], dtype=torch.int64)
+        return ImageDataset(self.images, mapping[self.labels], list(classes),
+                            list(self.files) if self.files is not None else None)
+
     def class_counts(self) -> torch.Tensor:
         """Number of images of every class, int64 of shape (num_classes,)."""
         return torch.bincount(self.labels, minlength=self.num_classes)

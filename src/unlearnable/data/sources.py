@@ -1,4 +1,5 @@
-"""Where images come from: ImageFolder trees, tarballs of them, and the official CIFAR-10 archive.
+"""Where images come from: ImageFolder trees, tarballs of them, the official CIFAR-10 archive, and
+the other benchmark datasets by name (official.py: CIFAR-100, SVHN, Fashion-MNIST).
 
 Every loader returns an ImageDataset of uint8 images. Three kinds of source are understood:
 
@@ -550,20 +551,21 @@ def default_data_dir() -> Path:
 
 def download_cifar10(dest_dir: str | os.PathLike | None = None, *, url: str = CIFAR10_URL,
                      md5: str = CIFAR10_MD5) -> Path:
-    """Download the official CIFAR-10 python archive into dest_dir (default <cache>/data).
+    """Download the official CIFAR-10 python archive into dest_dir (default <cache>/data)."""
+    return download_file(url, Path(dest_dir) if dest_dir is not None else default_data_dir(), CIFAR10_ARCHIVE, md5)
 
-    The download goes to a temporary file in dest_dir, its md5 is checked, and only then is it
-    renamed to cifar-10-python.tar.gz. An archive already there with the right md5 is reused.
-    """
-    dest = Path(dest_dir) if dest_dir is not None else default_data_dir()
-    target = dest / CIFAR10_ARCHIVE
+
+def download_file(url: str, dest: Path, filename: str, md5: str) -> Path:
+    """Download `url` to dest/filename: into a temporary file in dest, md5 checked, and only then
+    renamed into place. A file already there with the right md5 is reused."""
+    target = dest / filename
     manual = (f"If this machine is offline, download {url} elsewhere and put it at {target}, or set "
-              f"UNLEARNABLE_DATA to its path.")
+              f"UNLEARNABLE_DATA to its folder.")
     try:
         dest.mkdir(parents=True, exist_ok=True)
         if target.is_file() and _file_md5(target) == md5:
             return target
-        fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{CIFAR10_ARCHIVE}.", suffix=".part")
+        fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{filename}.", suffix=".part")
     except OSError as exc:
         raise DataError(f"cannot write to {dest}: {exc}. {manual}") from None
     tmp = Path(tmp_name)
@@ -572,7 +574,7 @@ def download_cifar10(dest_dir: str | os.PathLike | None = None, *, url: str = CI
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
             total = resp.headers.get("Content-Length")
             with tqdm(total=int(total) if total and total.isdigit() else None, unit="B", unit_scale=True,
-                      desc=f"downloading {CIFAR10_ARCHIVE}", disable=None, leave=False) as bar:
+                      desc=f"downloading {filename}", disable=None, leave=False) as bar:
                 while chunk := resp.read(1 << 20):
                     out.write(chunk)
                     h.update(chunk)
@@ -623,18 +625,28 @@ def _known_in_dir(d: Path) -> tuple[str, Path] | None:
 
 
 def _resolve_path(p: Path) -> tuple[str, Path]:
+    from .official import DATASETS, holds
+
     p = p.expanduser().resolve()
     if p.is_dir():
         if p.name == CIFAR10_FOLDER or (p / "batches.meta").is_file():
             return "cifar10-python", p
-        return _known_in_dir(p) or ("imagefolder", p)
+        if (hit := _known_in_dir(p)) is not None:
+            return hit
+        for spec in DATASETS.values():  # a folder of another dataset's official files
+            if holds(spec, p, "train") or holds(spec, p, "test"):
+                return f"official:{spec.name}", p
+        return "imagefolder", p
     if p.is_file():
         if p.name == CIFAR10_ARCHIVE:
             return "cifar10-python", p
+        if p.name == "cifar-100-python.tar.gz":
+            return "official:cifar100", p.parent
         if _is_tar_name(p.name):
             return ("cifar10-python" if _looks_like_cifar_python(p) else "tarball"), p
         raise DataError(f"unsupported data file {p}: expected a .tar, .tar.gz or .tgz archive of "
-                        f"{_LAYOUT_HINT}, the official {CIFAR10_ARCHIVE}, or an ImageFolder directory")
+                        f"{_LAYOUT_HINT}, the official {CIFAR10_ARCHIVE} or cifar-100-python.tar.gz, or a "
+                        f"directory (an ImageFolder tree, or a folder of a dataset's official files)")
     raise DataError(f"data source {p} does not exist")
 
 
@@ -661,18 +673,25 @@ def _find_cifar10(download: bool) -> tuple[str, Path]:
                     f"{CIFAR10_URL} into {default_data_dir()}.")
 
 
-def resolve_source(source: str | os.PathLike | None = None, *, download: bool = False) -> tuple[str, Path]:
-    """(kind, path) of a data source; kind is "imagefolder", "tarball" or "cifar10-python".
+def resolve_source(source: str | os.PathLike | None = None, *, download: bool = False,
+                   split: str = "train") -> tuple[str, Path]:
+    """(kind, path) of a data source; kind is "imagefolder", "tarball", "cifar10-python" or
+    "official:<name>" (a dataset of official.py, path the folder of its files).
 
-    None and the name "cifar10" search for CIFAR-10 (see the module doc for the order).
+    None and the name "cifar10" search for CIFAR-10 (see the module doc for the order); the other
+    dataset names (official.py) are searched for the files `split` needs.
     """
+    from .official import dataset_names, find_official, get_dataset
+
     if source is None or (isinstance(source, str) and source.strip().lower() == "cifar10"):
         return _find_cifar10(download)
+    if isinstance(source, str) and (spec := get_dataset(source)) is not None:
+        return f"official:{spec.name}", find_official(spec, split, download)
     p = Path(source).expanduser()
     if not p.exists():
         raise DataError(f"data source {source} does not exist; expected a directory holding {_LAYOUT_HINT}, "
-                        f"a .tar/.tar.gz/.tgz archive of one, the official {CIFAR10_ARCHIVE}, or the "
-                        f"name 'cifar10'")
+                        f"a .tar/.tar.gz/.tgz archive of one, a folder of a dataset's official files, or a "
+                        f"dataset name ({', '.join(dataset_names())})")
     return _resolve_path(p)
 
 
@@ -684,6 +703,14 @@ def _decode_source(kind: str, path: Path, split: str, image_size: int | None,
         return read_tarball(path, image_size, want=split)
     if kind == "cifar10-python":
         return read_cifar10_python(path, image_size, verify=verify)
+    if kind.startswith("official:"):
+        from .official import DATASETS, read_official
+
+        ds = read_official(DATASETS[kind.partition(":")[2]], path, split, verify)
+        if image_size is not None and tuple(ds.images.shape[-2:]) != (image_size, image_size):
+            ds = ImageDataset(_resize_all(ds.images, image_size, f"resizing {kind[9:]} {split}"), ds.labels,
+                              ds.classes, ds.files)
+        return {split: ds}
     raise ValueError(f"unknown source kind {kind!r}")
 
 
@@ -692,17 +719,18 @@ def load_dataset(source: str | os.PathLike | None = None, split: str = "train", 
                  verify: bool = False) -> ImageDataset:
     """Load one split ("train" or "test") of a data source as a uint8 ImageDataset.
 
-    source: see the module doc (a path, None or "cifar10"). image_size: resize every image to
+    source: see the module doc (a path, None, "cifar10", or another dataset name of official.py:
+    cifar100, cifar100-coarse, svhn, svhn-extra, fashion-mnist). image_size: resize every image to
     image_size x image_size; None keeps the size (all images must share it). cache: read and
-    write the decoded-dataset cache. download: fetch the official CIFAR-10 archive when
-    CIFAR-10 is asked for and not found. verify: check the md5 of a local cifar-10-python.tar.gz.
+    write the decoded-dataset cache. download: fetch the official files of a named dataset when
+    they are not found. verify: check the md5 of a local cifar-10-python.tar.gz or a named dataset's files.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
                                    or image_size <= 0):
         raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
-    kind, path = resolve_source(source, download=download)
+    kind, path = resolve_source(source, download=download, split=split)
     fingerprint = None
     if cache:
         fingerprint = source_fingerprint(path)
