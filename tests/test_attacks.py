@@ -18,8 +18,8 @@ def tiny_set(n=24, k=3, size=16, seed=0):
     return ImageDataset(images, torch.arange(n) % k, [f"c{i}" for i in range(k)])
 
 
-def fit(name, seed=0, **opts):
-    return create_attack(name, seed=seed, device="cpu", progress=False, **opts).fit(tiny_set())
+def fit(name, seed=0, size=16, **opts):
+    return create_attack(name, seed=seed, device="cpu", progress=False, **opts).fit(tiny_set(size=size))
 
 
 TINY_TAP = {"surrogate": "small_cnn", "surrogate_epochs": 1, "surrogate_batch_size": 8, "steps": 3, "batch_size": 8}
@@ -149,6 +149,26 @@ def test_targets_are_incorrect():
 def test_stage_boundaries():
     a = create_attack("bait", progress=False, stages=[2, 3, 1])
     assert [a.stage_of(e) for e in range(6)] == [0, 0, 1, 1, 1, 2]
+
+
+@pytest.mark.parametrize("name,opts,kind,norm,eps", METHODS, ids=IDS)
+def test_every_method_at_64_px(name, opts, kind, norm, eps):
+    """Larger images: the perturbation is stored at the images' size and holds its budget."""
+    ds = tiny_set(n=12, size=64)
+    p = create_attack(name, device="cpu", progress=False, **opts).fit(ds)
+    rows = ds.num_classes if kind == "classwise" else len(ds)
+    assert p.delta.shape == (rows, 3, 64, 64) and p.delta.abs().max() > 0
+    assert within_budget(ds.images, p.apply(ds).images, p.eps, p.norm)
+
+
+def test_bait_generator_at_64_px_and_input_sizes():
+    g = fit("bait", size=64, **{**TINY_BAIT, "parameterization": "generator", "generator_width": 0.125})
+    assert g.delta.shape == (3, 3, 64, 64) and g.delta.abs().max() <= 8 / 255 + 1e-7
+    a = fit("bait", **{**TINY_BAIT, "input_sizes": [16, 24]})
+    assert a.delta.shape == (3, 3, 16, 16) and not torch.equal(a.delta, fit("bait", **TINY_BAIT).delta)
+    for bad in ([], [4], "32", [16.5]):
+        with pytest.raises(ValueError, match="input_sizes"):
+            fit("bait", **{**TINY_BAIT, "input_sizes": bad})
 
 
 def test_bait_generator_and_hypergradient_run():

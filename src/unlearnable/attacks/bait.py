@@ -77,6 +77,7 @@ class BAIT(Attack):
         "hypergradient": False,
         "augment": True,
         "images_per_epoch": None,  # None: the whole training set every outer epoch
+        "input_sizes": None,  # e.g. [32, 48, 64]: the surrogate sees each batch resized to one of these
     }
     PRETRAINED = {}  # the surrogate is pretrained already
     PRESETS = {
@@ -93,6 +94,16 @@ class BAIT(Attack):
         st = list(self.stages)
         if len(st) != 3 or any(int(s) != s or s < 0 for s in st) or sum(st) < 1:
             raise ValueError(f"bait: stages must be three non-negative epoch counts with a positive sum, got {st}")
+        sizes = self.input_sizes
+        if sizes is not None and (not isinstance(sizes, (list, tuple)) or not sizes
+                                  or any(not isinstance(s, int) or isinstance(s, bool) or s < 8 for s in sizes)):
+            raise ValueError(f"bait: input_sizes must be a non-empty list of image sizes >= 8 (or null), got {sizes!r}")
+
+    def _pick_size(self, model, gen: torch.Generator):
+        """Input diversity: resize the surrogate's input to a size drawn from `input_sizes`, so that
+        the perturbation does not depend on the one resolution a victim happens to train at."""
+        if self.input_sizes:
+            model.input_size = self.input_sizes[int(torch.randint(len(self.input_sizes), (1,), generator=gen))]
 
     def stage_of(self, epoch: int) -> int:
         bounds = torch.tensor(self.stages).cumsum(0)
@@ -167,6 +178,7 @@ class BAIT(Attack):
             stage = self.stage_of(epoch)
             first = torch.randperm(n, generator=gen)[:bs]
             x0, y0 = to_float(images[first], dev), labels[first].to(dev)
+            self._pick_size(model, gen)
             fast = None if self.hypergradient else self._lookahead(model, names, x0, y0, buffer, gen, False)
             order = torch.randperm(n, generator=gen)[:per_epoch]
             mine = local_generator(gen, self.seed, epoch)  # this process's augmentation draws
@@ -180,6 +192,7 @@ class BAIT(Attack):
                 idx = batch[rank::world]
                 x, y = to_float(images[idx], dev), labels[idx].to(dev)
                 cand = candidates(x, y)
+                self._pick_size(model, gen)
                 if self.hypergradient:
                     fast = self._lookahead(model, names, x0, y0, cand, gen, True)
                 logits = None
@@ -202,6 +215,7 @@ class BAIT(Attack):
                 seen += len(idx)
                 loss_sum += loss.item() * len(idx)
             hits, seen, loss_sum = sum_all(hits, seen, loss_sum)
+            self._pick_size(model, gen)
             sgd_step(model, opt, perturbed_batch(x0, buffer[y0], self.augment, gen), y0, self.grad_clip)
             record = {"epoch": epoch + 1, "stage": STAGE_NAMES[stage], "target_loss": loss_sum / max(1, seen),
                       "target_acc": hits / max(1, seen)}
