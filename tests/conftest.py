@@ -28,14 +28,15 @@ def dies_on_call():
 
 @pytest.fixture()
 def make_image_folder(tmp_path, monkeypatch):
-    """Build a small ImageFolder (root/<split>/<class>/<name>.png, 16x16 RGB) with an isolated cache.
+    """Build a small ImageFolder (root/<split>/<class>/<name>.png, size x size RGB, 16 by default)
+    with an isolated cache.
 
     classes: names, or {name: (r, g, b) tint} for classes told apart by colour (pixels in
     [0, 160) plus the tint); otherwise pixels are uniform in [0, 256). Seeded: same call, same bytes.
     """
     monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
 
-    def make(root, classes, counts, name="{i}.png"):
+    def make(root, classes, counts, name="{i}.png", size=16):
         rng = np.random.default_rng(0)
         tints = classes if isinstance(classes, dict) else None
         for split, n in counts.items():
@@ -43,9 +44,9 @@ def make_image_folder(tmp_path, monkeypatch):
                 (root / split / c).mkdir(parents=True)
                 for i in range(n):
                     if tints is None:
-                        img = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+                        img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
                     else:
-                        img = (rng.integers(0, 160, (16, 16, 3)) + np.array(tints[c])).clip(0, 255).astype(np.uint8)
+                        img = (rng.integers(0, 160, (size, size, 3)) + np.array(tints[c])).clip(0, 255).astype(np.uint8)
                     Image.fromarray(img).save(root / split / c / name.format(i=i))
         return root
 
