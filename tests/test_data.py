@@ -526,3 +526,19 @@ def test_download_flag_uses_cache_dir(tmp_path, monkeypatch, cifar_archive):
     monkeypatch.setattr(sources, "download_cifar10", fake_download)
     ds = load_dataset("cifar10", download=True)
     assert calls == [tmp_path / "cache" / "data"] and len(ds) == 5 * PER_BATCH
+
+
+def test_sets_larger_than_the_threshold_are_decoded_to_disk_and_memory_mapped(tmp_path, monkeypatch):
+    root = tmp_path / "tree"
+    _make_tree(root)
+    in_memory = load_dataset(root, "train", cache=False)
+    monkeypatch.setenv("UNLEARNABLE_MMAP_BYTES", "100")  # every set here is "larger than memory"
+    direct = load_dataset(root, "train", cache=False)  # decoded into a disk-backed array
+    first = load_dataset(root, "train")  # decoded, written to the cache, handed back mapped
+    again = load_dataset(root, "train")  # mapped from the cache file
+    for ds in (direct, first, again):
+        assert torch.equal(ds.images, in_memory.images) and torch.equal(ds.labels, in_memory.labels)
+    cache_dir = tmp_path / "cache" / "datasets"
+    assert not [p for p in cache_dir.iterdir() if p.name.startswith(".")]  # no temporary files left
+    again.images[0, 0, 0, 0] ^= 255  # copy-on-write: the cache file itself never changes
+    assert torch.equal(load_dataset(root, "train").images, in_memory.images)

@@ -66,7 +66,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .cache import cache_key, cache_root, load_cached, save_cached, source_fingerprint
+from .cache import cache_key, cache_root, disk_array, load_cached, mmap_threshold, save_cached, source_fingerprint
 from .dataset import ImageDataset
 
 __all__ = [
@@ -283,17 +283,19 @@ def _decode_items(tree: _Tree, classes: list[str], items: list[tuple[str, str, i
         display, payload = tree.files[rel]
         arr = decode_image(_read_payload(display, payload), display, image_size)
         if out is None:
-            out, first = np.empty((n, *arr.shape), dtype=np.uint8), display
-        elif arr.shape != out.shape[1:]:
+            shape = (n, arr.shape[2], arr.shape[0], arr.shape[1])
+            # a set larger than memory is decoded into a disk-backed array (see cache.py)
+            out = disk_array(shape) if int(np.prod(shape)) > mmap_threshold() else np.empty(shape, dtype=np.uint8)
+            first = display
+        elif arr.shape[:2] != out.shape[2:]:
             h, w = arr.shape[:2]
-            raise DataError(f"image {display} is {w}x{h} but {first} is {out.shape[2]}x{out.shape[1]}: "
+            raise DataError(f"image {display} is {w}x{h} but {first} is {out.shape[3]}x{out.shape[2]}: "
                             f"without --image-size all images must have the same size. Pass "
                             f"--image-size N (image_size=N) to resize every image to N x N.")
-        out[i] = arr
+        out[i] = arr.transpose(2, 0, 1)
     assert out is not None
-    images = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([k for _, _, k in items], dtype=torch.int64)
-    return ImageDataset(images, labels, list(classes), [f for _, f, _ in items])
+    return ImageDataset(torch.from_numpy(out), labels, list(classes), [f for _, f, _ in items])
 
 
 def _inside(path: Path, real_root: Path) -> None:
@@ -744,4 +746,6 @@ def load_dataset(source: str | os.PathLike | None = None, split: str = "train", 
         for s, ds in decoded.items():
             info = {"kind": kind, "path": str(path), "split": s, "image_size": image_size}
             save_cached(cache_key(kind, path, s, image_size, fingerprint), ds, info)
+        if decoded[split].images.numel() > mmap_threshold():  # hand back the memory-mapped cache file
+            return load_cached(cache_key(kind, path, split, image_size, fingerprint)) or decoded[split]
     return decoded[split]
