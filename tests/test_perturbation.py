@@ -156,3 +156,16 @@ def test_budget_validation_by_norm():
         with pytest.raises(ValueError):
             Perturbation(torch.zeros(1, 3, 2, 2), eps=eps, norm=norm)
     Perturbation(torch.zeros(1, 3, 2, 2), eps=2.0, norm="l2")  # L2 radii above 1 are fine
+
+
+def test_apply_in_chunks_and_to_disk_matches_in_memory(monkeypatch, tmp_path):
+    g = torch.Generator().manual_seed(3)
+    ds = ImageDataset(torch.randint(0, 256, (37, 3, 8, 8), generator=g, dtype=torch.uint8), torch.arange(37) % 3,
+                      ["a", "b", "c"])
+    p = Perturbation(torch.rand(37, 3, 8, 8, generator=g) * 0.1 - 0.05, 8 / 255, kind="samplewise")
+    whole = p.apply(ds, chunk=1000)
+    assert torch.equal(p.apply(ds, chunk=5).images, whole.images)
+    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path))
+    monkeypatch.setenv("UNLEARNABLE_MMAP_BYTES", "10")  # written into a disk-backed array
+    assert torch.equal(p.apply(ds, chunk=5).images, whole.images)
+    assert torch.equal(budget_used(ds.images, whole.images, chunk=4), budget_used(ds.images, whole.images))

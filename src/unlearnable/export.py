@@ -151,7 +151,8 @@ def export_protected(out: str | Path, clean, protected, perturbation, manifest: 
     from .perturbation import budget_used, within_budget
 
     p = perturbation
-    diff = (protected.images.int() - clean.images.int()).abs().max().item()
+    diff = max((protected.images[i:i + 1024].int() - clean.images[i:i + 1024].int()).abs().max().item()
+               for i in range(0, len(clean), 1024))
     if not within_budget(clean.images, protected.images, p.eps, p.norm):
         raise RuntimeError(f"protected images exceed the {p.norm} budget {p.eps}; refusing to export")
     budget = {"norm": p.norm, "eps": p.eps, "max_used": budget_used(clean.images, protected.images, p.norm).max().item()}

@@ -94,9 +94,13 @@ def quantize(images: torch.Tensor, delta: torch.Tensor, eps: float, norm: str = 
     return (images.float() + change).clamp_(0, 255).to(torch.uint8)
 
 
-def budget_used(clean: torch.Tensor, protected: torch.Tensor, norm: str = "linf") -> torch.Tensor:
-    """Per-image size of the real change between two uint8 batches, in the budget's norm:
-    linf and l2 on the [0, 1] scale, l0 as a count of changed pixel positions."""
+def budget_used(clean: torch.Tensor, protected: torch.Tensor, norm: str = "linf", chunk: int = 1024) -> torch.Tensor:
+    """Per-image size of the real change between two uint8 sets, in the budget's norm: linf and
+    l2 on the [0, 1] scale, l0 as a count of changed pixel positions. Computed `chunk` images at
+    a time, so a large set is never copied as floats."""
+    if len(clean) > chunk:
+        return torch.cat([budget_used(clean[i:i + chunk], protected[i:i + chunk], norm, chunk)
+                          for i in range(0, len(clean), chunk)])
     d = (protected.float() - clean.float()) / 255
     if norm == "linf":
         return d.abs().flatten(1).amax(1)
@@ -150,11 +154,18 @@ class Perturbation:
             what = "classes" if self.kind == "classwise" else "images"
             raise ValueError(f"{self.kind} perturbation has {n} entries but the dataset has {need} {what}")
 
-    def apply(self, dataset):
-        """Protected copy of `dataset` (uint8), quantized within the budget."""
+    def apply(self, dataset, chunk: int = 1024):
+        """Protected copy of `dataset` (uint8), quantized within the budget; computed `chunk` images
+        at a time, into a disk-backed array for sets larger than memory (data/cache.py)."""
+        from .data.cache import disk_array, mmap_threshold
+
         self.check_fits(dataset)
-        idx = torch.arange(len(dataset))
-        protected = quantize(dataset.images, self.for_batch(dataset.labels, idx), self.eps, self.norm)
+        images = dataset.images
+        big = images.numel() > mmap_threshold()
+        protected = torch.from_numpy(disk_array(tuple(images.shape))) if big else torch.empty_like(images)
+        for i in range(0, len(dataset), chunk):
+            idx = torch.arange(i, min(i + chunk, len(dataset)))
+            protected[idx] = quantize(images[idx], self.for_batch(dataset.labels[idx], idx), self.eps, self.norm)
         return type(dataset)(protected, dataset.labels.clone(), list(dataset.classes),
                              list(dataset.files) if dataset.files is not None else None)
 
