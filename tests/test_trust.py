@@ -223,3 +223,54 @@ def test_tar_members_with_dotdot_or_absolute_paths_are_skipped(tmp_path, monkeyp
     ds = load_dataset(path, "train", cache=False)
     assert ds.classes == ["a", "b"] and len(ds) == 2
     assert not (tmp_path.parent / "escape").exists()
+
+
+def test_disk_full_and_permission_errors_end_clearly_with_nothing_half_written(folder, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from unlearnable import export
+
+    out = tmp_path / "runs" / "prot"
+    real_save, calls = Image.Image.save, {"n": 0}
+
+    def full_disk(self, fp, *a, **k):  # the disk fills up while the PNGs are written
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(fp))
+        return real_save(self, fp, *a, **k)
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    assert main(["protect", "--data", str(folder), "--method", "random", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "free some space" in err and "Nothing half-written" in err
+    assert not out.exists() and not [p.name for p in out.parent.iterdir()]  # no partial folder either
+    monkeypatch.setattr(Image.Image, "save", real_save)
+
+    def no_permission(*a, dir=None, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+
+    monkeypatch.setattr(export.tempfile, "mkdtemp", no_permission)
+    assert main(["protect", "--data", str(folder), "--method", "random", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Permission denied" in err and str(out.parent) in err and "fix its permissions" in err
+    monkeypatch.undo()
+
+    # evaluate: the record cannot be written; the finished training stays in its checkpoint, and
+    # the same command, run again once there is space, writes the record without training again
+    rec = tmp_path / "runs" / "eval"
+    cmd = ["evaluate", "--train", str(folder), "--data", str(folder), "--init", "scratch", "--victim", "small_cnn",
+           "--epochs", "2", "--quiet", "--out", str(rec)]
+    real_write = Path.write_text
+
+    def full_disk_text(self, *a, **k):
+        if self.name == "record.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real_write(self, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", full_disk_text)
+    assert main(cmd) == 1 and not rec.exists()
+    assert (rec.parent / ".eval.checkpoint.pt").exists()
+    monkeypatch.undo()
+    import unlearnable.training as training
+    monkeypatch.setattr(training, "set_train_mode", None)  # any further training step would fail
+    assert main(cmd) == 0 and len(json.loads((rec / "record.json").read_text())["history"]) == 2

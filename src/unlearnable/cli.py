@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import time
@@ -263,6 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_message(e: OSError) -> str:
+    """What failed, where, and what to do; outputs are written atomically, so nothing half-written remains."""
+    where = f" {e.filename}" if e.filename else ""
+    hint = {errno.ENOSPC: "free some space or choose another --out", errno.EDQUOT: "free some space or choose another --out",
+            errno.EACCES: "choose a folder you may write to (--out) or fix its permissions",
+            errno.EPERM: "choose a folder you may write to (--out) or fix its permissions",
+            errno.EROFS: "choose a folder on a writable file system (--out)"}.get(e.errno, "check the path and the disk")
+    return (f"cannot read or write{where}: {e.strerror or e}. Nothing half-written was left (outputs are renamed "
+            f"into place only when complete; a checkpoint keeps what finished): {hint}, then run the same command again.")
+
+
 def main(argv: list[str] | None = None) -> int:
     from .distributed import init_from_env, shutdown
 
@@ -273,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, no permission, read-only file system, ...
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
