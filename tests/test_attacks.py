@@ -171,6 +171,16 @@ def test_bait_generator_at_64_px_and_input_sizes():
             fit("bait", **{**TINY_BAIT, "input_sizes": bad})
 
 
+def test_bait_deeper_lookahead_and_more_surrogate_steps():
+    base = fit("bait", **TINY_BAIT).delta
+    for opts in ({"lookahead_steps": 3}, {"surrogate_steps": 2}, {"lookahead_steps": 2, "hypergradient": True}):
+        p = fit("bait", **{**TINY_BAIT, **opts})
+        assert p.delta.abs().max() <= 8 / 255 + 1e-7 and not torch.equal(p.delta, base)
+    for bad in ({"lookahead_steps": 0}, {"surrogate_steps": 1.5}):
+        with pytest.raises(ValueError, match="steps must be a whole number"):
+            fit("bait", **{**TINY_BAIT, **bad})
+
+
 def test_bait_generator_and_hypergradient_run():
     g = fit("bait", **{**TINY_BAIT, "parameterization": "generator", "generator_width": 0.125})
     h = fit("bait", **{**TINY_BAIT, "hypergradient": True})

@@ -69,6 +69,8 @@ class BAIT(Attack):
         "batch_size": 512,
         "surrogate_lr": 0.1,
         "lookahead_lr": 0.1,
+        "lookahead_steps": 1,  # SGD steps of the look-ahead model (the reference takes 1)
+        "surrogate_steps": 1,  # real surrogate steps per outer epoch (the reference takes 1)
         "grad_clip": 5.0,
         "generator_lr": 1e-3,
         "generator_width": 1.0,
@@ -92,6 +94,10 @@ class BAIT(Attack):
         if self.parameterization not in ("generator", "direct"):
             raise ValueError(f"bait: parameterization must be generator or direct, got {self.parameterization!r}")
         st = list(self.stages)
+        for key in ("lookahead_steps", "surrogate_steps"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"bait: {key} must be a whole number >= 1, got {v!r}")
         if len(st) != 3 or any(int(s) != s or s < 0 for s in st) or sum(st) < 1:
             raise ValueError(f"bait: stages must be three non-negative epoch counts with a positive sum, got {st}")
         sizes = self.input_sizes
@@ -178,8 +184,11 @@ class BAIT(Attack):
             stage = self.stage_of(epoch)
             first = torch.randperm(n, generator=gen)[:bs]
             x0, y0 = to_float(images[first], dev), labels[first].to(dev)
+            more = [torch.randperm(n, generator=gen)[:bs]
+                    for _ in range(max(self.lookahead_steps, self.surrogate_steps) - 1)]
+            steps = [(x0, y0)] + [(to_float(images[b], dev), labels[b].to(dev)) for b in more]
             self._pick_size(model, gen)
-            fast = None if self.hypergradient else self._lookahead(model, names, x0, y0, buffer, gen, False)
+            fast = None if self.hypergradient else self._lookahead(model, names, steps, buffer, gen, False)
             order = torch.randperm(n, generator=gen)[:per_epoch]
             mine = local_generator(gen, self.seed, epoch)  # this process's augmentation draws
             model.train()
@@ -194,7 +203,7 @@ class BAIT(Attack):
                 cand = candidates(x, y)
                 self._pick_size(model, gen)
                 if self.hypergradient:
-                    fast = self._lookahead(model, names, x0, y0, cand, gen, True)
+                    fast = self._lookahead(model, names, steps, cand, gen, True)
                 logits = None
                 if stage != 1:
                     with torch.no_grad(), autocast(dev):
@@ -216,7 +225,8 @@ class BAIT(Attack):
                 loss_sum += loss.item() * len(idx)
             hits, seen, loss_sum = sum_all(hits, seen, loss_sum)
             self._pick_size(model, gen)
-            sgd_step(model, opt, perturbed_batch(x0, buffer[y0], self.augment, gen), y0, self.grad_clip)
+            for xs, ys in steps[:self.surrogate_steps]:
+                sgd_step(model, opt, perturbed_batch(xs, buffer[ys], self.augment, gen), ys, self.grad_clip)
             record = {"epoch": epoch + 1, "stage": STAGE_NAMES[stage], "target_loss": loss_sum / max(1, seen),
                       "target_acc": hits / max(1, seen)}
             history.append(record)
@@ -236,15 +246,20 @@ class BAIT(Attack):
             w = F.interpolate(w, size=tuple(shape[2:]), mode="nearest")
         return self.eps * torch.tanh(w)
 
-    def _lookahead(self, model, names, x0, y0, delta, gen, differentiable: bool) -> dict:
-        """theta' = theta - lr * grad CE(f_theta(aug(x0 + delta[y0])), y0), as a parameter dict."""
+    def _lookahead(self, model, names, steps, delta, gen, differentiable: bool) -> dict:
+        """theta' after `lookahead_steps` SGD steps theta <- theta - lr * grad CE(f_theta(aug(x + delta[y])), y)
+        on the batches `steps`, as a parameter dict (torch.func: no model copies)."""
         params = dict(model.named_parameters())
         buffers = dict(model.named_buffers())
-        xp = perturbed_batch(x0, delta[y0] if differentiable else delta[y0].detach(), self.augment, gen)
-        with autocast(x0.device):
-            loss = F.cross_entropy(functional_call(model, {**params, **buffers}, (xp,)).float(), y0)
-        grads = torch.autograd.grad(loss, [params[k] for k in names], create_graph=differentiable)
-        fast = {k: params[k] - self.lookahead_lr * g for k, g in zip(names, grads)}
+        fast = {k: params[k] for k in names}
+        for x0, y0 in steps[:self.lookahead_steps]:
+            xp = perturbed_batch(x0, delta[y0] if differentiable else delta[y0].detach(), self.augment, gen)
+            with autocast(x0.device):
+                loss = F.cross_entropy(functional_call(model, {**params, **fast, **buffers}, (xp,)).float(), y0)
+            grads = torch.autograd.grad(loss, [fast[k] for k in names], create_graph=differentiable)
+            fast = {k: fast[k] - self.lookahead_lr * g for k, g in zip(names, grads)}
+            if not differentiable:
+                fast = {k: v.detach().requires_grad_(True) for k, v in fast.items()}
         if not differentiable:
             fast = {k: v.detach() for k, v in fast.items()}
         return {**fast, **buffers}
