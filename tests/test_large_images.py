@@ -20,10 +20,19 @@ def test_a_224_px_folder_protects_and_evaluates(tmp_path, make_image_folder):
     protected = load_dataset(out, "train", cache=False)
     assert protected.images.shape == (300, 3, 224, 224)
     assert main(["verify", str(out)]) == 0  # every file within 8/255 of its source
-    # the pretrained victim takes the photos at their natural 224 px (no resize)
-    assert main(["evaluate", "--train", str(out), "--data", str(photos), "--init", "imagenet", "--input-size", "224",
+    # the pretrained victim takes the photos at their natural 224 px (the cpu preset's 64 px is for small images)
+    assert main(["evaluate", "--train", str(out), "--data", str(photos), "--init", "imagenet",
                  "--epochs", "1", "--batch-size", "30", "--train-per-class", "10", "--test-per-class", "5",
                  "--quiet", "--out", str(record)]) == 0
     rec = json.loads((record / "record.json").read_text())
     assert rec["input_size"] == 224 and rec["n_train"] == 30 and rec["n_test"] == 15
     assert 0.0 <= rec["final_test_acc"] <= 1.0 and len(rec["history"]) == 1
+
+
+def test_victims_never_shrink_images_below_their_size_up_to_the_natural_resolution():
+    from unlearnable.evaluate import victim_input_size
+
+    assert victim_input_size("efficientnet_lite0", 64, 32) == 64  # CIFAR-10 enlarged for the CPU victim
+    assert victim_input_size("efficientnet_lite0", 64, 128) == 128
+    assert victim_input_size("efficientnet_lite0", 64, 600) == 224  # the model's natural resolution
+    assert victim_input_size("small_cnn", None, 224) is None  # a scratch model reads the images as they are

@@ -60,6 +60,18 @@ def victim_recipe(preset: str, init: str, protocol: str = "finetune", dataset: s
     return model, input_size, TrainConfig(**recipe)
 
 
+def victim_input_size(model: str, preset_size: int | None, image_size: int) -> int | None:
+    """The size a victim reads images at when --input-size is not given: the preset's (small
+    images are enlarged to it, e.g. CIFAR-10 to 64 px for a pretrained CPU victim), but larger
+    images are never shrunk below their own size, up to the model's natural resolution (a
+    224 px photo reaches an ImageNet model at 224 px)."""
+    from .models import model_info
+
+    if preset_size is None or image_size <= preset_size:
+        return preset_size
+    return max(preset_size, min(image_size, model_info(model)["natural_input_size"]))
+
+
 def versions() -> dict:
     return {"unlearnable": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
@@ -100,7 +112,7 @@ def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet
     if defense is not None:
         train_set, test_set = defense.prepare(train_set, test_set)
     name = victim or name
-    input_size = input_size or preset_size
+    input_size = input_size or victim_input_size(name, preset_size, train_set.image_size)
     torch.manual_seed(seed)
     model = create_model(name, train_set.num_classes, pretrained=init == "imagenet", input_size=input_size)
     if init == "scratch" and data_preset:  # a scratch model normalizes with its training set's statistics
