@@ -16,6 +16,7 @@ VARIANTS=(
   "surrogate-steps-4|--set surrogate_steps=4"
   "lookahead-steps-5|--set lookahead_steps=5"
   "direct-size-16|--set direct_size=16"
+  "direct-size-4|--set direct_size=4"
 )
 VICTIM="--init imagenet --lr 0.005 --input-size 32"
 echo "| variant | protect s | victim final / best | options |"
