@@ -18,9 +18,10 @@ def acc(m: str, init: str) -> str:
 
 def cost(name: str) -> str:
     path = out / f"{name}.time"
-    if not path.exists():
+    lines = path.read_text().strip().splitlines() if path.exists() else []
+    if not lines or ", peak " not in lines[-1]:  # not run, or still running
         return "-"
-    seconds, peak = path.read_text().strip().splitlines()[-1].split(", peak ")
+    seconds, peak = lines[-1].split(", peak ")
     return f"{float(seconds.split()[0]):.0f} s, {int(peak.split()[0]) / 1024 ** 2:.1f} GiB"
 
 
