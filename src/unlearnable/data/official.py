@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import gzip
 import os
-import tarfile
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
 from .dataset import ImageDataset
+from .sources import DataError, _field, _file_md5, _unpickle, archive_members, default_data_dir, download_file
 
 __all__ = ["OfficialDataset", "DATASETS", "dataset_names", "dataset_preset", "get_dataset", "find_official", "read_official",
            "read_cifar100_python", "read_svhn_mat", "read_idx", "read_fashion_mnist"]
@@ -75,42 +75,14 @@ class OfficialDataset:
 
 # --------------------------------------------------------------------------- readers
 
-def _error(msg: str):
-    from .sources import DataError
-    return DataError(msg)
-
-
-def _pickled_members(path: Path, members: tuple[str, ...]) -> dict[str, bytes]:
-    """Named members of a tar archive (matched by base name) or files of an extracted folder."""
-    blobs: dict[str, bytes] = {}
-    if path.is_dir():
-        for m in members:
-            if (path / m).is_file():
-                blobs[m] = (path / m).read_bytes()
-        return blobs
-    try:
-        with tarfile.open(path, "r|*") as tf:
-            for m in tf:
-                base = PurePosixPath(m.name).name
-                if m.isfile() and base in members:
-                    f = tf.extractfile(m)
-                    blobs[base] = f.read() if f is not None else b""
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise _error(f"cannot read archive {path}: {exc}; the file is corrupt or truncated "
-                     f"(delete it and download it again)") from None
-    return blobs
-
-
 def read_cifar100_python(paths: list[Path], split: str, labels: str = "fine") -> ImageDataset:
     """One split of cifar-100-python.tar.gz (or its extracted folder, as the one path in `paths`);
     `labels` fine (100 classes) or coarse (20 superclasses)."""
-    from .sources import _field, _unpickle
-
     path = Path(paths[0])
-    blobs = _pickled_members(Path(path), ("train", "test", "meta"))
+    blobs = archive_members(path, ("train", "test", "meta"))
     missing = [m for m in (split, "meta") if m not in blobs]
     if missing:
-        raise _error(f"{path} is missing {', '.join(missing)}; expected the official CIFAR-100 python archive "
+        raise DataError(f"{path} is missing {', '.join(missing)}; expected the official CIFAR-100 python archive "
                      f"(cifar-100-python/train, test, meta)")
     meta_where = f"{path}:meta"
     names = _field(_unpickle(blobs["meta"], meta_where), f"{labels}_label_names", meta_where)
@@ -120,7 +92,7 @@ def read_cifar100_python(paths: list[Path], split: str, labels: str = "fine") ->
     data = _field(batch, "data", where)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         desc = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise _error(f"{where}: 'data' must be a uint8 array of shape (N, 3072), got {desc}")
+        raise DataError(f"{where}: 'data' must be a uint8 array of shape (N, 3072), got {desc}")
     y = np.asarray(_field(batch, f"{labels}_labels", where), dtype=np.int64).reshape(-1)
     _check_labels(y, data.shape[0], len(classes), where)
     images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
@@ -129,9 +101,9 @@ def read_cifar100_python(paths: list[Path], split: str, labels: str = "fine") ->
 
 def _check_labels(y: np.ndarray, n: int, k: int, where: str) -> None:
     if y.shape[0] != n:
-        raise _error(f"{where}: {n} images but {y.shape[0]} labels")
+        raise DataError(f"{where}: {n} images but {y.shape[0]} labels")
     if y.size and (y.min() < 0 or y.max() >= k):
-        raise _error(f"{where}: labels must be in [0, {k - 1}], found {int(y.min())}..{int(y.max())}")
+        raise DataError(f"{where}: labels must be in [0, {k - 1}], found {int(y.min())}..{int(y.max())}")
 
 
 def read_svhn_mat(paths: list[Path], split: str) -> ImageDataset:
@@ -139,23 +111,23 @@ def read_svhn_mat(paths: list[Path], split: str) -> ImageDataset:
     try:
         from scipy.io import loadmat
     except ImportError:  # pragma: no cover - scipy is a dependency
-        raise _error("reading SVHN's .mat files needs scipy (pip install scipy)") from None
+        raise DataError("reading SVHN's .mat files needs scipy (pip install scipy)") from None
     images, labels = [], []
     for p in paths:
         try:
             mat = loadmat(p, variable_names=("X", "y"))
         except Exception as exc:
-            raise _error(f"cannot read {p} ({type(exc).__name__}: {exc}); expected an official SVHN "
+            raise DataError(f"cannot read {p} ({type(exc).__name__}: {exc}); expected an official SVHN "
                          f"*_32x32.mat file (MATLAB 5 format with X and y)") from None
         x, y = mat.get("X"), mat.get("y")
         if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
             desc = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else "missing"
-            raise _error(f"{p}: X must be a uint8 array of shape (32, 32, 3, N), got {desc}")
+            raise DataError(f"{p}: X must be a uint8 array of shape (32, 32, 3, N), got {desc}")
         if not isinstance(y, np.ndarray):
-            raise _error(f"{p}: has no label array y")
+            raise DataError(f"{p}: has no label array y")
         y = y.astype(np.int64).reshape(-1)
         if y.size and (y.min() < 1 or y.max() > 10):
-            raise _error(f"{p}: labels must be 1..10 (10 is the digit 0), found {int(y.min())}..{int(y.max())}")
+            raise DataError(f"{p}: labels must be 1..10 (10 is the digit 0), found {int(y.min())}..{int(y.max())}")
         _check_labels(y % 10, x.shape[3], 10, str(p))
         images.append(torch.from_numpy(np.ascontiguousarray(x.transpose(3, 2, 0, 1))))
         labels.append(torch.from_numpy(y % 10))
@@ -174,18 +146,18 @@ def read_idx(path: Path) -> np.ndarray:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
-            raise _error(f"cannot decompress {path}: {exc}; the file is corrupt or truncated") from None
+            raise DataError(f"cannot decompress {path}: {exc}; the file is corrupt or truncated") from None
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_TYPES:
-        raise _error(f"{path} is not an IDX file (expected two zero bytes and a type code 0x08-0x0E first)")
+        raise DataError(f"{path} is not an IDX file (expected two zero bytes and a type code 0x08-0x0E first)")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
-        raise _error(f"{path}: IDX header is truncated")
+        raise DataError(f"{path}: IDX header is truncated")
     shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_TYPES[raw[2]])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise _error(f"{path}: the header says shape {shape} ({expected} bytes) but {len(raw) - header} bytes follow; "
+        raise DataError(f"{path}: the header says shape {shape} ({expected} bytes) but {len(raw) - header} bytes follow; "
                      f"the file is truncated or not the official one")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
@@ -195,9 +167,9 @@ def read_fashion_mnist(paths: list[Path], split: str) -> ImageDataset:
     img_path, lab_path = paths
     images, labels = read_idx(img_path), read_idx(lab_path)
     if images.dtype != np.uint8 or images.ndim != 3:
-        raise _error(f"{img_path}: expected uint8 images of shape (N, H, W), got {images.dtype} {images.shape}")
+        raise DataError(f"{img_path}: expected uint8 images of shape (N, H, W), got {images.dtype} {images.shape}")
     if labels.ndim != 1:
-        raise _error(f"{lab_path}: expected labels of shape (N,), got {labels.shape}")
+        raise DataError(f"{lab_path}: expected labels of shape (N,), got {labels.shape}")
     y = labels.astype(np.int64)
     _check_labels(y, images.shape[0], 10, f"{img_path} and {lab_path}")
     grey = torch.from_numpy(images.copy())
@@ -283,8 +255,6 @@ def get_dataset(name: str) -> OfficialDataset | None:
 
 
 def _search_dirs(spec: OfficialDataset) -> list[Path]:
-    from .sources import default_data_dir
-
     roots = []
     env = os.environ.get("UNLEARNABLE_DATA")
     if env:
@@ -301,8 +271,6 @@ def holds(spec: OfficialDataset, folder: Path, split: str) -> bool:
 
 def find_official(spec: OfficialDataset, split: str, download: bool = False) -> Path:
     """The folder holding every file `split` of `spec` needs (see the module doc for the order)."""
-    from .sources import default_data_dir
-
     searched = []
     for d in _search_dirs(spec):
         if holds(spec, d, split):
@@ -314,14 +282,12 @@ def find_official(spec: OfficialDataset, split: str, download: bool = False) -> 
         return dest.resolve()
     need = ", ".join(spec.files_for(split))
     lines = "\n".join(f"  {i}. {s}/" for i, s in enumerate(searched, 1))
-    raise _error(f"{spec.name} ({split}) was not found: it needs {need}. Searched, in order:\n{lines}\n"
+    raise DataError(f"{spec.name} ({split}) was not found: it needs {need}. Searched, in order:\n{lines}\n"
                  f"To fix it: put the official files in one of these folders (or set UNLEARNABLE_DATA to the "
                  f"folder holding them), or pass --download to fetch them from {spec.url} into {dest}.")
 
 
 def download_official(spec: OfficialDataset, split: str, dest: Path) -> None:
-    from .sources import download_file
-
     for name in spec.files_for(split):
         if spec.locate(dest, name) is None:
             download_file(spec.url + name, dest, name, spec.md5[name])
@@ -330,20 +296,18 @@ def download_official(spec: OfficialDataset, split: str, dest: Path) -> None:
 def read_official(spec: OfficialDataset, folder: Path, split: str, verify: bool = False) -> ImageDataset:
     """Decode `split` of `spec` from the folder that holds its files; with verify=True every file
     must also have the published md5 (files as distributed, not extracted or recompressed)."""
-    from .sources import _file_md5
-
     paths = [spec.locate(Path(folder), f) for f in spec.files_for(split)]
     missing = [f for f, p in zip(spec.files_for(split), paths) if p is None]
     if missing:
-        raise _error(f"{folder} has no {', '.join(missing)}, which {spec.name} ({split}) needs")
+        raise DataError(f"{folder} has no {', '.join(missing)}, which {spec.name} ({split}) needs")
     for name, p in zip(spec.files_for(split), paths) if verify else ():
         got = _file_md5(p) if p.is_file() else "(a folder)"
         if got != spec.md5[name]:
-            raise _error(f"{p}: md5 is {got} but the official {name} has {spec.md5[name]}; the file is corrupt, "
+            raise DataError(f"{p}: md5 is {got} but the official {name} has {spec.md5[name]}; the file is corrupt, "
                          f"repacked or not the official one. Delete it and download it again from {spec.url}{name} "
                          f"(or use --download).")
     ds = spec.reader(paths, split, **spec.reader_options)
     if list(spec.classes) and list(ds.classes) != list(spec.classes):
-        raise _error(f"{folder}: {spec.name} should have classes {list(spec.classes)}, found {ds.classes}")
+        raise DataError(f"{folder}: {spec.name} should have classes {list(spec.classes)}, found {ds.classes}")
     return ds
 

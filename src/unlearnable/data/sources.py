@@ -418,8 +418,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
-            raise DataError(f"{self.where}: refusing to unpickle {module}.{name}; the official CIFAR-10 "
-                            f"batches hold only dicts, lists, bytes and numpy arrays, so this file is not "
+            raise DataError(f"{self.where}: refusing to unpickle {module}.{name}; the official CIFAR-10 and "
+                            f"CIFAR-100 files hold only dicts, lists, bytes and numpy arrays, so this file is not "
                             f"an official batch (and loading it could run code)")
         if name == "_reconstruct":
             return _numpy_reconstruct()
@@ -433,7 +433,7 @@ def _unpickle(blob: bytes, where: str):
         raise
     except Exception as exc:
         raise DataError(f"{where}: cannot unpickle ({type(exc).__name__}: {exc}); expected an official "
-                        f"CIFAR-10 python batch") from None
+                        f"CIFAR-10 or CIFAR-100 python file") from None
 
 
 def _field(d, key: str, where: str):
@@ -453,10 +453,11 @@ def _file_md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def _cifar_blobs(path: Path) -> dict[str, bytes]:
+def archive_members(path: Path, members: tuple[str, ...]) -> dict[str, bytes]:
+    """The named files (matched by base name) of a tar archive, or of its extracted folder."""
     blobs: dict[str, bytes] = {}
     if path.is_dir():
-        for name in _CIFAR10_MEMBERS:
+        for name in members:
             p = path / name
             if p.is_file():
                 blobs[name] = p.read_bytes()
@@ -466,7 +467,7 @@ def _cifar_blobs(path: Path) -> dict[str, bytes]:
         with tf:
             for m in tf:
                 base = PurePosixPath(m.name).name
-                if m.isfile() and base in _CIFAR10_MEMBERS:
+                if m.isfile() and base in members:
                     f = tf.extractfile(m)
                     blobs[base] = f.read() if f is not None else b""
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
@@ -497,7 +498,7 @@ def read_cifar10_python(path: str | os.PathLike, image_size: int | None = None, 
             raise DataError(f"{path}: md5 is {got} but the official {CIFAR10_ARCHIVE} has {CIFAR10_MD5}; "
                             f"the file is corrupt or not the official archive. Delete it and download it "
                             f"again from {CIFAR10_URL} (or use --download).")
-    blobs = _cifar_blobs(path)
+    blobs = archive_members(path, _CIFAR10_MEMBERS)
     missing = [m for m in _CIFAR10_MEMBERS if m not in blobs]
     if missing:
         raise DataError(f"{path} is missing {', '.join(missing)}; expected the official CIFAR-10 python "
