@@ -9,6 +9,16 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture()
+def isolated_data(tmp_path, monkeypatch):
+    """Never touch the home cache, ./data of the repo, or a UNLEARNABLE_DATA of the caller."""
+    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("UNLEARNABLE_DATA", raising=False)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+
+
+@pytest.fixture()
 def dies_on_call():
     """Wrap a function so that its n-th call raises KeyboardInterrupt (a simulated kill)."""
 

@@ -26,14 +26,7 @@ from unlearnable.data.sources import resolve_source
 SIZE = 8
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    """Never touch the home cache, ./data of the repo, or a UNLEARNABLE_DATA of the caller."""
-    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("UNLEARNABLE_DATA", raising=False)
-    work = tmp_path / "cwd"
-    work.mkdir()
-    monkeypatch.chdir(work)
+pytestmark = pytest.mark.usefixtures("isolated_data")
 
 
 def _rgb(seed: int, size: int = SIZE) -> np.ndarray:

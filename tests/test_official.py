@@ -20,13 +20,8 @@ from unlearnable.data.official import DATASETS, find_official, read_idx
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("UNLEARNABLE_DATA", raising=False)
-    work = tmp_path / "cwd"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    # the real system folder (Debian's package) must not be found by these tests
+def _isolated(isolated_data, monkeypatch):
+    # nor the real system folder (Debian's package)
     monkeypatch.setitem(DATASETS, "fashion-mnist", dataclasses.replace(DATASETS["fashion-mnist"], system_dirs=()))
 
 

@@ -152,14 +152,15 @@ def preview(clean, protected, path: Path, per_row: int = 10) -> None:
 def export_protected(out: str | Path, clean, protected, perturbation, manifest: dict, *, force: bool = False,
                      progress: bool = True) -> Path:
     """Write the whole output folder atomically; returns its path."""
-    from .perturbation import budget_used, within_budget
+    from .perturbation import budget_limit, budget_used
 
     p = perturbation
-    diff = max((protected.images[i:i + 1024].int() - clean.images[i:i + 1024].int()).abs().max().item()
-               for i in range(0, len(clean), 1024))
-    if not within_budget(clean.images, protected.images, p.eps, p.norm):
+    used = budget_used(clean.images, protected.images, p.norm)
+    if not bool((used <= budget_limit(p.eps, p.norm)).all()):
         raise RuntimeError(f"protected images exceed the {p.norm} budget {p.eps}; refusing to export")
-    budget = {"norm": p.norm, "eps": p.eps, "max_used": budget_used(clean.images, protected.images, p.norm).max().item()}
+    linf = used if p.norm == "linf" else budget_used(clean.images, protected.images, "linf")
+    diff = round(linf.max().item() * 255)
+    budget = {"norm": p.norm, "eps": p.eps, "max_used": used.max().item()}
     manifest = {**manifest, "max_abs_change_0_255": diff, "budget": budget, "images": len(protected),
                 "classes": list(protected.classes)}
     check_class_names(protected.classes)

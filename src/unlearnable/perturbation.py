@@ -109,10 +109,14 @@ def budget_used(clean: torch.Tensor, protected: torch.Tensor, norm: str = "linf"
     return (d != 0).any(1).flatten(1).sum(1).float()
 
 
+def budget_limit(eps: float, norm: str = "linf") -> float:
+    """The largest budget_used an exported image may show: whole 8-bit levels for linf, with a
+    float tolerance."""
+    return (budget_levels(eps) / 255 if norm == "linf" else eps) + 1e-6
+
+
 def within_budget(clean: torch.Tensor, protected: torch.Tensor, eps: float, norm: str = "linf") -> bool:
-    used = budget_used(clean, protected, norm)
-    limit = budget_levels(eps) / 255 if norm == "linf" else eps
-    return bool((used <= limit + 1e-6).all())
+    return bool((budget_used(clean, protected, norm) <= budget_limit(eps, norm)).all())
 
 
 def add_float(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -164,8 +168,9 @@ class Perturbation:
         big = images.numel() > mmap_threshold()
         protected = torch.from_numpy(disk_array(tuple(images.shape))) if big else torch.empty_like(images)
         for i in range(0, len(dataset), chunk):
-            idx = torch.arange(i, min(i + chunk, len(dataset)))
-            protected[idx] = quantize(images[idx], self.for_batch(dataset.labels[idx], idx), self.eps, self.norm)
+            part = slice(i, i + chunk)
+            rows = torch.arange(i, min(i + chunk, len(dataset)))
+            protected[part] = quantize(images[part], self.for_batch(dataset.labels[part], rows), self.eps, self.norm)
         return type(dataset)(protected, dataset.labels.clone(), list(dataset.classes),
                              list(dataset.files) if dataset.files is not None else None)
 

@@ -33,7 +33,7 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
     """[(check, "ok" | "FAILED" | "skipped", detail)] for a protected folder."""
     from .data import balanced_subset, load_dataset
     from .export import file_sha256, source_checksums
-    from .perturbation import Perturbation, budget_used, within_budget
+    from .perturbation import Perturbation, budget_limit, budget_used
 
     folder = Path(folder)
     mpath = folder / "manifest.json"
@@ -94,8 +94,9 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
             results.append((check, "FAILED", f"clean data {tuple(clean.images.shape)} does not match the folder "
                                               f"{tuple(protected.images.shape)}; is --data the input that was protected?"))
         return results
-    ok = within_budget(clean.images, protected.images, perturbation.eps, perturbation.norm)
-    used = budget_used(clean.images, protected.images, perturbation.norm).max().item()
+    used = budget_used(clean.images, protected.images, perturbation.norm)
+    ok = bool((used <= budget_limit(perturbation.eps, perturbation.norm)).all())
+    used = used.max().item()
     results.append(("budget", "ok" if ok else "FAILED",
                     f"largest {perturbation.norm} change {used:.6g} (budget {perturbation.eps:.6g})"))
     same = torch.equal(perturbation.apply(clean).images, protected.images)

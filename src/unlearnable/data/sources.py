@@ -744,9 +744,9 @@ def load_dataset(source: str | os.PathLike | None = None, split: str = "train", 
     if split not in decoded:  # only reached for sources that do not check the split themselves
         raise DataError(f"{path} has no {split} split")
     if cache:
+        keys = {s: cache_key(kind, path, s, image_size, fingerprint) for s in decoded}
         for s, ds in decoded.items():
-            info = {"kind": kind, "path": str(path), "split": s, "image_size": image_size}
-            save_cached(cache_key(kind, path, s, image_size, fingerprint), ds, info)
+            save_cached(keys[s], ds, {"kind": kind, "path": str(path), "split": s, "image_size": image_size})
         if decoded[split].images.numel() > mmap_threshold():  # hand back the memory-mapped cache file
-            return load_cached(cache_key(kind, path, split, image_size, fingerprint)) or decoded[split]
+            return load_cached(keys[split]) or decoded[split]
     return decoded[split]
