@@ -39,6 +39,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..models.base import CIFAR10_MEAN, CIFAR10_STD
 from .dataset import ImageDataset
 from .sources import DataError, _field, _file_md5, _unpickle, archive_members, default_data_dir, download_file
 
@@ -83,7 +84,7 @@ def read_cifar100_python(paths: list[Path], split: str, labels: str = "fine") ->
     missing = [m for m in (split, "meta") if m not in blobs]
     if missing:
         raise DataError(f"{path} is missing {', '.join(missing)}; expected the official CIFAR-100 python archive "
-                     f"(cifar-100-python/train, test, meta)")
+                        f"(cifar-100-python/train, test, meta)")
     meta_where = f"{path}:meta"
     names = _field(_unpickle(blobs["meta"], meta_where), f"{labels}_label_names", meta_where)
     classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
@@ -118,7 +119,7 @@ def read_svhn_mat(paths: list[Path], split: str) -> ImageDataset:
             mat = loadmat(p, variable_names=("X", "y"))
         except Exception as exc:
             raise DataError(f"cannot read {p} ({type(exc).__name__}: {exc}); expected an official SVHN "
-                         f"*_32x32.mat file (MATLAB 5 format with X and y)") from None
+                            f"*_32x32.mat file (MATLAB 5 format with X and y)") from None
         x, y = mat.get("X"), mat.get("y")
         if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
             desc = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else "missing"
@@ -158,7 +159,7 @@ def read_idx(path: Path) -> np.ndarray:
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
         raise DataError(f"{path}: the header says shape {shape} ({expected} bytes) but {len(raw) - header} bytes follow; "
-                     f"the file is truncated or not the official one")
+                        f"the file is truncated or not the official one")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
 
@@ -231,8 +232,7 @@ DATASETS: dict[str, OfficialDataset] = {d.name: d for d in (
 )}
 
 
-CIFAR10_PRESET = {"num_classes": 10, "image_size": 32, "mean": (0.4914, 0.4822, 0.4465),
-                  "std": (0.2470, 0.2435, 0.2616), "paper_epochs": 60}
+CIFAR10_PRESET = {"num_classes": 10, "image_size": 32, "mean": CIFAR10_MEAN, "std": CIFAR10_STD, "paper_epochs": 60}
 
 
 def dataset_preset(name) -> dict:
@@ -283,8 +283,8 @@ def find_official(spec: OfficialDataset, split: str, download: bool = False) -> 
     need = ", ".join(spec.files_for(split))
     lines = "\n".join(f"  {i}. {s}/" for i, s in enumerate(searched, 1))
     raise DataError(f"{spec.name} ({split}) was not found: it needs {need}. Searched, in order:\n{lines}\n"
-                 f"To fix it: put the official files in one of these folders (or set UNLEARNABLE_DATA to the "
-                 f"folder holding them), or pass --download to fetch them from {spec.url} into {dest}.")
+                    f"To fix it: put the official files in one of these folders (or set UNLEARNABLE_DATA to the "
+                    f"folder holding them), or pass --download to fetch them from {spec.url} into {dest}.")
 
 
 def download_official(spec: OfficialDataset, split: str, dest: Path) -> None:
@@ -304,8 +304,8 @@ def read_official(spec: OfficialDataset, folder: Path, split: str, verify: bool 
         got = _file_md5(p) if p.is_file() else "(a folder)"
         if got != spec.md5[name]:
             raise DataError(f"{p}: md5 is {got} but the official {name} has {spec.md5[name]}; the file is corrupt, "
-                         f"repacked or not the official one. Delete it and download it again from {spec.url}{name} "
-                         f"(or use --download).")
+                            f"repacked or not the official one. Delete it and download it again from {spec.url}{name} "
+                            f"(or use --download).")
     ds = spec.reader(paths, split, **spec.reader_options)
     if list(spec.classes) and list(ds.classes) != list(spec.classes):
         raise DataError(f"{folder}: {spec.name} should have classes {list(spec.classes)}, found {ds.classes}")
