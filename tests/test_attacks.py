@@ -181,6 +181,24 @@ def test_bait_deeper_lookahead_and_more_surrogate_steps():
             fit("bait", **{**TINY_BAIT, **bad})
 
 
+def test_bait_lookahead_keeps_each_weights_memory_layout():
+    # EfficientNet-Lite0's pretrained depthwise weights are stored with non-canonical strides, and
+    # its convolutions run ~3x slower on CPU on the canonical ones that arithmetic returns
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, groups=3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    model(torch.rand(1, 3, 8, 8))
+    w = model[0].weight
+    model[0].weight = torch.nn.Parameter(w.detach().as_strided(w.shape, (9, 1, 3, 1)))  # C=1: same pixels
+    x, y = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    names = [k for k, _ in model.named_parameters()]
+    bait = create_attack("bait", device="cpu", augment=False, lookahead_lr=0.1)
+    for differentiable in (False, True):
+        fast = bait._lookahead(model, names, [(x, y)], torch.zeros(3, 3, 8, 8), None, differentiable)
+        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), list(model.parameters()))
+        for (k, p), g in zip(model.named_parameters(), grads):
+            assert fast[k].stride() == p.stride(), k
+            assert torch.allclose(fast[k], p - 0.1 * g)
+
+
 def test_bait_generator_and_hypergradient_run():
     g = fit("bait", **{**TINY_BAIT, "parameterization": "generator", "generator_width": 0.125})
     h = fit("bait", **{**TINY_BAIT, "hypergradient": True})

@@ -57,6 +57,15 @@ def choose_targets(stage: int, logits: torch.Tensor | None, y: torch.Tensor, num
     return masked.argmax(1) if stage == 0 else masked.argmin(1)
 
 
+def same_layout(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`value` in `like`'s memory layout. Arithmetic returns canonical strides, and some of a
+    pretrained model's weights are stored otherwise: EfficientNet-Lite0's 5x5 depthwise weights
+    as loaded run about 3x faster on CPU than the same values with canonical strides."""
+    if value.stride() == like.stride():
+        return value
+    return torch.empty_like(like, requires_grad=False).copy_(value)
+
+
 @register_attack
 class BAIT(Attack):
     name = "bait"
@@ -257,7 +266,7 @@ class BAIT(Attack):
             with autocast(x0.device):
                 loss = F.cross_entropy(functional_call(model, {**params, **fast, **buffers}, (xp,)).float(), y0)
             grads = torch.autograd.grad(loss, [fast[k] for k in names], create_graph=differentiable)
-            fast = {k: fast[k] - self.lookahead_lr * g for k, g in zip(names, grads)}
+            fast = {k: same_layout(fast[k] - self.lookahead_lr * g, params[k]) for k, g in zip(names, grads)}
             if not differentiable:
                 fast = {k: v.detach().requires_grad_(True) for k, v in fast.items()}
         if not differentiable:
