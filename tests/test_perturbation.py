@@ -1,3 +1,4 @@
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -114,6 +115,22 @@ def test_crop_flip_shapes_and_content():
     d = torch.zeros(16, 3, 32, 32, requires_grad=True)
     crop_flip(x + d, 4, g).sum().backward()
     assert d.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("shape,padding", [((9, 3, 8, 8), 2), ((5, 2, 6, 7), 3), ((4, 1, 32, 32), 4)])
+def test_random_crop_is_a_per_image_window_of_the_padded_image_with_the_transposed_gradient(shape, padding):
+    x = torch.rand(shape, dtype=torch.double, requires_grad=True)
+    got = random_crop(x, padding, torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)  # the same offset draws: rows first, then columns
+    oy = torch.randint(0, 2 * padding + 1, (shape[0],), generator=g)
+    ox = torch.randint(0, 2 * padding + 1, (shape[0],), generator=g)
+    padded = torch.nn.functional.pad(x.detach(), (padding,) * 4)
+    h, w = shape[2:]
+    for i in range(shape[0]):  # the slow, obviously right reference
+        assert torch.equal(got[i].detach(), padded[i, :, oy[i]:oy[i] + h, ox[i]:ox[i] + w])
+    crop = lambda t: random_crop(t, padding, torch.Generator().manual_seed(7))  # noqa: E731
+    assert torch.autograd.gradcheck(crop, (x,))
+    assert torch.autograd.gradgradcheck(lambda t: crop(t).square(), (x,))  # the hypergradient's second order
 
 
 @settings(max_examples=40, deadline=None)

@@ -11,19 +11,40 @@ import torch
 import torch.nn.functional as F
 
 
+def _windows(x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, padding: int) -> torch.Tensor:
+    """Image i's h x w window at offset (oy[i], ox[i]) of the zero-padded batch: two strided views
+    (unfold) and one gather per axis, which copies whole rows instead of indexing every pixel."""
+    n, c, h, w = x.shape
+    i = torch.arange(n, device=x.device)
+    rows = F.pad(x, (padding,) * 4).unfold(2, h, 1)[i, :, oy]  # (n, c, w + 2p, h)
+    return rows.transpose(2, 3).unfold(3, w, 1)[i, :, :, ox].contiguous()  # (n, c, h, w)
+
+
+class _Crop(torch.autograd.Function):
+    """A crop is a translation with zero fill, so its gradient is the opposite translation: one more
+    crop at offset 2p - o (itself differentiable, for gradients through the look-ahead step)."""
+
+    @staticmethod
+    def forward(ctx, x, oy, ox, padding):
+        ctx.save_for_backward(oy, ox)
+        ctx.padding = padding
+        return _windows(x, oy, ox, padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        oy, ox = ctx.saved_tensors
+        p = ctx.padding
+        return _Crop.apply(grad, 2 * p - oy, 2 * p - ox, p), None, None, None
+
+
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Crop every image of the batch at its own random offset from the zero-padded batch."""
     if padding <= 0:
         return x
-    n, c, h, w = x.shape
-    padded = F.pad(x, (padding,) * 4)
+    n = x.shape[0]
     oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device="cpu").to(x.device)
     ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device="cpu").to(x.device)
-    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
-    chan = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[batch, chan, rows, cols]
+    return _Crop.apply(x, oy, ox, padding)
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
