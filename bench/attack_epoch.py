@@ -47,7 +47,7 @@ def bare_passes(model, bs: int, size: int, device) -> dict:
             model(x[:64])
         model.train()
 
-    return {k: timed(f, repeat=3, device=device) for k, f in
+    return {k: timed(f, repeat=7, device=device) for k, f in
             {"train": train_step, "forward": no_grad_forward, "input_grad": input_grad, "infer64": infer}.items()}
 
 
@@ -67,6 +67,9 @@ def main():
     device = torch.device(args.device) if args.device else default_device()
     ds = synthetic(args.images, 32)
     print(f"device: {device_name(device)}")
+
+    # One-time process costs (lazy imports on the first optimizer, allocator growth) out of the timings.
+    time_fit("bait", synthetic(256, 32), device, stages=[1, 0, 0])
 
     # BAIT: one outer epoch = (fit with 3 epochs - fit with 1 epoch) / 2, setup excluded
     bait = create_attack("bait", preset="cpu")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import statistics
 import time
 
 import torch
@@ -19,15 +20,18 @@ def synthetic(n: int, size: int, classes: int = 10, seed: int = 0) -> ImageDatas
 
 
 def timed(fn, *, repeat: int = 1, warmup: int = 1, device: torch.device) -> float:
-    """Seconds per call of fn (after warm-up calls), synchronized on CUDA."""
+    """Seconds per call of fn after warm-up calls: the median of `repeat` timed calls (synchronized
+    on CUDA), which a single slow call from other work on the machine does not move."""
     for _ in range(warmup):
         fn()
-    sync(device)
-    t0 = time.perf_counter()
+    times = []
     for _ in range(repeat):
+        sync(device)
+        t0 = time.perf_counter()
         fn()
-    sync(device)
-    return (time.perf_counter() - t0) / repeat
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def sync(device: torch.device) -> None:
