@@ -71,3 +71,32 @@ def test_schedules_and_bad_config():
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="linear probe"):
         evaluate.run(blobs(), blobs(), init="scratch", protocol="linear")
+
+
+def test_compile_option_compiles_the_victim_and_trains_the_same(monkeypatch):
+    compiled = []
+
+    def fake_compile(module):  # records the call; runs eager (a real compile takes minutes on CPU)
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    rec = run(compile=True)
+    assert len(compiled) == 1 and rec["config"]["compile"] is True
+    assert strip(rec["history"]) == strip(run()["history"]) and len(compiled) == 1
+
+
+def test_resident_leaves_cpu_sets_where_they_are():
+    x = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    assert training.resident(x, torch.device("cpu")) is x
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_resident_moves_a_set_that_fits_onto_the_gpu_and_pins_what_does_not(monkeypatch):
+    dev = torch.device("cuda", 0)
+    x = torch.zeros(64, 3, 32, 32, dtype=torch.uint8)
+    assert training.resident(x, dev).device == dev
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d=None: (x.numel() * 2, x.numel() * 4))
+    assert training.resident(x, dev) is x  # over a quarter of the free memory: stays on the CPU
+    y = training.to_float(x[:8], dev)
+    assert y.device == dev and y.dtype == torch.float32

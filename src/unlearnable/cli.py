@@ -110,7 +110,7 @@ def cmd_evaluate(args) -> int:
         test = balanced_subset(test, args.test_per_class, seed=args.seed)
     rec = evaluate.run(train, test, victim=args.victim, init=args.init, protocol=args.protocol, preset=args.preset,
                        seed=args.seed, input_size=args.input_size, device=args.device, progress=not args.quiet,
-                       epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                       epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, compile=args.compile or None,
                        defense=create_defense(args.defense, **parse_sets(args.defense_set)), dataset=args.data,
                        checkpoint=out.with_name(f".{out.name}.checkpoint.pt") if out else None)
     rec.update({"train_data": str(args.train), "test_data": str(args.data),
@@ -218,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--compile", action="store_true", help="torch.compile the victim (GPU runs; slow start-up)")
     p.add_argument("--defense", default=None, help="what the trainer does against the protection "
                                                    "(see `unlearnable defenses`), e.g. jpeg, pgd_at, projection")
     p.add_argument("--defense-set", action="append", metavar="KEY=VALUE",

@@ -77,11 +77,11 @@ class Attack:
         unknown = set(options) - set(self.DEFAULTS)
         if unknown:
             raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; options: {sorted(self.DEFAULTS)}")
-        from ..distributed import is_main
+        from ..distributed import is_main, local_device
 
         self.eps, self.seed, self.preset = eps, seed, preset
         self.progress = progress and is_main()  # under torchrun one progress bar, rank 0's
-        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device) if device else local_device()  # under torchrun: this process's GPU
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.options = {**self.DEFAULTS, **self.PRESETS[preset], **options}
 

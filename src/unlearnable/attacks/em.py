@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..data.augment import crop_flip
 from ..distributed import local_generator, merge_rows_, rank_and_world, sum_all
 from ..perturbation import quantize
-from ..training import accuracy, to_float
+from ..training import accuracy, resident, to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
 from .common import AttackCheckpoint, class_means, perturbed_batch, sgd_step, surrogate_optimizer
 
@@ -71,7 +71,7 @@ class EM(Attack):
         dev, K = self.device, train_set.num_classes
         model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
         opt = surrogate_optimizer(model, self.surrogate_lr)
-        images, labels = train_set.images, train_set.labels
+        images, labels = resident(train_set.images, self.device), train_set.labels
         n, bs = len(images), min(self.batch_size, len(images))
         classwise = self.kind == "classwise"
         delta = torch.zeros((K if classwise else n, *images.shape[1:]), device=dev)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..data.augment import crop_flip
 from ..distributed import local_generator, merge_rows_, rank_and_world
-from ..training import to_float
+from ..training import resident, to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
 from .common import AttackCheckpoint, surrogate_optimizer
 
@@ -58,7 +58,7 @@ class REM(Attack):
             raise ValueError(f"rem: adv_eps must be in [0, eps={self.eps:.4f}), got {self.adv_eps}")
         gen = seed_everything(self.seed)
         dev, K = self.device, train_set.num_classes
-        images, labels = train_set.images, train_set.labels
+        images, labels = resident(train_set.images, self.device), train_set.labels
         n, bs = len(images), min(self.batch_size, len(images))
         model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
         opt = surrogate_optimizer(model, self.surrogate_lr)

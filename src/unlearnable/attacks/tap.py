@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..data.augment import crop_flip
 from ..distributed import local_generator, merge_rows_, rank_and_world
-from ..training import TrainConfig, to_float, train_classifier
+from ..training import TrainConfig, resident, to_float, train_classifier
 from .base import Attack, build_surrogate, register_attack, seed_everything
 from .common import AttackCheckpoint
 
@@ -48,7 +48,7 @@ class TAP(Attack):
         dev, K = self.device, train_set.num_classes
         if not 1 <= self.target_shift < K:
             raise ValueError(f"tap: target_shift must be in [1, {K - 1}], got {self.target_shift}")
-        images, labels = train_set.images, train_set.labels
+        images, labels = resident(train_set.images, self.device), train_set.labels
         n, bs = len(images), min(self.batch_size, len(images))
         step = self.step_size or self.eps / 20
         model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
