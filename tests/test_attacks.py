@@ -181,6 +181,15 @@ def test_bait_deeper_lookahead_and_more_surrogate_steps():
             fit("bait", **{**TINY_BAIT, **bad})
 
 
+def test_bait_cpu_preset_is_bit_identical_across_runs():
+    # At the preset's batch size, advanced indexing's gradient (delta[t]) was accumulated from
+    # parallel CPU threads in completion order: two same-seed runs ended with different deltas.
+    ds = tiny_set(n=384, k=10, size=32)
+    runs = [create_attack("bait", preset="cpu", device="cpu", progress=False, stages=[1, 1, 0],
+                          images_per_epoch=256).fit(ds).delta for _ in range(2)]
+    assert torch.equal(runs[0], runs[1])
+
+
 def test_bait_lookahead_keeps_each_weights_memory_layout():
     # EfficientNet-Lite0's pretrained depthwise weights are stored with non-canonical strides, and
     # its convolutions run ~3x slower on CPU on the canonical ones that arithmetic returns

@@ -57,6 +57,13 @@ def choose_targets(stage: int, logits: torch.Tensor | None, y: torch.Tensor, num
     return masked.argmax(1) if stage == 0 else masked.argmin(1)
 
 
+def rows_of(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] for a differentiable class-wise table. index_select's gradient sums each row's
+    contributions in a fixed order; advanced indexing's accumulates them from parallel threads on
+    CPU, in whatever order they finish, so two runs with the same seed drifted apart."""
+    return table.index_select(0, index)
+
+
 def same_layout(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """`value` in `like`'s memory layout. Arithmetic returns the default layout, while a model may
     keep its weights channels_last: EfficientNet-Lite0's 5x5 depthwise convolutions run about 3x
@@ -96,7 +103,7 @@ class BAIT(Attack):
         # CPU: direct class-wise delta on an 8x8 grid (4x4-pixel patches at 32 px), which survives the
         # trainer's crop/flip and a CNN's downsampling; full-resolution noise did not (see README).
         "cpu": {"surrogate": "efficientnet_lite0", "parameterization": "direct", "direct_size": 8,
-                "stages": [15, 15, 15], "images_per_epoch": 3328, "batch_size": 128},
+                "stages": [30, 30, 30], "images_per_epoch": 3328, "batch_size": 128},
     }
 
     def _validate(self):
@@ -222,7 +229,7 @@ class BAIT(Attack):
                 else:
                     t = choose_targets(stage, logits, y, K, gen)
                 with autocast(dev):
-                    out = functional_call(model, fast, (perturbed_batch(x, cand[t], self.augment, mine),))
+                    out = functional_call(model, fast, (perturbed_batch(x, rows_of(cand, t), self.augment, mine),))
                     loss = F.cross_entropy(out.float(), t)
                 gopt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -262,7 +269,7 @@ class BAIT(Attack):
         buffers = dict(model.named_buffers())
         fast = {k: params[k] for k in names}
         for x0, y0 in steps[:self.lookahead_steps]:
-            xp = perturbed_batch(x0, delta[y0] if differentiable else delta[y0].detach(), self.augment, gen)
+            xp = perturbed_batch(x0, rows_of(delta if differentiable else delta.detach(), y0), self.augment, gen)
             with autocast(x0.device):
                 loss = F.cross_entropy(functional_call(model, {**params, **fast, **buffers}, (xp,)).float(), y0)
             grads = torch.autograd.grad(loss, [fast[k] for k in names], create_graph=differentiable)
