@@ -14,6 +14,7 @@ VARIANTS=(
   "surrogate-and-lookahead-lr-0.01|--set surrogate_lr=0.01 --set lookahead_lr=0.01"
   "surrogate-lr-0.01|--set surrogate_lr=0.01"
   "surrogate-steps-4|--set surrogate_steps=4"
+  "frozen-surrogate|--set surrogate_lr=0"
   "lookahead-steps-5|--set lookahead_steps=5"
   "direct-size-16|--set direct_size=16"
   "direct-size-4|--set direct_size=4"

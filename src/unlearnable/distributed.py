@@ -31,7 +31,10 @@ def init_from_env(device: str | torch.device | None = None) -> bool:
 
 
 def shutdown() -> None:
+    """Leave the group together: a gloo process that tears down its group while another still has
+    traffic in flight can abort ("terminate called without an active exception")."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
