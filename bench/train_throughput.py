@@ -47,9 +47,11 @@ def measure(init: str, victim: str | None, images: int, device: torch.device, re
         train_classifier(model, ds, one_epoch, device=device, progress=False)
 
     # interleaved, so that a slow spell of the machine hits both; the median of each
+    for _ in range(steps):  # warm-up pass
+        step()
     bare_s, loop_s = [], []
     for _ in range(repeat):
-        bare_s.append(timed(lambda: [step() for _ in range(steps)], warmup=1 if not bare_s else 0, device=device))
+        bare_s.append(timed(lambda: [step() for _ in range(steps)], warmup=0, device=device))
         loop_s.append(timed(loop_epoch, warmup=0, device=device))
     bare, loop = statistics.median(bare_s) / (steps * bs), statistics.median(loop_s) / (steps * bs)
     return {"victim": f"{name} ({init}, {input_size or 32} px, batch {bs})", "bare": 1 / bare, "loop": 1 / loop}

@@ -67,8 +67,9 @@ def to_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def resident(images: torch.Tensor, device: torch.device, share: float = 0.25) -> torch.Tensor:
     """Where a loop gathers its batches from: on a GPU, the whole uint8 set moved there once when it
-    takes at most `share` of the free memory (no transfer per step); otherwise the set as it is."""
-    if device.type != "cuda" or images.device == device:
+    takes at most `share` of the free memory (no transfer per step); otherwise (on the CPU, already on
+    a GPU, or too large) the set as it is."""
+    if device.type != "cuda" or images.is_cuda:
         return images
     free, _ = torch.cuda.mem_get_info(device)
     return images.to(device) if images.numel() * images.element_size() <= share * free else images
@@ -189,6 +190,7 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
         torch.set_rng_state(state["torch_rng"])  # dropout / stochastic depth draws
         history, start_epoch = state["history"], state["epoch"]
     labels_dev = labels.to(device)
+    test_images = resident(test_set.images, device) if test_set is not None else None  # moved once, not per epoch
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         set_train_mode(model, protocol)
@@ -230,7 +232,7 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
         record = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
                   "seconds": time.perf_counter() - t0}
         if test_set is not None:
-            record["test_acc"] = accuracy(model, test_set.images, test_set.labels, device=device)
+            record["test_acc"] = accuracy(model, test_images, test_set.labels, device=device)
         history.append(record)
         if progress and is_main():
             msg = f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.3f} train {record['train_acc']:.3f}"

@@ -9,6 +9,8 @@ TAP* is the same with an ImageNet-pretrained surrogate (fine-tuned on the clean 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -48,7 +50,8 @@ class TAP(Attack):
         dev, K = self.device, train_set.num_classes
         if not 1 <= self.target_shift < K:
             raise ValueError(f"tap: target_shift must be in [1, {K - 1}], got {self.target_shift}")
-        images, labels = resident(train_set.images, self.device), train_set.labels
+        train_set = replace(train_set, images=resident(train_set.images, dev))  # once, for the surrogate too
+        images, labels = train_set.images, train_set.labels
         n, bs = len(images), min(self.batch_size, len(images))
         step = self.step_size or self.eps / 20
         model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
