@@ -226,6 +226,9 @@ def test_bait_resumes_from_checkpoint(tmp_path, monkeypatch, dies_on_call):
         create_attack("bait", device="cpu", progress=False, checkpoint=ckpt, **TINY_BAIT).fit(tiny_set())
     assert ckpt.exists()
     monkeypatch.setattr(bait_module, "sgd_step", real_step)
-    resumed = create_attack("bait", device="cpu", progress=False, checkpoint=ckpt, **TINY_BAIT).fit(tiny_set())
+    before = torch.load(ckpt, weights_only=True)["elapsed"]
+    attack = create_attack("bait", device="cpu", progress=False, checkpoint=ckpt, **TINY_BAIT)
+    resumed = attack.fit(tiny_set())
     assert torch.equal(full.delta, resumed.delta)
     assert not ckpt.exists()
+    assert attack.resumed_seconds == before > 0  # the time spent before the kill, for the manifest

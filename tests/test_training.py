@@ -46,9 +46,12 @@ def test_resume_matches_uninterrupted(tmp_path, monkeypatch, dies_on_call):
         run(checkpoint=ckpt)
     monkeypatch.setattr(training, "accuracy", real)
     state = torch.load(ckpt, weights_only=True)
-    assert state["epoch"] == 1
+    assert state["epoch"] == 1 and state["elapsed"] > 0
     resumed = run(checkpoint=ckpt)
     assert strip(resumed["history"]) == strip(full["history"])
+    # the reported time is the whole training's, the epoch done before the kill included
+    assert resumed["resumed_from_epoch"] == 1 and full["resumed_from_epoch"] == 0
+    assert resumed["seconds"] >= sum(h["seconds"] for h in resumed["history"]) > 0
 
 
 def test_linear_probe_trains_only_the_head():

@@ -197,7 +197,7 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
                                    **opts)
             t0 = time.perf_counter()
             perturbation = attack.fit(train)
-            seconds = time.perf_counter() - t0
+            seconds = time.perf_counter() - t0 + attack.resumed_seconds
             manifest = {"method": cell.method, "settings": attack.settings(), "seed": cell.seed,
                         "dataset": datasets[cell.dataset], "seconds": round(seconds, 1),
                         "versions": evaluate.versions()}

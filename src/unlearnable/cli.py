@@ -81,7 +81,7 @@ def cmd_protect(args) -> int:
     t0 = time.perf_counter()
     perturbation = attack.fit(ds)
     protected = perturbation.apply(ds)
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 + attack.resumed_seconds  # a resumed run: the whole attack's time
     source = Path(args.data) if Path(args.data).exists() else None
     manifest = {"method": args.method, "settings": attack.settings(), "seed": args.seed, "eps": attack.eps,
                 "norm": attack.norm, "kind": perturbation.kind,

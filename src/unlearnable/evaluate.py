@@ -9,7 +9,6 @@ per-epoch history and both the final and the best test accuracy.
 from __future__ import annotations
 
 import platform
-import time
 from dataclasses import asdict, fields
 
 import numpy as np
@@ -119,12 +118,11 @@ def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet
         model.mean.copy_(torch.tensor(data_preset["mean"]).view_as(model.mean))
         model.std.copy_(torch.tensor(data_preset["std"]).view_as(model.std))
     device = torch.device(device) if device else default_device()
-    t0 = time.perf_counter()
     result = train_classifier(model, train_set, cfg, test_set=test_set, protocol=protocol, seed=seed, device=device,
                               checkpoint=checkpoint, progress=progress, desc=f"{name}/{init}", defense=defense)
     result.update({"victim": name, "init": init, "input_size": input_size, "preset": preset,
                    "defense": defense.settings() if defense is not None else None,
-                   "seconds": time.perf_counter() - t0, "n_train": len(train_set), "n_test": len(test_set),
+                   "n_train": len(train_set), "n_test": len(test_set),
                    "device": str(device), "versions": versions()})
     result["config"] = asdict(cfg)
     return result

@@ -151,7 +151,8 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
     are summed over processes and only rank 0 writes the checkpoint.
 
     Returns a history: one record per epoch (loss, train accuracy on the augmented batches,
-    test accuracy, seconds) plus final and best test accuracy. A `defense` (unlearnable.defenses)
+    test accuracy, seconds) plus final and best test accuracy and the seconds of the whole
+    training, those spent before a resume included. A `defense` (unlearnable.defenses)
     transforms each batch before and after the crop/flip, or replaces the loss; its `prepare`
     step belongs to the caller (evaluate.run), which owns the datasets.
     """
@@ -180,7 +181,7 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
     pad = max(1, images.shape[-1] // 8)
     gen = torch.Generator().manual_seed(seed)
     history: list[dict] = []
-    start_epoch = 0
+    start_epoch, resumed_seconds, t_run = 0, 0.0, time.perf_counter()
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -189,6 +190,7 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])  # dropout / stochastic depth draws
         history, start_epoch = state["history"], state["epoch"]
+        resumed_seconds = float(state.get("elapsed", 0.0))  # time spent before the interruption
     labels_dev = labels.to(device)
     test_images = resident(test_set.images, device) if test_set is not None else None  # moved once, not per epoch
     for epoch in range(start_epoch, cfg.epochs):
@@ -242,8 +244,10 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
         if ckpt and is_main():
             save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                                   "history": history, "epoch": epoch + 1})
-    result = {"history": history, "config": asdict(cfg), "protocol": protocol, "seed": seed}
+                                   "history": history, "epoch": epoch + 1,
+                                   "elapsed": resumed_seconds + time.perf_counter() - t_run})
+    result = {"history": history, "config": asdict(cfg), "protocol": protocol, "seed": seed,
+              "seconds": resumed_seconds + time.perf_counter() - t_run, "resumed_from_epoch": start_epoch}
     tests = [h["test_acc"] for h in history if "test_acc" in h]
     if tests:
         result["final_test_acc"], result["best_test_acc"] = tests[-1], max(tests)

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..distributed import all_reduce_sum_, local_generator, rank_and_world, sum_all, wrap_ddp
 from ..training import autocast, resident, to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
-from .common import AttackCheckpoint, class_means, perturbed_batch, sgd_step, surrogate_optimizer
+from .common import class_means, perturbed_batch, sgd_step, surrogate_optimizer
 from .generator import PerturbationGenerator
 
 STAGE_NAMES = ("hard", "random", "least")
@@ -184,7 +184,7 @@ class BAIT(Attack):
             return torch.where((counts > 0).view(K, 1, 1, 1), sums / counts.clamp(min=1).view(K, 1, 1, 1), buffer)
 
         total = sum(self.stages)
-        ckpt, start, history = AttackCheckpoint(self.checkpoint), 0, []
+        ckpt, start, history = self.open_checkpoint(), 0, []
         if (state := ckpt.load()) is not None:
             model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
             gopt.load_state_dict(state["gopt"]), gen.set_state(state["generator"])

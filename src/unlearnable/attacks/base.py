@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..perturbation import Perturbation, check_eps
+from .common import AttackCheckpoint
 
 ATTACKS: dict[str, type["Attack"]] = {}
 
@@ -96,6 +97,19 @@ class Attack:
 
     def fit(self, train_set) -> Perturbation:
         raise NotImplementedError
+
+    def open_checkpoint(self):
+        """This fit's checkpoint (a no-op without a `checkpoint` path), remembered for
+        `resumed_seconds`."""
+        self._checkpoint = AttackCheckpoint(self.checkpoint)
+        return self._checkpoint
+
+    @property
+    def resumed_seconds(self) -> float:
+        """Seconds the last fit had spent before it was interrupted and resumed from its
+        checkpoint (0 for a fit that ran in one go): add them to this run's time."""
+        ckpt = self.__dict__.get("_checkpoint")
+        return ckpt.resumed_seconds if ckpt is not None else 0.0
 
     def perturbation(self, delta: torch.Tensor, kind: str, **meta) -> Perturbation:
         return Perturbation(delta, self.eps, kind, self.name, {**self.settings(), **meta}, self.norm)

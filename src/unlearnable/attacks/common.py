@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -55,21 +56,27 @@ def sgd_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
 
 
 class AttackCheckpoint:
-    """Atomic per-round checkpoint of an attack's whole state, loaded with weights_only=True."""
+    """Atomic per-round checkpoint of an attack's whole state, loaded with weights_only=True.
+    It also carries the seconds spent before it was saved, so that a resumed run reports the
+    time of the whole attack (`resumed_seconds`: the part done before this process started)."""
 
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
+        self.resumed_seconds = 0.0
+        self._t0 = time.perf_counter()
 
     def load(self) -> dict | None:
         if self.path and self.path.exists():
             state = torch.load(self.path, map_location="cpu", weights_only=True)
             torch.set_rng_state(state.pop("torch_rng"))
+            self.resumed_seconds = float(state.pop("elapsed", 0.0))
             return state
         return None
 
     def save(self, state: dict) -> None:
         if self.path and is_main():  # under torchrun the state is identical everywhere; rank 0 writes it
-            save_checkpoint(self.path, {**state, "torch_rng": torch.get_rng_state()})
+            elapsed = self.resumed_seconds + time.perf_counter() - self._t0
+            save_checkpoint(self.path, {**state, "torch_rng": torch.get_rng_state(), "elapsed": elapsed})
 
     def remove(self) -> None:
         barrier()  # no process may still be reading it

@@ -21,7 +21,7 @@ from ..distributed import local_generator, merge_rows_, rank_and_world, sum_all
 from ..perturbation import quantize
 from ..training import accuracy, resident, to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
-from .common import AttackCheckpoint, class_means, perturbed_batch, sgd_step, surrogate_optimizer
+from .common import class_means, perturbed_batch, sgd_step, surrogate_optimizer
 
 # Per-kind values of the options left at None: Huang et al.'s settings, and the cpu preset's
 # (a sample-wise round sweeps every image, so the CPU does fewer steps and rounds).
@@ -79,7 +79,7 @@ class EM(Attack):
         def rows(y, idx):  # class-wise noise is indexed by label, sample-wise by image index
             return y if classwise else idx.to(dev)
 
-        ckpt, start, history = AttackCheckpoint(self.checkpoint), 0, []
+        ckpt, start, history = self.open_checkpoint(), 0, []
         if (state := ckpt.load()) is not None:
             model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
             delta, start, history = state["delta"].to(dev), state["round"], state["history"]

@@ -25,7 +25,7 @@ from ..data.augment import crop_flip
 from ..distributed import local_generator, merge_rows_, rank_and_world
 from ..training import resident, to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
-from .common import AttackCheckpoint, surrogate_optimizer
+from .common import surrogate_optimizer
 
 
 @register_attack
@@ -65,7 +65,7 @@ class REM(Attack):
         delta = torch.zeros(images.shape)
         final_batches = (n + bs - 1) // bs
         total = self.train_steps + final_batches
-        ckpt, step, order = AttackCheckpoint(self.checkpoint), 0, torch.randperm(n, generator=gen)
+        ckpt, step, order = self.open_checkpoint(), 0, torch.randperm(n, generator=gen)
         if (state := ckpt.load()) is not None:
             model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
             delta, step, order = state["delta"], state["step"], state["order"]

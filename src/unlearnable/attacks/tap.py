@@ -19,7 +19,6 @@ from ..data.augment import crop_flip
 from ..distributed import local_generator, merge_rows_, rank_and_world
 from ..training import TrainConfig, resident, to_float, train_classifier
 from .base import Attack, build_surrogate, register_attack, seed_everything
-from .common import AttackCheckpoint
 
 
 @register_attack
@@ -55,7 +54,7 @@ class TAP(Attack):
         n, bs = len(images), min(self.batch_size, len(images))
         step = self.step_size or self.eps / 20
         model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
-        ckpt = AttackCheckpoint(self.checkpoint)
+        ckpt = self.open_checkpoint()
         state = ckpt.load()
         if state is None:
             cfg = TrainConfig(epochs=self.surrogate_epochs, batch_size=self.surrogate_batch_size,
