@@ -195,7 +195,8 @@ class BAIT(Attack):
             else:
                 net.load_state_dict(state["net"])
         names = [k for k, _ in model.named_parameters()]
-        bar = tqdm(range(start, total), desc="bait", disable=not self.progress, unit="epoch")
+        bar = tqdm(range(start, total), initial=start, total=total, desc="bait", disable=not self.progress,
+                   unit="epoch")
         for epoch in bar:
             stage = self.stage_of(epoch)
             first = torch.randperm(n, generator=gen)[:bs]

@@ -85,7 +85,8 @@ class EM(Attack):
             delta, start, history = state["delta"].to(dev), state["round"], state["history"]
             gen.set_state(state["generator"])
         check = torch.randperm(n, generator=gen)[:2000]
-        bar = tqdm(range(start, self.max_rounds), desc=f"em {self.kind}", disable=not self.progress, unit="round")
+        bar = tqdm(range(start, self.max_rounds), initial=start, total=self.max_rounds, desc=f"em {self.kind}",
+                   disable=not self.progress, unit="round")
         stop_acc = history[-1]["acc"] if history else 0.0
         for rnd in bar:
             if stop_acc > self.stop_acc:
