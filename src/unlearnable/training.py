@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data.augment import crop_flip
-from .distributed import epoch_shard, is_main, rank_and_world, sum_all
+from .distributed import barrier, epoch_shard, is_main, rank_and_world, sum_all
 
 
 @dataclass
@@ -181,16 +181,13 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
     pad = max(1, images.shape[-1] // 8)
     gen = torch.Generator().manual_seed(seed)
     history: list[dict] = []
-    start_epoch, resumed_seconds, t_run = 0, 0.0, time.perf_counter()
-    ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    start_epoch = 0
+    ckpt = Checkpoint(checkpoint)  # also restores torch's RNG: dropout / stochastic depth draws
+    if (state := ckpt.load()) is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])  # dropout / stochastic depth draws
         history, start_epoch = state["history"], state["epoch"]
-        resumed_seconds = float(state.get("elapsed", 0.0))  # time spent before the interruption
     labels_dev = labels.to(device)
     test_images = resident(test_set.images, device) if test_set is not None else None  # moved once, not per epoch
     for epoch in range(start_epoch, cfg.epochs):
@@ -241,18 +238,48 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
             if "test_acc" in record:
                 msg += f" test {record['test_acc']:.3f}"
             tqdm.write(msg)
-        if ckpt and is_main():
-            save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                   "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                                   "history": history, "epoch": epoch + 1,
-                                   "elapsed": resumed_seconds + time.perf_counter() - t_run})
+        ckpt.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                   "history": history, "epoch": epoch + 1})
     result = {"history": history, "config": asdict(cfg), "protocol": protocol, "seed": seed,
-              "seconds": resumed_seconds + time.perf_counter() - t_run, "resumed_from_epoch": start_epoch}
+              "seconds": ckpt.seconds(), "resumed_from_epoch": start_epoch}
     tests = [h["test_acc"] for h in history if "test_acc" in h]
     if tests:
         result["final_test_acc"], result["best_test_acc"] = tests[-1], max(tests)
     result["final_train_acc"] = history[-1]["train_acc"]
     return result
+
+
+class Checkpoint:
+    """Atomic checkpoint of a long run's whole state (a training, an attack), loaded with
+    weights_only=True, with torch's global RNG state. It carries the seconds spent up to each save,
+    so that a resumed run reports the time of the whole run (`resumed_seconds`: the part done
+    before this process started). Without a path every method is a no-op."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path else None
+        self.resumed_seconds = 0.0
+        self._t0 = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Seconds of the whole run so far, those before a resume included."""
+        return self.resumed_seconds + time.perf_counter() - self._t0
+
+    def load(self) -> dict | None:
+        if self.path and self.path.exists():
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            torch.set_rng_state(state.pop("torch_rng"))
+            self.resumed_seconds = float(state.pop("elapsed", 0.0))
+            return state
+        return None
+
+    def save(self, state: dict) -> None:
+        if self.path and is_main():  # under torchrun the state is identical everywhere; rank 0 writes it
+            save_checkpoint(self.path, {**state, "torch_rng": torch.get_rng_state(), "elapsed": self.seconds()})
+
+    def remove(self) -> None:
+        barrier()  # no process may still be reading it
+        if self.path and self.path.exists() and is_main():
+            self.path.unlink()
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

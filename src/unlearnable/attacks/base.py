@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..perturbation import Perturbation, check_eps
-from .common import AttackCheckpoint
+from ..training import Checkpoint
 
 ATTACKS: dict[str, type["Attack"]] = {}
 
@@ -101,7 +101,7 @@ class Attack:
     def open_checkpoint(self):
         """This fit's checkpoint (a no-op without a `checkpoint` path), remembered for
         `resumed_seconds`."""
-        self._checkpoint = AttackCheckpoint(self.checkpoint)
+        self._checkpoint = Checkpoint(self.checkpoint)
         return self._checkpoint
 
     @property

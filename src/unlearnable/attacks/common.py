@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -10,9 +9,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.augment import crop_flip
-from ..distributed import all_reduce_sum_, barrier, is_main
+from ..distributed import all_reduce_sum_
 from ..perturbation import add_float
-from ..training import save_checkpoint
 
 
 def class_means(values: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -53,32 +51,3 @@ def sgd_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
     return loss.item(), (out.argmax(1) == y).float().mean().item()
-
-
-class AttackCheckpoint:
-    """Atomic per-round checkpoint of an attack's whole state, loaded with weights_only=True.
-    It also carries the seconds spent before it was saved, so that a resumed run reports the
-    time of the whole attack (`resumed_seconds`: the part done before this process started)."""
-
-    def __init__(self, path: str | Path | None):
-        self.path = Path(path) if path else None
-        self.resumed_seconds = 0.0
-        self._t0 = time.perf_counter()
-
-    def load(self) -> dict | None:
-        if self.path and self.path.exists():
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-            torch.set_rng_state(state.pop("torch_rng"))
-            self.resumed_seconds = float(state.pop("elapsed", 0.0))
-            return state
-        return None
-
-    def save(self, state: dict) -> None:
-        if self.path and is_main():  # under torchrun the state is identical everywhere; rank 0 writes it
-            elapsed = self.resumed_seconds + time.perf_counter() - self._t0
-            save_checkpoint(self.path, {**state, "torch_rng": torch.get_rng_state(), "elapsed": elapsed})
-
-    def remove(self) -> None:
-        barrier()  # no process may still be reading it
-        if self.path and self.path.exists() and is_main():
-            self.path.unlink()
