@@ -20,9 +20,16 @@ from .base import Defense, register_defense
 def fit_linear(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *, epochs: int, lr: float,
                batch_size: int, gen: torch.Generator, progress: bool = False) -> torch.Tensor:
     """Multinomial logistic regression without bias on flattened [0, 1] pixels, plain SGD with the
-    learning rate divided by 10 at 50% and 75% of the epochs; returns the weights (K, D)."""
+    learning rate divided by 10 at 50% and 75% of the epochs; returns the weights (K, D).
+
+    The weights start where the reference's ``nn.Linear`` starts, uniform in +-1/sqrt(D), not at
+    zero. This matters: from zero, every weight row stays in the span of the training images, and
+    their smooth content dominates it. On a 5,000-image clean CIFAR-10 subset, the span of
+    zero-started rows holds 85% of a test image's energy (projecting it out leaves little of any
+    image); the span of rows started as in the reference holds 6%."""
     x = images.flatten(1).float() / 255
-    w = torch.zeros((num_classes, x.shape[1]), requires_grad=True)
+    bound = x.shape[1] ** -0.5
+    w = ((torch.rand((num_classes, x.shape[1]), generator=gen) * 2 - 1) * bound).requires_grad_(True)
     opt = torch.optim.SGD([w], lr=lr)
     for epoch in tqdm(range(epochs), desc="projection: fit linear model", disable=not progress, leave=False):
         opt.param_groups[0]["lr"] = lr * 0.1 ** ((epoch >= epochs // 2) + (epoch >= 3 * epochs // 4))
