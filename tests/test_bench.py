@@ -55,6 +55,21 @@ def test_bench_resumes_after_a_kill(config, tmp_path, monkeypatch, dies_on_call)
     assert (killed / "table.md").read_text() == (full / "table.md").read_text()
 
 
+def test_bench_refuses_to_resume_with_changed_settings(config, tmp_path):
+    out = tmp_path / "out"
+    bench.run_bench(config, out, device="cpu", progress=False)
+    cfg = yaml.safe_load(config.read_text())
+    reordered = tmp_path / "reordered.yaml"  # reordering and adding entries keeps finished cells
+    reordered.write_text(yaml.safe_dump({**cfg, "methods": {"random-sw": cfg["methods"]["random-sw"], "clean": {}}}))
+    bench.run_bench(reordered, out, device="cpu", progress=False)
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump({**cfg, "victims": [{**cfg["victims"][0], "epochs": 3}]}))
+    with pytest.raises(ValueError, match=r"victims\.scratch: .*'epochs': 2.* -> .*'epochs': 3"):
+        bench.run_bench(changed, out, device="cpu", progress=False)
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+
+
 def test_bad_configs_fail_before_work(config, tmp_path):
     cfg = yaml.safe_load(config.read_text())
     for broken, message in [({**cfg, "methods": {"nope": {}}}, "unknown method"),

@@ -120,6 +120,25 @@ def _check_names(cfg: dict, path: Path) -> None:
             raise ValueError(f"{path}: defense {name!r}: {e}") from e
 
 
+def check_same_settings(old: dict, new: dict, out: Path) -> None:
+    """A results folder resumed with changed settings would mix cells made two ways (and reuse
+    protections made with the old options). Entries present in both configs must be equal;
+    adding, removing or reordering entries (and seeds) is fine."""
+    def by_name(cfg, key):
+        entries = cfg.get(key) or {}
+        if isinstance(entries, list):
+            return {e["name"]: e for e in entries} if key in ("datasets", "victims") else {e: {} for e in entries}
+        return {name: opts or {} for name, opts in entries.items()}
+
+    changed = [f"preset: {old.get('preset')!r} -> {new['preset']!r}"] if old.get("preset", new["preset"]) != new["preset"] else []
+    for key in ("datasets", "methods", "victims", "defenses"):
+        a, b = by_name(old, key), by_name(new, key)
+        changed += [f"{key}.{name}: {a[name]} -> {b[name]}" for name in b if name in a and a[name] != b[name]]
+    if changed:
+        raise ValueError(f"{out} holds results made with other settings ({'; '.join(changed)}); resuming would mix "
+                         "them with new ones. Use another --out, or move that folder away.")
+
+
 def method_and_options(row: str, opts: dict | None) -> tuple[str, dict]:
     """A methods entry -> (method name, its options): `method:` in the options names the method."""
     opts = dict(opts or {})
@@ -159,6 +178,8 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
     out = Path(out or Path("runs") / "bench" / cfg["name"])
     main = is_main()  # under torchrun every process trains; rank 0 alone writes
     progress = progress and main
+    if (out / "config.yaml").exists():
+        check_same_settings(yaml.safe_load((out / "config.yaml").read_text()) or {}, cfg, out)
     if main:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
