@@ -89,6 +89,12 @@ def test_projection_removes_the_fitted_directions():
     d = create_defense("projection", epochs=5, batch_size=32)
     d.prepare(noisy, None)
     assert torch.allclose(d.pre_augment(x).flatten(1) @ d.basis, torch.zeros(80, 4), atol=1e-4)
+    assert d.pre_test(x) is x  # test images as they are, unless asked
+    d = create_defense("projection", epochs=5, batch_size=32, project_test=True)
+    d.prepare(noisy, None)
+    assert torch.allclose(d.pre_test(x).flatten(1) @ d.basis, torch.zeros(80, 4), atol=1e-4)
+    with pytest.raises(ValueError, match="project_test"):
+        create_defense("projection", project_test="yes")
 
 
 def test_projection_keeps_most_of_clean_images():
@@ -160,6 +166,27 @@ def test_defenses_train_a_victim(name):
     rec = evaluate.run(train, test, victim="small_cnn", init="scratch", preset="cpu", device="cpu", progress=False,
                        epochs=1, batch_size=8, defense=create_defense(name, **opts))
     assert rec["defense"]["defense"] == name and 0 <= rec["final_test_acc"] <= 1
+
+
+def test_test_images_pass_through_the_defense_at_inference():
+    """The victim is tested on what the defense's pre_test makes of the clean test images."""
+    from unlearnable.defenses.base import Defense
+
+    class Blank(Defense):
+        name = "blank"
+        seen = []
+
+        def pre_test(self, x):
+            self.seen.append(x)
+            return torch.zeros_like(x)
+
+    train, test = smooth_set(), smooth_set(seed=1)
+    rec = evaluate.run(train, test, victim="small_cnn", init="scratch", preset="cpu", device="cpu", progress=False,
+                       epochs=2, batch_size=8, defense=Blank())
+    seen = torch.cat(Blank.seen)
+    assert len(seen) == 2 * len(test.labels) and torch.equal(seen[:len(test.labels)], test.images.float() / 255)
+    # every blank test image gets the same prediction: the accuracy is one class's share
+    assert rec["final_test_acc"] in {float((test.labels == k).float().mean()) for k in range(4)}
 
 
 def test_linear_probe_sets_the_protocol_and_needs_a_pretrained_backbone():

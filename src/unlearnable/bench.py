@@ -17,9 +17,10 @@ A config (YAML) names the grid:
       - {name: scratch, init: scratch}
       - {name: imagenet, init: imagenet}
       - {name: linear, init: imagenet, protocol: linear}   # also: victim, epochs, lr, ...
-    defenses:
+    defenses:                   # column name -> options for create_defense, the same way
       none: {}
       jpeg: {quality: 10}
+      projection-test: {defense: projection, project_test: true}
 
 Each protected training set is made once per (dataset, method, seed), exported as a PNG folder
 and read back from it, then shared by every victim and defense. Every finished cell appends
@@ -109,13 +110,14 @@ def _check_names(cfg: dict, path: Path) -> None:
     for name, opts in cfg["methods"].items():
         if name != "clean":
             try:
-                method, opts = method_and_options(name, opts)
+                method, opts = entry(name, opts, "method")
                 create_attack(method, preset=cfg["preset"], device="cpu", progress=False, **opts)
             except ValueError as e:
                 raise ValueError(f"{path}: method {name!r}: {e}") from e
     for name, opts in cfg["defenses"].items():
         try:
-            create_defense(name, **(opts or {}))
+            defense, opts = entry(name, opts, "defense")
+            create_defense(defense, **opts)
         except ValueError as e:
             raise ValueError(f"{path}: defense {name!r}: {e}") from e
 
@@ -139,10 +141,11 @@ def check_same_settings(old: dict, new: dict, out: Path) -> None:
                          "them with new ones. Use another --out, or move that folder away.")
 
 
-def method_and_options(row: str, opts: dict | None) -> tuple[str, dict]:
-    """A methods entry -> (method name, its options): `method:` in the options names the method."""
+def entry(name: str, opts: dict | None, kind: str) -> tuple[str, dict]:
+    """A methods or defenses entry -> (method or defense name, its options): the entry's name,
+    unless `method:` / `defense:` in its options names it (several rows of one method)."""
     opts = dict(opts or {})
-    return opts.pop("method", row), opts
+    return opts.pop(kind, name), opts
 
 
 def cells(cfg: dict) -> list[Cell]:
@@ -212,7 +215,7 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
             return train
         folder = out / "protected" / cell.dataset / f"{cell.method.replace('*', '-star')}-seed{cell.seed}"
         if not (folder / "manifest.json").exists():
-            method, opts = method_and_options(cell.method, cfg["methods"][cell.method])
+            method, opts = entry(cell.method, cfg["methods"][cell.method], "method")
             attack = create_attack(method, seed=cell.seed, preset=cfg["preset"], device=device, progress=progress,
                                    checkpoint=out / "checkpoints" / f"{folder.parent.name}__{folder.name}.attack.pt",
                                    **opts)
@@ -236,10 +239,11 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
         _, test = data(cell.dataset, cell.seed)
         v = dict(victims[cell.victim])
         ckpt = out / "checkpoints" / f"{cell.slug}.pt"
+        defense, defense_opts = entry(cell.defense, cfg["defenses"][cell.defense], "defense")
         rec = evaluate.run(train, test, victim=v.pop("victim", None), init=v.pop("init"),
                            protocol=v.pop("protocol", "finetune"), preset=cfg["preset"], seed=cell.seed,
                            device=device, progress=progress, checkpoint=ckpt,
-                           defense=create_defense(cell.defense, **(cfg["defenses"][cell.defense] or {})),
+                           defense=create_defense(defense, **defense_opts),
                            dataset=datasets[cell.dataset]["source"],
                            **{k: val for k, val in v.items() if k != "name"})
         rec.update({"cell": cell.key, "dataset": cell.dataset, "method": cell.method, "victim_name": cell.victim,

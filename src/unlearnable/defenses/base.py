@@ -74,6 +74,11 @@ class Defense:
     def pre_augment(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
+    def pre_test(self, x: torch.Tensor) -> torch.Tensor:
+        """What the trainer does to a float batch of test images at inference; most defenses
+        change only the training and leave test images as they are."""
+        return x
+
     def batch(self, model, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
         return x, y
 

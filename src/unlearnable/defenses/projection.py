@@ -3,9 +3,14 @@ NeurIPS 2023).
 
 Class-wise perturbations are, by construction, linearly separable: a linear classifier on raw
 pixels finds them. Fit one on the protected training images, then remove the directions it
-uses (the span of its weight rows) from every training image before training (the clean test
-images stay as they are, as in the reference). What the class-wise noise added lies mostly in
-that span; most of the image content does not. The projected images are not clipped to [0, 1].
+uses (the span of its weight rows) from every training image before training. What the
+class-wise noise added lies mostly in that span; most of the image content does not. The
+projected images are not clipped to [0, 1].
+
+The clean test images stay as they are by default, as in the reference's runs. The trainer owns
+its inference, though, and a network that never saw the removed directions meets them again in
+every test image; `project_test=True` removes them from the test images too (the reference has a
+flag for this).
 """
 
 from __future__ import annotations
@@ -61,7 +66,11 @@ def project_out(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
 class OrthogonalProjection(Defense):
     name = "projection"
     summary = "orthogonal projection (Sandoval-Segura et al. 2023): remove a pixel-space linear model's directions"
-    DEFAULTS = {"epochs": 20, "lr": 0.1, "batch_size": 1024, "seed": 0}
+    DEFAULTS = {"epochs": 20, "lr": 0.1, "batch_size": 1024, "seed": 0, "project_test": False}
+
+    def validate(self):
+        if not isinstance(self.project_test, bool):
+            raise ValueError(f"projection: project_test must be true or false, got {self.project_test!r}")
 
     def prepare(self, train_set, test_set):
         gen = torch.Generator().manual_seed(int(self.seed))
@@ -74,3 +83,6 @@ class OrthogonalProjection(Defense):
 
     def pre_augment(self, x: torch.Tensor) -> torch.Tensor:
         return project_out(x, self.basis.to(x.device))
+
+    def pre_test(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pre_augment(x) if self.project_test else x
