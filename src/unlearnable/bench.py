@@ -132,7 +132,9 @@ def check_same_settings(old: dict, new: dict, out: Path) -> None:
             return {e["name"]: e for e in entries} if key in ("datasets", "victims") else {e: {} for e in entries}
         return {name: opts or {} for name, opts in entries.items()}
 
-    changed = [f"preset: {old.get('preset')!r} -> {new['preset']!r}"] if old.get("preset", new["preset"]) != new["preset"] else []
+    changed = []
+    if old.get("preset", new["preset"]) != new["preset"]:
+        changed.append(f"preset: {old['preset']!r} -> {new['preset']!r}")
     for key in ("datasets", "methods", "victims", "defenses"):
         a, b = by_name(old, key), by_name(new, key)
         changed += [f"{key}.{name}: {a[name]} -> {b[name]}" for name in b if name in a and a[name] != b[name]]

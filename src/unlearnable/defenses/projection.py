@@ -9,8 +9,8 @@ projected images are not clipped to [0, 1].
 
 The clean test images stay as they are by default, as in the reference's runs. The trainer owns
 its inference, though, and a network that never saw the removed directions meets them again in
-every test image; `project_test=True` removes them from the test images too (the reference has a
-flag for this).
+every test image; `project_test=True` removes them from the test images too (the reference's
+training script declares a `--project-test` flag but does not use it).
 """
 
 from __future__ import annotations
