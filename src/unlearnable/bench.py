@@ -126,10 +126,10 @@ def check_same_settings(old: dict, new: dict, out: Path) -> None:
     """A results folder resumed with changed settings would mix cells made two ways (and reuse
     protections made with the old options). Entries present in both configs must be equal;
     adding, removing or reordering entries (and seeds) is fine."""
-    def by_name(cfg, key):
+    def by_name(cfg, key):  # datasets and victims are lists of named entries, methods and defenses maps
         entries = cfg.get(key) or {}
         if isinstance(entries, list):
-            return {e["name"]: e for e in entries} if key in ("datasets", "victims") else {e: {} for e in entries}
+            return {e["name"]: e for e in entries}
         return {name: opts or {} for name, opts in entries.items()}
 
     changed = []

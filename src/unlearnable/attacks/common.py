@@ -1,8 +1,6 @@
-"""Pieces shared by the optimization-based attacks: class means, surrogate steps, checkpoints."""
+"""Pieces shared by the optimization-based attacks: class means and surrogate steps."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 import torch.nn as nn
