@@ -7,6 +7,9 @@ lives on an 8x8 grid (4x4-pixel patches), eps * tanh(w), like BAIT's `cpu` prese
 exported as a protected folder, to be measured with feature-separability.py and `unlearnable
 evaluate`.
 
+Two runs are not bit-identical on CPU (a nondeterminism not traced; the optimization amplifies
+it), so their noise differs, while the separability ratios they reach agree to about 0.002.
+
 Usage: UNLEARNABLE_DATA=... python experiments/frozen-feature-noise.py OUT [STEPS]
 """
 
@@ -23,12 +26,11 @@ from unlearnable.export import export_protected
 from unlearnable.perturbation import Perturbation
 from unlearnable.training import to_float
 
-# index_select, not delta[c]: its gradient sums rows in a fixed order, so runs repeat bit for bit.
 SIZES, GRID, LR, BATCH, EPS = (32, 64), 8, 0.3, 128, 8 / 255
 
 
 def scatter_loss(f: torch.Tensor, c: torch.Tensor, k: int) -> torch.Tensor:
-    onehot = F.one_hot(c, k).to(f.dtype)  # a matmul, not index_add: a fixed summation order on CPU
+    onehot = F.one_hot(c, k).to(f.dtype)
     n = onehot.sum(0).clamp(min=1)
     means = onehot.T @ f / n[:, None]
     within = (f - means[c]).pow(2).sum(1).mean()
