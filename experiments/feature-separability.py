@@ -14,7 +14,7 @@ Usage: python experiments/feature-separability.py FOLDER [FOLDER ...]
   (exported folders of class-wise methods, e.g. runs/demo/protected/em runs/demo/protected/bait)
 Environment: UNLEARNABLE_DATA (the clean training data the folders were made from),
 TRAIN_PER_CLASS (default 500) and SEED (default 0) as used for the folders, and BACKBONES
-(comma-separated model names; default efficientnet_lite0,efficientnet_lite1).
+(comma-separated model names; default efficientnet_lite0,efficientnet_lite1) and SIZES (default 32,64).
 """
 
 import os
@@ -23,19 +23,19 @@ from pathlib import Path
 
 import torch
 
+from unlearnable.attacks.common import class_means
 from unlearnable.data import balanced_subset, load_dataset
 from unlearnable.models import create_model
 from unlearnable.perturbation import Perturbation, add_float
 from unlearnable.training import to_float
 
 BACKBONES = tuple(os.environ.get("BACKBONES", "efficientnet_lite0,efficientnet_lite1").split(","))
-SIZES = (32, 64)
+SIZES = tuple(int(s) for s in os.environ.get("SIZES", "32,64").split(","))
 
 
 def fisher_ratio(feats: torch.Tensor, groups: torch.Tensor, k: int) -> float:
     """trace(between-class scatter) / trace(within-class scatter), per image."""
-    n = torch.bincount(groups, minlength=k).clamp(min=1).to(feats.dtype)
-    means = feats.new_zeros(k, feats.shape[1]).index_add(0, groups, feats) / n[:, None]
+    means, n = class_means(feats, groups, k)
     within = (feats - means[groups]).pow(2).sum() / len(feats)
     between = (n[:, None] * (means - feats.mean(0)).pow(2)).sum() / len(feats)
     return (between / within).item()
