@@ -23,6 +23,7 @@ from unlearnable.attacks.base import build_surrogate, seed_everything
 from unlearnable.attacks.common import perturbed_batch
 from unlearnable.data import balanced_subset, load_dataset
 from unlearnable.export import export_protected
+from unlearnable.outputs import check_output, input_paths
 from unlearnable.perturbation import Perturbation
 from unlearnable.training import to_float
 
@@ -65,8 +66,9 @@ def main(out: str, steps: int) -> None:
     d = delta().detach()
     print(f"mean |delta| {d.abs().mean().item() * 255:.2f}/255")
     p = Perturbation(d, EPS, "classwise", "frozen-feature-noise")
+    out = check_output(out, input_paths("cifar10"), True, "protect")  # replaces only an earlier output
     export_protected(out, train, p.apply(train), p, {"method": "frozen-feature-noise", "steps": steps},
-                     force=True, progress=False)
+                     replace=True, progress=False)
 
 
 if __name__ == "__main__":

@@ -65,8 +65,13 @@ def test_protect_refuses_existing_output_and_output_inside_input(image_folder, t
     assert main(args + ["--out", str(image_folder / "inside")]) == 2
     assert "inside the input" in capsys.readouterr().err
     assert not (image_folder / "inside").exists()
-    assert main(args + ["--out", str(out), "--force"]) == 0
-    assert not (out / "keep.txt").exists() and (out / "manifest.json").exists()
+    assert main(args + ["--out", str(out), "--force"]) == 2  # --force replaces only this tool's own output
+    assert "--force replaces only an earlier output" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    mine = tmp_path / "mine"
+    assert main(args + ["--out", str(mine)]) == 0
+    assert main(args + ["--out", str(mine), "--force", "--seed", "1"]) == 0
+    assert json.loads((mine / "manifest.json").read_text())["seed"] == 1
 
 
 def test_bad_options_fail_before_work(image_folder, tmp_path, capsys):

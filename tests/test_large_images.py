@@ -12,7 +12,7 @@ def test_a_224_px_folder_protects_and_evaluates(tmp_path, make_image_folder):
                                {"train": 100, "test": 10}, name="IMG_{i:04d}.jpg", size=224)
     out, record = tmp_path / "protected", tmp_path / "eval"
     assert main(["protect", "--data", str(photos), "--method", "bait", "--out", str(out), "--quiet",
-                 "--set", "stages=[1,0,0]", "--set", "images_per_epoch=16", "--set", "batch_size=16"]) == 0
+                 "--set", "stages=[1,0,0]", "--set", "images_per_epoch=16", "--set", "batch_size=16", "--set", "direct_lr=1.0"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "classwise"
     delta = Perturbation.load(out / "perturbation.safetensors").delta

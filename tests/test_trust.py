@@ -145,7 +145,9 @@ def test_malicious_pickles_are_refused(tmp_path, monkeypatch):
     from unlearnable.training import TrainConfig, train_classifier
 
     ds = ImageDataset(torch.zeros((8, 3, 8, 8), dtype=torch.uint8), torch.arange(8) % 2, ["a", "b"])
-    with pytest.raises(pickle.UnpicklingError):  # a checkpoint is loaded with weights_only=True
+    from unlearnable.training import CheckpointError
+
+    with pytest.raises(CheckpointError, match="evil.pt cannot be read.*delete it"):  # loaded with weights_only=True
         train_classifier(create_model("small_cnn", 2), ds, TrainConfig(epochs=1, batch_size=4),
                          device=torch.device("cpu"), progress=False, checkpoint=bad)
     with pytest.raises(ValueError, match="not a perturbation file"):
@@ -228,7 +230,7 @@ def test_tar_members_with_dotdot_or_absolute_paths_are_skipped(tmp_path, monkeyp
 def test_disk_full_and_permission_errors_end_clearly_with_nothing_half_written(folder, tmp_path, monkeypatch, capsys):
     import errno
 
-    from unlearnable import export
+    from unlearnable import io as unlearnable_io
 
     out = tmp_path / "runs" / "prot"
     real_save, calls = Image.Image.save, {"n": 0}
@@ -249,7 +251,7 @@ def test_disk_full_and_permission_errors_end_clearly_with_nothing_half_written(f
     def no_permission(*a, dir=None, **k):
         raise PermissionError(errno.EACCES, "Permission denied", str(dir))
 
-    monkeypatch.setattr(export.tempfile, "mkdtemp", no_permission)
+    monkeypatch.setattr(unlearnable_io.tempfile, "mkdtemp", no_permission)
     assert main(["protect", "--data", str(folder), "--method", "random", "--out", str(out), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "Permission denied" in err and str(out.parent) in err and "fix its permissions" in err

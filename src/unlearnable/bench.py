@@ -34,7 +34,6 @@ import csv
 import io
 import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,10 +101,36 @@ def load_config(path: str | Path) -> dict:
     return cfg
 
 
+def _safe_name(name, what: str, path: Path) -> None:
+    """Entry names become folder and file names under the results folder: nothing that leaves it."""
+    if (not isinstance(name, str) or not name.strip() or name in (".", "..") or name.startswith(".")
+            or any(ch in name for ch in "/\\\0:") or len(name) > 100):
+        raise ValueError(f"{path}: {what} name {name!r} cannot name a folder inside the results (use letters, digits, "
+                         "- _ + * and no path separators, not starting with a dot)")
+
+
 def _check_names(cfg: dict, path: Path) -> None:
-    """Unknown methods, defenses or options fail before any work starts."""
+    """Unknown methods, defenses, victims or options fail before any work starts."""
     from .attacks import create_attack
     from .defenses import create_defense
+    from .evaluate import check_victim
+
+    for key, what in (("datasets", "dataset"), ("victims", "victim")):
+        for e in cfg[key]:
+            _safe_name(e["name"], what, path)
+    for key, what in (("methods", "method"), ("defenses", "defense")):
+        for name in cfg[key]:
+            _safe_name(name, what, path)
+    for s in cfg["seeds"]:
+        if not isinstance(s, int) or isinstance(s, bool):
+            raise ValueError(f"{path}: seeds must be whole numbers, got {s!r}")
+    for v in cfg["victims"]:
+        opts = {k: val for k, val in v.items() if k not in ("name", "init", "protocol", "victim", "input_size")}
+        try:
+            check_victim(victim=v.get("victim"), init=v["init"], protocol=v.get("protocol", "finetune"),
+                         preset=cfg["preset"], **opts)
+        except ValueError as e:
+            raise ValueError(f"{path}: victim {v['name']!r}: {e}") from e
 
     for name, opts in cfg["methods"].items():
         if name != "clean":
@@ -157,30 +182,43 @@ def cells(cfg: dict) -> list[Cell]:
 
 
 def read_results(path: Path) -> dict[str, dict]:
-    """Finished cells by key; a torn last line (a kill mid-write) is ignored."""
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
+    """Finished cells by key; a torn last line (a kill mid-write) is ignored, any other line that
+    is not a cell record is an error naming the file and the line."""
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    lines = path.read_text(errors="replace").splitlines()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines):  # the last line, torn by a kill while it was written
                 continue
-            done[rec["cell"]] = rec
+            rec = None
+        if not isinstance(rec, dict) or not isinstance(rec.get("cell"), str) or "final_test_acc" not in rec:
+            raise ValueError(f"{path} line {i} is not a cell record of this bench; delete that line (its cell is run "
+                             "again) or the whole file (every cell is run again)")
+        done[rec["cell"]] = rec
     return done
 
 
 def run_bench(config: str | Path, out: str | Path | None = None, *, device=None, progress: bool = True,
               download: bool = False) -> dict:
     from . import evaluate
-    from .attacks import create_attack
     from .data import balanced_subset, load_dataset
     from .defenses import create_defense
-    from .export import atomic_write_text, export_protected
-
     from .distributed import barrier, is_main
+    from .io import atomic_write_text
+    from .outputs import check_output, input_paths
+    from .protect import protect
 
     cfg = load_config(config)
-    out = Path(out or Path("runs") / "bench" / cfg["name"])
+    datasets = {d["name"]: d for d in cfg["datasets"]}
+    inputs = [p for d in cfg["datasets"] for p in input_paths(d["source"], download)]
+    out = check_output(Path("runs") / "bench" / cfg["name"] if out is None else out, inputs, False, "bench",
+                       resume=True)
     main = is_main()  # under torchrun every process trains; rank 0 alone writes
     progress = progress and main
     if (out / "config.yaml").exists():
@@ -194,7 +232,6 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
     todo = [c for c in grid if c.key not in done]
     if main:
         print(f"bench {cfg['name']}: {len(grid)} cells, {len(grid) - len(todo)} done, results in {out}")
-    datasets = {d["name"]: d for d in cfg["datasets"]}
     victims = {v["name"]: v for v in cfg["victims"]}
     loaded: dict = {}
 
@@ -218,18 +255,11 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
         folder = out / "protected" / cell.dataset / f"{cell.method.replace('*', '-star')}-seed{cell.seed}"
         if not (folder / "manifest.json").exists():
             method, opts = entry(cell.method, cfg["methods"][cell.method], "method")
-            attack = create_attack(method, seed=cell.seed, preset=cfg["preset"], device=device, progress=progress,
-                                   checkpoint=out / "checkpoints" / f"{folder.parent.name}__{folder.name}.attack.pt",
-                                   **opts)
-            t0 = time.perf_counter()
-            perturbation = attack.fit(train)
-            seconds = time.perf_counter() - t0 + attack.resumed_seconds
-            manifest = {"method": cell.method, "settings": attack.settings(), "seed": cell.seed,
-                        "dataset": datasets[cell.dataset], "seconds": round(seconds, 1),
-                        "versions": evaluate.versions()}
-            if main:
-                export_protected(folder, train, perturbation.apply(train), perturbation, manifest, force=True,
-                                 progress=progress)
+            d = datasets[cell.dataset]
+            protect(d["source"], folder, method=method, preset=cfg["preset"], eps=opts.pop("eps", None), options=opts,
+                    seed=cell.seed, image_size=d.get("image_size"), train_per_class=d.get("train_per_class"),
+                    device=device, progress=progress, download=download,
+                    extra={"bench": cfg["name"], "dataset": d, "row": cell.method})
         barrier()
         return load_dataset(folder, "train", cache=False)  # evaluate what was exported
 
@@ -275,7 +305,7 @@ def _mean_std(values: list[float]) -> str:
 
 def write_reports(cfg: dict, records: list[dict], out: Path) -> dict:
     """table.md (final and best, mean ± std over seeds), results.csv, curves and bar charts."""
-    from .export import atomic_write_text
+    from .io import atomic_write_text
 
     columns = [(v["name"], d) for v in cfg["victims"] for d in cfg["defenses"]]
     by = {}
@@ -340,7 +370,8 @@ def bar_chart(cfg: dict, by: dict, dataset: str, columns: list, path: Path) -> N
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    from .io import atomic_file
+
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)

@@ -6,11 +6,11 @@ import argparse
 import errno
 import json
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
 import yaml
+from contextlib import nullcontext
 
 
 def parse_eps(text: str) -> float:
@@ -58,74 +58,66 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def load_train(source, args):
-    from .data import balanced_subset, load_dataset
-
-    ds = load_dataset(source, "train", image_size=args.image_size, download=args.download)
-    if args.train_per_class:
-        ds = balanced_subset(ds, args.train_per_class, seed=args.seed)
-    return ds
-
-
 def cmd_protect(args) -> int:
-    from .attacks import create_attack
     from .distributed import is_main
-    from .evaluate import versions
-    from .export import check_output, export_protected, source_checksums
+    from .protect import protect
 
-    out = check_output(args.out, [args.data if Path(args.data).exists() else None], args.force)
-    options = parse_sets(args.set)
-    attack = create_attack(args.method, eps=args.eps, seed=args.seed, preset=args.preset, device=args.device,
-                           progress=not args.quiet, checkpoint=out.with_name(f".{out.name}.checkpoint.pt"), **options)
-    ds = load_train(args.data, args)
-    t0 = time.perf_counter()
-    perturbation = attack.fit(ds)
-    protected = perturbation.apply(ds)
-    seconds = time.perf_counter() - t0 + attack.resumed_seconds  # a resumed run: the whole attack's time
-    source = Path(args.data) if Path(args.data).exists() else None
-    manifest = {"method": args.method, "settings": attack.settings(), "seed": args.seed, "eps": attack.eps,
-                "norm": attack.norm, "kind": perturbation.kind,
-                "data": str(source.resolve()) if source else str(args.data), "train_per_class": args.train_per_class,
-                "image_size": args.image_size, "input_checksums": source_checksums(source) if source else {},
-                "versions": versions(), "seconds": round(seconds, 1),
-                "command": "unlearnable " + " ".join(sys.argv[1:])}
-    if is_main():  # under torchrun every process holds the same perturbation; rank 0 writes it
-        export_protected(out, ds, protected, perturbation, manifest, force=args.force, progress=not args.quiet)
-        print(f"protected {len(ds)} images with {args.method} in {seconds:.0f} s -> {out}")
+    manifest = protect(args.data, args.out, method=args.method, preset=args.preset, eps=args.eps,
+                       options=parse_sets(args.set), seed=args.seed, image_size=args.image_size,
+                       train_per_class=args.train_per_class, force=args.force, device=args.device,
+                       progress=not args.quiet, download=args.download, command=command_line())
+    if is_main():
+        print(f"protected {manifest['images']} images with {args.method} in {manifest['seconds']:.0f} s "
+              f"(largest change {manifest['max_abs_change_0_255']}/255) -> {Path(args.out).resolve()}")
     return 0
+
+
+def command_line() -> str:
+    return "unlearnable " + " ".join(sys.argv[1:])
 
 
 def cmd_evaluate(args) -> int:
     from . import evaluate
-    from .defenses import create_defense
-    from .distributed import is_main
     from .data import balanced_subset, load_dataset
-    from .export import atomic_dir, check_output
+    from .defenses import create_defense
+    from .distributed import is_main, parse_device
+    from .io import atomic_dir
+    from .outputs import check_output, input_paths, marker, run_lock
+    from .protect import load_training_set
     from .report import pct, plot_curves
 
-    out = check_output(args.out, [args.train], args.force) if args.out else None
-    train = load_train(args.train, args)
-    test = load_dataset(args.data, "test", image_size=args.image_size, download=args.download)
-    if args.test_per_class:
-        test = balanced_subset(test, args.test_per_class, seed=args.seed)
-    rec = evaluate.run(train, test, victim=args.victim, init=args.init, protocol=args.protocol, preset=args.preset,
-                       seed=args.seed, input_size=args.input_size, device=args.device, progress=not args.quiet,
-                       epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, compile=args.compile or None,
-                       defense=create_defense(args.defense, **parse_sets(args.defense_set)), dataset=args.data,
-                       checkpoint=out.with_name(f".{out.name}.checkpoint.pt") if out else None)
-    rec.update({"train_data": str(args.train), "test_data": str(args.data),
-                "command": "unlearnable " + " ".join(sys.argv[1:])})
-    if not is_main():
-        return 0
-    print(f"{rec['victim']} ({args.init}, {args.protocol}): final test {pct(rec['final_test_acc'])}%, "
-          f"best {pct(rec['best_test_acc'])}%, train {pct(rec['final_train_acc'])}%, {rec['seconds']:.0f} s")
-    if out:
-        with atomic_dir(out, force=args.force) as tmp:
-            (tmp / "record.json").write_text(json.dumps(rec, indent=2))
-            plot_curves({rec["victim"]: rec}, tmp / "curves.png", title=f"trained on {Path(args.train).name}")
-        ckpt = out.with_name(f".{out.name}.checkpoint.pt")
-        ckpt.unlink(missing_ok=True)
-        print(f"record and plot -> {out}")
+    inputs = input_paths(args.train, args.download) + input_paths(args.data, args.download)
+    out = check_output(args.out, inputs, args.force, "evaluate") if args.out is not None else None
+    # every option is checked before any data is read
+    device = parse_device(args.device)
+    defense = create_defense(args.defense, **parse_sets(args.defense_set))
+    evaluate.check_victim(victim=args.victim, init=args.init, protocol=args.protocol, preset=args.preset,
+                          dataset=args.data, defense=defense, epochs=args.epochs, lr=args.lr,
+                          batch_size=args.batch_size)
+    ckpt = out.with_name(f".{out.name}.checkpoint.pt") if out else None
+    with run_lock(out) if out and is_main() else nullcontext():
+        train, _ = load_training_set(args.train, image_size=args.image_size, train_per_class=args.train_per_class,
+                                     seed=args.seed, download=args.download)
+        test = load_dataset(args.data, "test", image_size=args.image_size, download=args.download)
+        if args.test_per_class:
+            test = balanced_subset(test, args.test_per_class, seed=args.seed, option="--test-per-class")
+        rec = evaluate.run(train, test, victim=args.victim, init=args.init, protocol=args.protocol,
+                           preset=args.preset, seed=args.seed, input_size=args.input_size, device=device,
+                           progress=not args.quiet, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                           compile=args.compile or None, defense=defense, dataset=args.data, checkpoint=ckpt)
+        rec.update({**marker("evaluate"), "train_data": str(args.train), "test_data": str(args.data),
+                    "command": command_line()})
+        if not is_main():
+            return 0
+        print(f"{rec['victim']} ({args.init}, {args.protocol}): final test {pct(rec['final_test_acc'])}%, "
+              f"best {pct(rec['best_test_acc'])}%, train {pct(rec['final_train_acc'])}%, {rec['seconds']:.0f} s")
+        if out:
+            with atomic_dir(out, replace=args.force) as tmp:
+                (tmp / "record.json").write_text(json.dumps(rec, indent=2))
+                plot_curves({rec["victim"]: rec}, tmp / "curves.png", title=f"trained on {Path(args.train).name}")
+            if ckpt is not None:
+                ckpt.unlink(missing_ok=True)  # only now: the record is in place
+            print(f"record and plot -> {out}")
     return 0
 
 
@@ -166,8 +158,14 @@ def cmd_verify(args) -> int:
     for check, status, detail in results:
         print(f"{check:13s} {status:8s} {detail}")
     failed = [c for c, s, _ in results if s == "FAILED"]
-    print(f"{args.folder}: " + (f"FAILED ({', '.join(failed)})" if failed else "verified"))
-    return 1 if failed else 0
+    skipped = [c for c, s, _ in results if s == "skipped"]
+    if failed:
+        print(f"{args.folder}: FAILED ({', '.join(failed)})")
+    elif skipped:
+        print(f"{args.folder}: NOT VERIFIED: could not check {', '.join(skipped)} (see above)")
+    else:
+        print(f"{args.folder}: verified")
+    return 1 if failed or skipped else 0
 
 
 def cmd_defenses(args) -> int:

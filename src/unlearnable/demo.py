@@ -30,15 +30,27 @@ def victim_label(rec: dict) -> str:
 
 
 def run_demo(args) -> dict:
-    from . import evaluate
-    from .attacks import create_attack
-    from .data import balanced_subset, load_dataset
-    from .export import atomic_write_text, export_protected
+    from .outputs import check_output, input_paths, run_lock
 
-    out = Path(args.out)
-    if out.exists() and args.force:
-        shutil.rmtree(out)
+    out = check_output(args.out, input_paths(args.data, args.download), args.force, "demo", resume=True)
+    with run_lock(out):
+        return _demo(args, out)
+
+
+def _demo(args, out: Path) -> dict:
+    from . import evaluate
+    from .data import balanced_subset, load_dataset
+    from .io import atomic_write_text
+    from .outputs import marker
+    from .protect import protect
+
+    if out.exists() and args.force:  # check_output made sure it holds only an earlier demo
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        shutil.rmtree(old)
     (out / "records").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "demo.json", json.dumps({**marker("demo"), "versions": evaluate.versions()}, indent=2))
     progress = not args.quiet
     t_start = time.perf_counter()
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
@@ -54,17 +66,10 @@ def run_demo(args) -> dict:
         folder = out / "protected" / method
         if not (folder / "manifest.json").exists():
             print(f"demo: protecting with {method} (cpu preset)")
-            t0 = time.perf_counter()
-            attack = create_attack(method, seed=args.seed, preset="cpu", device=args.device, progress=progress,
-                                   checkpoint=out / f".{method}.checkpoint.pt")
-            perturbation = attack.fit(train)
-            protected = perturbation.apply(train)
-            seconds = time.perf_counter() - t0 + attack.resumed_seconds
-            timings[f"protect {method}"] = seconds
-            manifest = {"method": method, "settings": attack.settings(), "seed": args.seed,
-                        "data": str(args.data), "train_per_class": args.train_per_class,
-                        "versions": evaluate.versions(), "seconds": round(seconds, 1)}
-            export_protected(folder, train, protected, perturbation, manifest, force=True, progress=progress)
+            manifest = protect(args.data, folder, method=method, preset="cpu", seed=args.seed,
+                               train_per_class=args.train_per_class, device=args.device, progress=progress,
+                               download=args.download, command=f"unlearnable demo (protect {method})")
+            timings[f"protect {method}"] = manifest["seconds"]
             atomic_write_text(out / "timings.json", json.dumps(timings, indent=2))
         sources[method] = load_dataset(folder, "train", cache=False)  # evaluate what was exported
 

@@ -23,7 +23,7 @@ def init_from_env(device: str | torch.device | None = None) -> bool:
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    cuda = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
+    cuda = torch.cuda.is_available() and parse_device(device).type == "cuda"
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend="nccl" if cuda else "gloo")
@@ -46,6 +46,30 @@ def rank_and_world() -> tuple[int, int]:
 
 def is_main() -> bool:
     return rank_and_world()[0] == 0
+
+
+def parse_device(device: str | torch.device | None) -> torch.device:
+    """A --device value as a torch.device this machine has, or a one-line error saying what to pass."""
+    if device is None or device == "":
+        return local_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N (default: cuda if available)"
+                         ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: this torch build sees no CUDA GPU (CUDA build: "
+                             f"{torch.version.cuda is not None}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) are visible; use cuda:0 .. "
+                             f"cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"--device {device}: MPS is not available here; use --device cpu")
+    elif dev.type != "cpu":
+        raise ValueError(f"--device {device}: the toolkit runs on cpu, cuda or cuda:N")
+    return dev
 
 
 def local_device() -> torch.device:

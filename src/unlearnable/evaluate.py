@@ -16,7 +16,8 @@ import torch
 
 from . import __version__
 from .data.official import dataset_preset
-from .training import TrainConfig, default_device, train_classifier
+from .distributed import parse_device
+from .training import TrainConfig, train_classifier
 
 # Victim recipes. Keys: (preset, init). "model" and "input_size" pick the default victim.
 VICTIM_PRESETS: dict[tuple[str, str], dict] = {
@@ -71,6 +72,26 @@ def victim_input_size(model: str, preset_size: int | None, image_size: int) -> i
     return max(preset_size, min(image_size, model_info(model)["natural_input_size"]))
 
 
+def check_victim(*, victim: str | None = None, init: str = "imagenet", protocol: str = "finetune", preset: str = "cpu",
+                 dataset: str | None = None, defense=None, **overrides) -> tuple[str, int | None, TrainConfig]:
+    """(model name, preset input size, training config) of a victim, every option checked (init,
+    protocol, the model's name, the recipe's values) before any data is read."""
+    from .models import model_info
+
+    if defense is not None and defense.protocol:
+        protocol = defense.protocol
+    if init not in ("scratch", "imagenet"):
+        raise ValueError(f"--init must be scratch or imagenet, got {init!r}")
+    if protocol not in ("finetune", "linear"):
+        raise ValueError(f"--protocol must be finetune or linear, got {protocol!r}")
+    if protocol == "linear" and init == "scratch":
+        raise ValueError("a linear probe needs a pretrained backbone: use --init imagenet")
+    name, preset_size, cfg = victim_recipe(preset, init, protocol, dataset=dataset, **overrides)
+    name = victim or name
+    model_info(name)  # an unknown model name fails here
+    return name, preset_size, cfg
+
+
 def versions() -> dict:
     return {"unlearnable": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
@@ -92,14 +113,11 @@ def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet
 
     if not isinstance(defense, Defense):
         defense = create_defense(defense)
+    name, preset_size, cfg = check_victim(victim=victim, init=init, protocol=protocol, preset=preset, dataset=dataset,
+                                          defense=defense, **overrides)
     if defense is not None and defense.protocol:
         protocol = defense.protocol
-    if init not in ("scratch", "imagenet"):
-        raise ValueError(f"--init must be scratch or imagenet, got {init!r}")
-    if protocol not in ("finetune", "linear"):
-        raise ValueError(f"--protocol must be finetune or linear, got {protocol!r}")
-    if protocol == "linear" and init == "scratch":
-        raise ValueError("a linear probe needs a pretrained backbone: use --init imagenet")
+    device = parse_device(device)
     if train_set.num_classes < 2:
         raise ValueError(f"a classifier needs at least 2 classes; the training data has {train_set.classes}")
     try:
@@ -107,19 +125,17 @@ def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet
     except ValueError:
         raise ValueError(f"train and test classes differ: {train_set.classes} vs {test_set.classes}") from None
     data_preset = dataset_preset(dataset)
-    name, preset_size, cfg = victim_recipe(preset, init, protocol, dataset=dataset, **overrides)
     if defense is not None:
         train_set, test_set = defense.prepare(train_set, test_set)
-    name = victim or name
     input_size = input_size or victim_input_size(name, preset_size, train_set.image_size)
     torch.manual_seed(seed)
     model = create_model(name, train_set.num_classes, pretrained=init == "imagenet", input_size=input_size)
     if init == "scratch" and data_preset:  # a scratch model normalizes with its training set's statistics
         model.mean.copy_(torch.tensor(data_preset["mean"]).view_as(model.mean))
         model.std.copy_(torch.tensor(data_preset["std"]).view_as(model.std))
-    device = torch.device(device) if device else default_device()
     result = train_classifier(model, train_set, cfg, test_set=test_set, protocol=protocol, seed=seed, device=device,
-                              checkpoint=checkpoint, progress=progress, desc=f"{name}/{init}", defense=defense)
+                              checkpoint=checkpoint, progress=progress, desc=f"{name}/{init}", defense=defense,
+                              about={"victim": name, "init": init, "input_size": input_size, "dataset": dataset})
     result.update({"victim": name, "init": init, "input_size": input_size, "preset": preset,
                    "defense": defense.settings() if defense is not None else None,
                    "n_train": len(train_set), "n_test": len(test_set),

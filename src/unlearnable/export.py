@@ -1,9 +1,11 @@
 """Writing a protected dataset: PNG ImageFolder tree, perturbation, manifest and preview.
 
 Layout of an output folder:
-    train/<class>/<name>.png     protected training images (8-bit PNG, lossless)
+    train/<class>/<path>.png     protected training images (8-bit PNG, lossless), the input's relative
+                                 paths with the suffix .png (see output_names)
     perturbation.safetensors     the float perturbation and its settings
-    manifest.json                method, settings, seed, input checksums, versions, timing, budget check
+    manifest.json                method, settings, seed, input checksums, versions, timing, budget check,
+                                 the sha256 of every file and the input name of every image
     preview.png                  clean / protected / perturbation (magnified) for a few classes
 Everything is written into a temporary sibling folder that is renamed into place at the end,
 so an interrupted run never leaves a folder that looks finished.
@@ -11,92 +13,12 @@ so an interrupted run never leaves a folder that looks finished.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-
-
-class OutputExistsError(FileExistsError):
-    pass
-
-
-def check_output(out: str | Path, inputs: list[str | Path] = (), force: bool = False) -> Path:
-    """Refuse an existing output (unless force) and any output inside an input folder."""
-    out = Path(out).resolve()
-    for src in inputs:
-        if src is None:
-            continue
-        src = Path(src).resolve()
-        if out == src or (src.is_dir() and src in out.parents):
-            raise ValueError(f"output {out} is inside the input {src}; choose an output folder outside the input")
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; pass --force to replace it")
-    return out
-
-
-@contextmanager
-def atomic_dir(out: str | Path, force: bool = False):
-    """Yield a temporary sibling folder; on success it replaces `out` in one rename."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        if not force:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise OutputExistsError(f"{out} already exists; pass --force to replace it")
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def source_checksums(source: str | Path) -> dict:
-    """sha256 of an input archive, or of every file of an input folder (sorted by path)."""
-    p = Path(source)
-    if p.is_file():
-        return {p.name: file_sha256(p)}
-    if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file())
-        h = hashlib.sha256()
-        for f in files:
-            h.update(str(f.relative_to(p)).encode())
-            h.update(file_sha256(f).encode())
-        return {p.name + "/": h.hexdigest(), "files": len(files)}
-    return {}
 
 
 def check_class_names(classes) -> None:
@@ -107,26 +29,59 @@ def check_class_names(classes) -> None:
                              "absolute, or holds a path separator); rename that class in the input")
 
 
-def image_names(dataset) -> list[str]:
-    """One relative PNG path per image: the source name where known, else the index."""
-    if dataset.files is not None:
-        names = [str(Path(f).with_suffix(".png")) for f in dataset.files]
-        if len(set(names)) == len(names):
-            return [f"{dataset.classes[int(y)]}/{Path(n).name}" for n, y in zip(names, dataset.labels)]
-    return [f"{dataset.classes[int(y)]}/{i:05d}.png" for i, y in enumerate(dataset.labels)]
+def output_names(dataset) -> list[str]:
+    """One relative PNG path per image (under train/), unique, so that every input gives exactly
+    one output: the source's relative path (sub-folders kept) with its suffix made .png; where
+    two would meet (a.jpg and a.png), the one that was not a .png keeps its suffix before .png
+    (a.jpg.png). Names that meet only on a case-insensitive disk stop the export when written
+    (write_image_folder never overwrites). Images with no known file name are numbered within
+    their class. The manifest records every mapping."""
+    classes = dataset.classes
+    labels = dataset.labels.tolist()
+    if dataset.files is None:
+        return [f"{classes[y]}/{i:05d}.png" for i, y in enumerate(labels)]
+    rels = []
+    for f, y in zip(dataset.files, labels):
+        parts = [p for p in Path(f).as_posix().split("/") if p not in ("", ".")]
+        if not parts or ".." in parts:
+            raise ValueError(f"image name {f!r} cannot be written inside the output; rename it in the input")
+        if parts[0] != classes[y]:  # the class folder decides the label when the folder is read back
+            parts = [classes[y], *parts]
+        rels.append("/".join(parts))
+    if len(set(rels)) != len(rels):
+        dup = next(r for r in rels if rels.count(r) > 1)
+        raise ValueError(f"two input images have the same name {dup!r}; rename one of them in the input")
+    plain = [str(Path(r).with_suffix(".png")) for r in rels]
+    count: dict[str, int] = {}
+    for n in plain:
+        count[n] = count.get(n, 0) + 1
+    # a name that already ends in .png keeps it; the others that would meet it keep their suffix too
+    names = [n if count[n] == 1 or n == r else r + ".png" for n, r in zip(plain, rels)]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"two input images would both be written as {dup!r}; rename one of them in the input")
+    return names
 
 
-def write_image_folder(dataset, root: Path, progress: bool = True) -> list[str]:
+def write_image_folder(dataset, root: Path, names: list[str], progress: bool = True) -> None:
     from tqdm.auto import tqdm
 
     check_class_names(dataset.classes)
-    names = image_names(dataset)
-    for c in dataset.classes:
-        (root / c).mkdir(parents=True, exist_ok=True)
     arr = dataset.images.permute(0, 2, 3, 1).numpy()
     for i in tqdm(range(len(names)), desc="write PNGs", disable=not progress, leave=False, unit="img"):
-        Image.fromarray(arr[i]).save(root / names[i], compress_level=6)
-    return names
+        path = root / names[i]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(path, "xb") as f:  # "x": a second image never overwrites the first
+                Image.fromarray(arr[i]).save(f, format="PNG", compress_level=6)
+        except FileExistsError:
+            raise ValueError(f"two images would both be written as {names[i]!r} on this disk (names that differ only "
+                             "in case?); rename one of them in the input") from None
+        except OSError as e:  # name the file (a full disk reports none)
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+    written = sum(1 for p in root.rglob("*") if p.is_file())
+    if written != len(names):
+        raise RuntimeError(f"{len(names)} images to write but {written} files were written; nothing was exported")
 
 
 def preview(clean, protected, path: Path, per_row: int = 10) -> None:
@@ -149,27 +104,48 @@ def preview(clean, protected, path: Path, per_row: int = 10) -> None:
     Image.fromarray(np.ascontiguousarray(grid)).resize((w * zoom, h * zoom), Image.NEAREST).save(path)
 
 
-def export_protected(out: str | Path, clean, protected, perturbation, manifest: dict, *, force: bool = False,
-                     progress: bool = True) -> Path:
-    """Write the whole output folder atomically; returns its path."""
+def change_summary(clean, protected) -> dict:
+    """How much the exported images differ from the clean ones, on the 8-bit scale."""
+    from .perturbation import budget_used
+
+    linf = budget_used(clean.images, protected.images, "linf")
+    changed = budget_used(clean.images, protected.images, "l0")
+    return {"max_abs_change_0_255": round(linf.max().item() * 255) if len(linf) else 0,
+            "images_changed": int((changed > 0).sum()), "mean_max_change_0_255": round(linf.mean().item() * 255, 3)
+            if len(linf) else 0.0}
+
+
+def export_protected(out: str | Path, clean, protected, perturbation, manifest: dict, *, replace: bool = False,
+                     progress: bool = True) -> dict:
+    """Write the whole output folder atomically (io.atomic_dir); returns the manifest written.
+
+    Refused before anything is written: images over the budget, a protection that changed no
+    pixel, names that would leave the folder or meet another image's."""
+    from .io import atomic_dir, file_sha256
+    from .outputs import marker
     from .perturbation import budget_limit, budget_used
 
     p = perturbation
     used = budget_used(clean.images, protected.images, p.norm)
     if not bool((used <= budget_limit(p.eps, p.norm)).all()):
         raise RuntimeError(f"protected images exceed the {p.norm} budget {p.eps}; refusing to export")
-    linf = used if p.norm == "linf" else budget_used(clean.images, protected.images, "linf")
-    diff = round(linf.max().item() * 255)
-    budget = {"norm": p.norm, "eps": p.eps, "max_used": used.max().item()}
-    manifest = {**manifest, "max_abs_change_0_255": diff, "budget": budget, "images": len(protected),
-                "classes": list(protected.classes)}
     check_class_names(protected.classes)
-    with atomic_dir(out, force=force) as tmp:
-        names = write_image_folder(protected, tmp / "train", progress)
+    names = output_names(protected)
+    summary = change_summary(clean, protected)
+    if len(protected) and summary["images_changed"] == 0:
+        raise ValueError("the protection changed no pixel of any image (its perturbation rounds to zero on the 8-bit "
+                         "scale), so nothing is protected and nothing was written; raise --eps or the method's steps")
+    budget = {"norm": p.norm, "eps": p.eps, "max_used": used.max().item() if len(used) else 0.0}
+    manifest = {**marker("protect"), **manifest, **summary, "budget": budget, "images": len(protected),
+                "classes": list(protected.classes)}
+    if protected.files is not None:  # output -> input name, for every image (sub-folders and renames included)
+        manifest["sources"] = {f"train/{n}": f for n, f in zip(names, protected.files)}
+    with atomic_dir(out, replace=replace) as tmp:
+        write_image_folder(protected, tmp / "train", names, progress)
         perturbation.save(tmp / "perturbation.safetensors")
         preview(clean, protected, tmp / "preview.png")
         # what `unlearnable verify` re-checks: every written file's sha256, in the training set's order
         manifest["files"] = {f"train/{n}": file_sha256(tmp / "train" / n) for n in names}
         manifest["perturbation_sha256"] = file_sha256(tmp / "perturbation.safetensors")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    return Path(out)
+    return manifest

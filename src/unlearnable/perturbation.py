@@ -13,8 +13,10 @@ kept, and capped so that rounding never takes an image over the budget.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,9 +179,16 @@ class Perturbation:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         info = {"eps": repr(self.eps), "norm": self.norm, "kind": self.kind, "method": self.method, "meta": json.dumps(self.meta)}
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({"delta": self.delta}, str(tmp), metadata=info)
-        tmp.replace(path)
+        from .io import atomic_file
+
+        with atomic_file(path) as tmp:
+            try:
+                save_file({"delta": self.delta}, str(tmp), metadata=info)
+            except OSError:
+                raise
+            except Exception as e:  # safetensors reports a full disk as its own error type
+                code = errno.ENOSPC if "os error 28" in str(e) else errno.EIO
+                raise OSError(code, f"{os.strerror(code)} ({e})", str(path)) from e
 
     @classmethod
     def load(cls, path: str | Path) -> "Perturbation":

@@ -27,10 +27,11 @@ def plot_curves(records: dict[str, dict], path: str | Path, title: str = "") -> 
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp)
+    from .io import atomic_file
+
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

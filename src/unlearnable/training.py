@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -40,6 +40,16 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (worth it on a GPU for long runs; minutes of start-up)
 
     def __post_init__(self):
+        for f in fields(self):  # a value from a config file or the command line, checked before any work
+            value, kind = getattr(self, f.name), str(f.type)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = (value is None and "None" in kind) or (
+                isinstance(value, bool) if kind == "bool" else
+                isinstance(value, int) and not isinstance(value, bool) if kind == "int" else
+                number if kind.startswith("float") else isinstance(value, str))
+            if not ok:
+                raise ValueError(f"training option {f.name} must be {'a whole number' if kind == 'int' else kind}, "
+                                 f"got {value!r}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -146,7 +156,7 @@ def set_train_mode(model: nn.Module, protocol: str) -> None:
 
 def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=None, protocol: str = "finetune",
                      seed: int = 0, device: torch.device | None = None, checkpoint: str | Path | None = None,
-                     progress: bool = True, desc: str = "train", defense=None) -> dict:
+                     progress: bool = True, desc: str = "train", defense=None, about: dict | None = None) -> dict:
     """Train `model` on `train_set` (an ImageDataset), testing on `test_set` after every epoch.
 
     Under torchrun, the model trains as a DistributedDataParallel replica on this process's shard
@@ -157,7 +167,8 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
     test accuracy, seconds) plus final and best test accuracy and the seconds of the whole
     training, those spent before a resume included. A `defense` (unlearnable.defenses)
     transforms each batch before and after the crop/flip, or replaces the loss; its `prepare`
-    step belongs to the caller (evaluate.run), which owns the datasets.
+    step belongs to the caller (evaluate.run), which owns the datasets. `about` adds what the
+    caller knows of the run to the checkpoint's identity (the victim's name and initialization).
     """
     if protocol not in ("finetune", "linear"):
         raise ValueError(f"protocol must be finetune or linear, got {protocol!r}")
@@ -185,7 +196,13 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
     gen = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     start_epoch = 0
-    ckpt = Checkpoint(checkpoint)  # also restores torch's RNG: dropout / stochastic depth draws
+    identity = None
+    if checkpoint:  # the run a checkpoint belongs to: data, recipe, seed, the model and what the caller adds
+        model_desc = [type(model).__name__] + [f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items()]
+        identity = run_identity(run="train", config=asdict(cfg), protocol=protocol, seed=seed, model=model_desc,
+                                train=train_set.digest(), test=test_set.digest() if test_set is not None else None,
+                                defense=defense.settings() if defense is not None else None, about=about)
+    ckpt = Checkpoint(checkpoint, identity)  # also restores torch's RNG: dropout / stochastic depth draws
     if (state := ckpt.load()) is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -253,14 +270,31 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
     return result
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, or written by another run."""
+
+
+def run_identity(**parts) -> str:
+    """What a checkpoint belongs to (inputs, settings, seed, versions), as one canonical string."""
+    import json
+
+    from . import __version__
+
+    return json.dumps({**parts, "versions": {"unlearnable": __version__, "torch": torch.__version__}},
+                      sort_keys=True, default=str)
+
+
 class Checkpoint:
     """Atomic checkpoint of a long run's whole state (a training, an attack), loaded with
     weights_only=True, with torch's global RNG state. It carries the seconds spent up to each save,
     so that a resumed run reports the time of the whole run (`resumed_seconds`: the part done
-    before this process started). Without a path every method is a no-op."""
+    before this process started), and the `identity` of the run that wrote it (run_identity): a
+    checkpoint resumes only the run that wrote it, any other is refused with a message naming the
+    file. Without a path every method is a no-op."""
 
-    def __init__(self, path: str | Path | None):
+    def __init__(self, path: str | Path | None, identity: str | None = None):
         self.path = Path(path) if path else None
+        self.identity = identity
         self.resumed_seconds = 0.0
         self._t0 = time.perf_counter()
 
@@ -269,16 +303,43 @@ class Checkpoint:
         return self.resumed_seconds + time.perf_counter() - self._t0
 
     def load(self) -> dict | None:
-        if self.path and self.path.exists():
+        if not (self.path and self.path.exists()):
+            return None
+        try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
-            torch.set_rng_state(state.pop("torch_rng"))
-            self.resumed_seconds = float(state.pop("elapsed", 0.0))
-            return state
-        return None
+            if not isinstance(state, dict) or "torch_rng" not in state:
+                raise ValueError("it holds no run state")
+        except Exception as e:
+            raise CheckpointError(f"checkpoint {self.path} cannot be read ({type(e).__name__}: {str(e)[:120]}); it is "
+                                  "truncated or was not written by unlearnable: delete it to start this run over"
+                                  ) from None
+        if self.identity is not None and state.get("identity") != self.identity:
+            import json
+
+            def flat(d, prefix=""):  # {"settings": {"seed": 0}} -> {"settings.seed": 0}
+                out = {}
+                for k, v in (d.items() if isinstance(d, dict) else ()):
+                    out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+                return out
+
+            try:
+                theirs, ours = flat(json.loads(state.get("identity") or "{}")), flat(json.loads(self.identity))
+                differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+                differ = differ or ["(unrecorded)"] if theirs else ["(it records no run: written by an older version)"]
+            except (TypeError, ValueError):
+                differ = ["(unreadable)"]
+            raise CheckpointError(f"checkpoint {self.path} belongs to another run (it differs in: {', '.join(differ[:6])}); "
+                                  "run the command that made it to finish that run, or delete the checkpoint to start "
+                                  "this one over")
+        torch.set_rng_state(state.pop("torch_rng"))
+        self.resumed_seconds = float(state.pop("elapsed", 0.0))
+        state.pop("identity", None)
+        return state
 
     def save(self, state: dict) -> None:
         if self.path and is_main():  # under torchrun the state is identical everywhere; rank 0 writes it
-            save_checkpoint(self.path, {**state, "torch_rng": torch.get_rng_state(), "elapsed": self.seconds()})
+            save_checkpoint(self.path, {**state, "torch_rng": torch.get_rng_state(), "elapsed": self.seconds(),
+                                        "identity": self.identity})
 
     def remove(self) -> None:
         barrier()  # no process may still be reading it
@@ -287,8 +348,8 @@ class Checkpoint:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic torch.save: write a sibling temp file, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    """Atomic torch.save (io.atomic_file: a temporary name of this write alone, then a rename)."""
+    from .io import atomic_file
+
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)

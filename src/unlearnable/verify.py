@@ -1,15 +1,18 @@
 """Re-check a protected folder against its manifest: `unlearnable verify DIR`.
 
 Checks, each reported as ok / FAILED / skipped with the reason:
-  files         every image listed in the manifest is present with its sha256, and no other
-                image sits under train/;
-  perturbation  perturbation.safetensors loads (safetensors, no pickle) with its sha256;
-  input         the input's checksums still match the manifest (when the input is reachable);
+  manifest      the manifest is this tool's, with every field verify relies on, of the right type;
+  files         every image listed in the manifest is present with its sha256, and nothing else
+                (of any kind) sits in the folder besides the manifest, perturbation and preview;
+  perturbation  perturbation.safetensors loads (safetensors, no pickle) with its sha256, and its
+                budget, norm, kind and method are the manifest's;
+  input         the input's checksums still match the manifest;
   budget        every protected image is within the budget of the clean image it came from;
   exact         every protected image equals the clean image plus the perturbation, quantized
                 (the folder holds exactly what `protect` computed).
 The last three rebuild the clean training set from the manifest's data, subset and image size
-(or from --data).
+(or from --data). A check that cannot run (the input has moved) is "skipped", and the folder is
+then not verified: only a folder whose every check passed is.
 """
 
 from __future__ import annotations
@@ -19,88 +22,160 @@ from pathlib import Path
 
 import torch
 
+CHECKS = ("manifest", "files", "perturbation", "input", "budget", "exact")
+OWN_FILES = {"manifest.json", "perturbation.safetensors", "preview.png"}
 
-def _reorder(protected, names: list[str]):
-    """The protected images in the manifest's order (the training set's order)."""
-    index = {f"train/{Path(f).with_suffix('.png').as_posix()}": i for i, f in enumerate(protected.files or [])}
-    missing = [n for n in names if n not in index]
-    if missing:
-        raise ValueError(f"{len(missing)} listed image(s) not found, e.g. {missing[0]}")
-    return protected.subset([index[n] for n in names])
+
+def _manifest_problems(m) -> list[str]:
+    if not isinstance(m, dict):
+        return [f"it is a JSON {type(m).__name__}, not an object"]
+    problems = []
+    want = {"method": str, "eps": (int, float), "norm": str, "kind": str, "seed": int, "data": str,
+            "files": dict, "perturbation_sha256": str, "input_checksums": dict}
+    for key, kind in want.items():
+        if key not in m or m[key] is None:
+            problems.append(f"no {key!r}")
+        elif not isinstance(m[key], kind) or isinstance(m[key], bool):
+            problems.append(f"{key!r} is a {type(m[key]).__name__}")
+    for key, kind in {"train_per_class": int, "image_size": int, "sources": dict}.items():
+        if m.get(key) is not None and (not isinstance(m[key], kind) or isinstance(m[key], bool)):
+            problems.append(f"{key!r} is a {type(m[key]).__name__}")
+    files = m.get("files")
+    if isinstance(files, dict):
+        if not files:
+            problems.append("'files' is empty")
+        bad = [n for n, h in files.items() if not isinstance(h, str) or not n.startswith("train/")
+               or ".." in n.split("/") or n.startswith("/")]
+        if bad:
+            problems.append(f"'files' has {len(bad)} entries that are not train/ paths with a sha256 (e.g. {bad[0]!r})")
+    return problems
 
 
 def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str, str, str]]:
-    """[(check, "ok" | "FAILED" | "skipped", detail)] for a protected folder."""
+    """[(check, "ok" | "FAILED" | "skipped", detail)] for a protected folder, one row per check."""
     from .data import balanced_subset, load_dataset
-    from .export import file_sha256, source_checksums
+    from .io import file_sha256, source_checksums
     from .perturbation import Perturbation, budget_limit, budget_used
 
     folder = Path(folder)
     mpath = folder / "manifest.json"
     if not mpath.is_file():
         raise FileNotFoundError(f"{mpath} not found: {folder} is not a folder written by `unlearnable protect`")
+    results: list[tuple[str, str, str]] = []
+
+    def rest(status: str, why: str) -> list[tuple[str, str, str]]:
+        done = {c for c, _, _ in results}
+        return results + [(c, status, why) for c in CHECKS if c not in done]
+
     try:
         manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{mpath} is not valid JSON ({e})") from e
-    results = []
-    listed = manifest.get("files") or {}
-    if not listed:
-        results.append(("files", "skipped", "the manifest lists no file checksums (written by an older version)"))
+    except (ValueError, UnicodeDecodeError) as e:
+        results.append(("manifest", "FAILED", f"not valid JSON ({e})"))
+        return rest("skipped", "needs a readable manifest")
+    problems = _manifest_problems(manifest)
+    if problems:
+        results.append(("manifest", "FAILED", "; ".join(problems[:4])))
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+            return rest("skipped", "needs the manifest's file list")
     else:
-        bad = [n for n, h in listed.items() if not (folder / n).is_file() or file_sha256(folder / n) != h]
-        extra = sorted(str(p.relative_to(folder)) for p in (folder / "train").rglob("*.png")
-                       if str(p.relative_to(folder)) not in listed)
-        if bad or extra:
-            results.append(("files", "FAILED", f"{len(bad)} missing or changed (e.g. {(bad or extra)[0]}), "
-                                               f"{len(extra)} not in the manifest"))
-        else:
-            results.append(("files", "ok", f"{len(listed)} images match their sha256"))
+        results.append(("manifest", "ok", f"{manifest['method']}, {manifest['kind']}, {manifest['norm']} "
+                                          f"eps {manifest['eps']:.6g}, seed {manifest['seed']}"))
+    listed: dict = manifest["files"]
+
+    bad = []
+    for n, h in listed.items():
+        p = folder / n
+        try:
+            if not p.is_file() or p.is_symlink() or file_sha256(p) != h:
+                bad.append(n)
+        except OSError:
+            bad.append(n)
+    extra = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                   if (p.is_file() or p.is_symlink()) and p.relative_to(folder).as_posix() not in listed
+                   and p.relative_to(folder).as_posix() not in OWN_FILES)
+    if bad or extra:
+        results.append(("files", "FAILED", f"{len(bad)} missing or changed (e.g. {bad[0]})" if bad else
+                        f"{len(extra)} file(s) not in the manifest (e.g. {extra[0]})"))
+    else:
+        results.append(("files", "ok", f"{len(listed)} images match their sha256, no other files"))
 
     ppath = folder / "perturbation.safetensors"
+    perturbation = None
     try:
         perturbation = Perturbation.load(ppath)
         want = manifest.get("perturbation_sha256")
-        if want and file_sha256(ppath) != want:
-            results.append(("perturbation", "FAILED", "sha256 differs from the manifest"))
+        differs = [k for k, mine in (("eps", manifest.get("eps")), ("norm", manifest.get("norm")),
+                                     ("kind", manifest.get("kind")))
+                   if not (mine == getattr(perturbation, k) or (k == "eps" and isinstance(mine, (int, float))
+                                                                 and abs(mine - perturbation.eps) < 1e-9))]
+        if want is None or file_sha256(ppath) != want:
+            results.append(("perturbation", "FAILED", "sha256 differs from the manifest" if want else
+                            "the manifest records no sha256 for it"))
+        elif differs:
+            results.append(("perturbation", "FAILED", "the manifest and the perturbation file disagree on "
+                            + ", ".join(f"{k} ({manifest.get(k)!r} vs {getattr(perturbation, k)!r})" for k in differs)))
         else:
             results.append(("perturbation", "ok", f"{perturbation.kind}, {perturbation.norm} eps {perturbation.eps:.6g}"))
-    except (ValueError, FileNotFoundError) as e:
-        results.append(("perturbation", "FAILED", str(e)))
-        perturbation = None
+    except (ValueError, OSError) as e:
+        results.append(("perturbation", "FAILED", str(e) if ppath.exists() else f"{ppath.name} is missing"))
 
     source = data or manifest.get("data")
-    if source is None:
-        for check in ("input", "budget", "exact"):
-            results.append((check, "skipped", "the manifest names no input data; pass --data"))
-        return results
+    if not isinstance(source, str) or not source:
+        return rest("FAILED", "the manifest names no input data (pass --data to name it)")
     recorded = manifest.get("input_checksums") or {}
-    if recorded and Path(source).exists():
-        now = source_checksums(source)
-        results.append(("input", "ok" if now == recorded else "FAILED",
-                        "input checksums match" if now == recorded else f"input {source} changed since protection"))
+    if not Path(source).exists():
+        return rest("skipped", f"the input {source} is not there; pass --data with the clean input to check")
+    now = source_checksums(source)
+    if recorded and sorted(map(str, now.values())) == sorted(map(str, recorded.values())):  # by content, any name
+        results.append(("input", "ok", "input checksums match"))
     else:
-        results.append(("input", "skipped", "no input checksums recorded" if not recorded else f"{source} not found"))
-    if perturbation is None or not listed:
-        for check in ("budget", "exact"):
-            results.append((check, "skipped", "needs the perturbation and the file list"))
-        return results
-    clean = load_dataset(source, "train", image_size=manifest.get("image_size"))
-    if manifest.get("train_per_class"):
-        clean = balanced_subset(clean, manifest["train_per_class"], seed=manifest.get("seed", 0))
-    protected = _reorder(load_dataset(folder, "train", cache=False), list(listed))
-    if clean.images.shape != protected.images.shape:
-        for check in ("budget", "exact"):
-            results.append((check, "FAILED", f"clean data {tuple(clean.images.shape)} does not match the folder "
-                                              f"{tuple(protected.images.shape)}; is --data the input that was protected?"))
-        return results
-    used = budget_used(clean.images, protected.images, perturbation.norm)
-    ok = bool((used <= budget_limit(perturbation.eps, perturbation.norm)).all())
-    used = used.max().item()
+        results.append(("input", "FAILED", f"input {source} changed since protection" if recorded else
+                        "the manifest records no input checksums"))
+    if perturbation is None:
+        return rest("skipped", "needs a readable perturbation")
+    try:
+        clean = load_dataset(source, "train", image_size=manifest.get("image_size"))
+        if manifest.get("train_per_class"):
+            clean = balanced_subset(clean, manifest["train_per_class"], seed=manifest.get("seed", 0))
+    except ValueError as e:
+        return rest("FAILED", f"cannot rebuild the clean input: {e}")
+    names = list(listed)
+    if len(names) != len(clean):
+        return rest("FAILED", f"the manifest lists {len(names)} images but the input has {len(clean)}")
+    try:
+        protected = _read_images(folder, names, clean)
+    except ValueError as e:
+        return rest("FAILED", str(e))
+    eps = min(perturbation.eps, float(manifest["eps"])) if isinstance(manifest.get("eps"), (int, float)) else perturbation.eps
+    used = budget_used(clean.images, protected, perturbation.norm)
+    ok = bool((used <= budget_limit(eps, perturbation.norm)).all())
     results.append(("budget", "ok" if ok else "FAILED",
-                    f"largest {perturbation.norm} change {used:.6g} (budget {perturbation.eps:.6g})"))
-    same = torch.equal(perturbation.apply(clean).images, protected.images)
+                    f"largest {perturbation.norm} change {used.max().item():.6g} (budget {eps:.6g})"))
+    try:
+        same = torch.equal(perturbation.apply(clean).images, protected)
+    except ValueError as e:
+        results.append(("exact", "FAILED", f"the perturbation does not fit the input: {e}"))
+        return results
     results.append(("exact", "ok" if same else "FAILED",
                     "every image equals clean + perturbation, quantized" if same
                     else "some images differ from clean + perturbation"))
     return results
+
+
+def _read_images(folder: Path, names: list[str], clean) -> torch.Tensor:
+    """The listed images, in the manifest's order (the training set's), as one uint8 tensor."""
+    import numpy as np
+    from PIL import Image
+
+    out = torch.empty_like(clean.images)
+    for i, n in enumerate(names):
+        try:
+            with Image.open(folder / n) as img:
+                arr = np.asarray(img.convert("RGB"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read {n}: {e}") from None
+        if arr.shape[:2] != tuple(clean.images.shape[2:]):
+            raise ValueError(f"{n} is {arr.shape[1]}x{arr.shape[0]}, but its clean image is "
+                             f"{clean.images.shape[3]}x{clean.images.shape[2]}; is --data the input that was protected?")
+        out[i] = torch.from_numpy(arr.transpose(2, 0, 1).copy())
+    return out

@@ -88,6 +88,7 @@ class AR(Attack):
     norm = "l2"
     default_eps = 1.0
     DEFAULTS = {"min_response": 10.0}
+    POSITIVE = ("min_response",)
     PRESETS = {"cpu": {}, "paper": {}}
 
     def fit(self, train_set):

@@ -106,9 +106,12 @@ class BAIT(Attack):
                 "stages": [30, 30, 30], "images_per_epoch": 3328, "batch_size": 128},
     }
 
-    def _validate(self):
-        if self.parameterization not in ("generator", "direct"):
-            raise ValueError(f"bait: parameterization must be generator or direct, got {self.parameterization!r}")
+    TYPES = {"direct_size": int, "images_per_epoch": int, "input_sizes": list}
+    POSITIVE = ("batch_size", "surrogate_lr", "lookahead_lr", "generator_lr", "generator_width", "direct_lr",
+                "direct_size", "images_per_epoch", "grad_clip")
+    CHOICES = {"parameterization": ("generator", "direct"), "surrogate_init": ("imagenet", "scratch")}
+
+    def validate(self):
         st = list(self.stages)
         for key in ("lookahead_steps", "surrogate_steps"):
             v = getattr(self, key)
@@ -132,7 +135,6 @@ class BAIT(Attack):
         return int((epoch >= bounds).sum().clamp(max=2))
 
     def fit(self, train_set):
-        self._validate()
         if train_set.num_classes < 2:
             raise ValueError(f"bait binds each class to another class: it needs at least 2 classes, got "
                              f"{train_set.num_classes} ({train_set.classes})")
@@ -184,7 +186,7 @@ class BAIT(Attack):
             return torch.where((counts > 0).view(K, 1, 1, 1), sums / counts.clamp(min=1).view(K, 1, 1, 1), buffer)
 
         total = sum(self.stages)
-        ckpt, start, history = self.open_checkpoint(), 0, []
+        ckpt, start, history = self.open_checkpoint(train_set), 0, []
         if (state := ckpt.load()) is not None:
             model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
             gopt.load_state_dict(state["gopt"]), gen.set_state(state["generator"])
@@ -254,7 +256,6 @@ class BAIT(Attack):
             state.update({"w": w.detach().cpu()} if net is None else {"net": net.state_dict()})
             ckpt.save(state)
         delta = self._final_delta(net, w if net is None else None, images, labels, K, bs)
-        ckpt.remove()
         return self.perturbation(delta, "classwise", history=history)
 
     def direct_delta(self, w: torch.Tensor, shape) -> torch.Tensor:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..perturbation import Perturbation, check_eps
-from ..training import Checkpoint
+from ..training import Checkpoint, run_identity
 
 ATTACKS: dict[str, type["Attack"]] = {}
 
@@ -69,6 +69,10 @@ class Attack:
     DEFAULTS: dict = {}
     PRESETS: dict[str, dict] = {"cpu": {}, "paper": {}}
     PRETRAINED: dict = {"surrogate_lr": 0.01}  # what else a pretrained surrogate changes (name*)
+    # How options are checked when the method is built (validate_options), before any data is read:
+    TYPES: dict[str, type] = {}  # the type of an option whose default is None (otherwise: its default's type)
+    POSITIVE: tuple[str, ...] = ()  # options that must be > 0: counts, sizes, rates
+    CHOICES: dict[str, tuple] = {}  # options with a fixed set of values
 
     def __init__(self, eps: float | None = None, *, seed: int = 0, preset: str = "cpu", device=None,
                  progress: bool = True, checkpoint: str | Path | None = None, **options):
@@ -78,13 +82,53 @@ class Attack:
         unknown = set(options) - set(self.DEFAULTS)
         if unknown:
             raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; options: {sorted(self.DEFAULTS)}")
-        from ..distributed import is_main, local_device
+        from ..distributed import is_main, parse_device
 
         self.eps, self.seed, self.preset = eps, seed, preset
         self.progress = progress and is_main()  # under torchrun one progress bar, rank 0's
-        self.device = torch.device(device) if device else local_device()  # under torchrun: this process's GPU
+        self.device = parse_device(device)  # default: this process's GPU under torchrun, else cuda or cpu
         self.checkpoint = Path(checkpoint) if checkpoint else None
-        self.options = {**self.DEFAULTS, **self.PRESETS[preset], **options}
+        reference = {**self.DEFAULTS, **self.PRESETS[preset]}
+        self.options = {**reference, **options}
+        levels = eps * 255
+        if self.norm in ("linf", "l2") and levels < 1 - 1e-6:
+            raise ValueError(f"--eps {eps:.4g} is below one 8-bit level (1/255 = {1 / 255:.4f}): no exported pixel "
+                             f"could change, so nothing would be protected; use at least 1/255 (default "
+                             f"{self.default_eps:.4g})")
+        self.validate_options(reference)
+        self.validate()
+
+    def validate_options(self, reference: dict) -> None:
+        """Types, signs and choices of the options (TYPES, POSITIVE, CHOICES), one line per error."""
+        def kind_of(t):
+            return {bool: "true or false", int: "a whole number", float: "a number", str: "a name",
+                    list: "a list like [1, 2]"}.get(t, t.__name__)
+
+        for key, value in self.options.items():
+            want = self.TYPES.get(key) or (type(reference[key]) if reference.get(key) is not None else None)
+            if value is None or want is None:
+                continue
+            if want is tuple:
+                want = list
+            ok = (isinstance(value, bool) if want is bool else
+                  isinstance(value, int) and not isinstance(value, bool) if want is int else
+                  isinstance(value, (int, float)) and not isinstance(value, bool) if want is float else
+                  isinstance(value, (list, tuple)) if want is list else isinstance(value, want))
+            if not ok:
+                raise ValueError(f"{self.name}: option {key} must be {kind_of(want)}, got {value!r} "
+                                 f"(e.g. --set {key}={reference.get(key, '...')})")
+        for key in self.POSITIVE:
+            value = self.options.get(key)
+            if value is not None and not value > 0:
+                raise ValueError(f"{self.name}: option {key} must be greater than 0, got {value!r}; with it the method "
+                                 "would not change the images")
+        for key, allowed in self.CHOICES.items():
+            if self.options.get(key) not in allowed:
+                raise ValueError(f"{self.name}: option {key} must be one of {', '.join(map(str, allowed))}, "
+                                 f"got {self.options.get(key)!r}")
+
+    def validate(self) -> None:
+        """Checks that involve several options, or the budget (a method's own)."""
 
     def __getattr__(self, key):
         options = self.__dict__.get("options", {})
@@ -98,11 +142,21 @@ class Attack:
     def fit(self, train_set) -> Perturbation:
         raise NotImplementedError
 
-    def open_checkpoint(self):
+    def open_checkpoint(self, train_set):
         """This fit's checkpoint (a no-op without a `checkpoint` path), remembered for
-        `resumed_seconds`."""
-        self._checkpoint = Checkpoint(self.checkpoint)
+        `resumed_seconds`. It belongs to this method, its settings and seed, and `train_set`: a
+        checkpoint of any other run is refused. A fit never removes its checkpoint (the protect
+        pipeline does, once the output is in place), so fitting again returns the same result."""
+        identity = run_identity(run="attack", settings=self.settings(), data=train_set.digest()) if self.checkpoint else None
+        self._checkpoint = Checkpoint(self.checkpoint, identity)
         return self._checkpoint
+
+    def remove_checkpoint(self) -> None:
+        """Remove this method's checkpoint and its parts (e.g. TAP's surrogate training), once the
+        output made from it is in place."""
+        if self.checkpoint is not None:
+            Checkpoint(self.checkpoint).remove()
+            Checkpoint(self.checkpoint.with_name(self.checkpoint.name + ".surrogate")).remove()
 
     @property
     def resumed_seconds(self) -> float:

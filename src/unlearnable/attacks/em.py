@@ -56,11 +56,13 @@ class EM(Attack):
         "cpu": {"surrogate": "small_cnn", "batch_size": 256},
     }
 
-    def __init__(self, eps=None, **kwargs):
-        super().__init__(eps, **kwargs)
-        if self.kind not in ("classwise", "samplewise"):
-            raise ValueError(f"em: kind must be classwise or samplewise, got {self.kind!r}")
-        for key, value in KIND_DEFAULTS[self.preset, self.kind].items():
+    TYPES = {"attack_fraction": float, "attack_steps": int, "max_rounds": int, "augment": bool}
+    POSITIVE = ("surrogate_lr", "batch_size", "train_steps", "attack_fraction", "attack_steps", "step_size",
+                "max_rounds", "stop_acc")
+    CHOICES = {"kind": ("classwise", "samplewise")}
+
+    def validate(self):
+        for key, value in KIND_DEFAULTS[self.preset, self.kind].items():  # the per-kind values of None options
             if self.options[key] is None:
                 self.options[key] = value
         if not 0 < self.attack_fraction <= 1:
@@ -79,12 +81,12 @@ class EM(Attack):
         def rows(y, idx):  # class-wise noise is indexed by label, sample-wise by image index
             return y if classwise else idx.to(dev)
 
-        ckpt, start, history = self.open_checkpoint(), 0, []
+        check = torch.randperm(n, generator=gen)[:2000]  # drawn before a resume restores the generator
+        ckpt, start, history = self.open_checkpoint(train_set), 0, []
         if (state := ckpt.load()) is not None:
             model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
             delta, start, history = state["delta"].to(dev), state["round"], state["history"]
             gen.set_state(state["generator"])
-        check = torch.randperm(n, generator=gen)[:2000]
         bar = tqdm(range(start, self.max_rounds), initial=start, total=self.max_rounds, desc=f"em {self.kind}",
                    disable=not self.progress, unit="round")
         stop_acc = history[-1]["acc"] if history else 0.0
@@ -135,6 +137,5 @@ class EM(Attack):
             bar.set_postfix(acc=f"{stop_acc:.3f}", loss=f"{history[-1]['loss']:.3f}")
             ckpt.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "delta": delta.cpu(),
                        "round": rnd + 1, "history": history, "generator": gen.get_state()})
-        ckpt.remove()
         return self.perturbation(delta, self.kind, history=history, rounds=len(history),
                                  stopped_early=bool(stop_acc > self.stop_acc))

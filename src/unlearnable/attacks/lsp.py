@@ -40,6 +40,7 @@ class LSP(Attack):
     norm = "l2"
     default_eps = math.sqrt(3 * 32 * 32) * 6 / 255
     DEFAULTS = {"patch": 8, "class_sep": 10.0}
+    POSITIVE = ("patch", "class_sep")
     PRESETS = {"cpu": {}, "paper": {}}
 
     def fit(self, train_set):

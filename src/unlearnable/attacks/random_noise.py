@@ -12,11 +12,10 @@ class RandomNoise(Attack):
     name = "random"
     summary = "uniform noise in [-eps, eps], one pattern per class (or per image)"
     DEFAULTS = {"kind": "classwise"}
+    CHOICES = {"kind": ("classwise", "samplewise")}
 
     def fit(self, train_set):
         gen = seed_everything(self.seed)
-        if self.kind not in ("classwise", "samplewise"):
-            raise ValueError(f"random: kind must be classwise or samplewise, got {self.kind!r}")
         rows = train_set.num_classes if self.kind == "classwise" else len(train_set)
         delta = (torch.rand((rows, *train_set.images.shape[1:]), generator=gen) * 2 - 1) * self.eps
         return self.perturbation(delta, self.kind)

@@ -53,9 +53,16 @@ class REM(Attack):
                 "batch_size": 128, "steps": 5, "eot": 2, "adv_steps": 2, "adv_step_size": 2 / 255},
     }
 
-    def fit(self, train_set):
+    TYPES = {"grad_clip": float}
+    POSITIVE = ("surrogate_lr", "lr_decay_every", "train_steps", "batch_size", "steps", "step_size", "eot",
+                "adv_steps", "adv_step_size", "grad_clip")
+    CHOICES = {"surrogate_init": ("imagenet", "scratch")}
+
+    def validate(self):
         if not 0 <= self.adv_eps < self.eps:
             raise ValueError(f"rem: adv_eps must be in [0, eps={self.eps:.4f}), got {self.adv_eps}")
+
+    def fit(self, train_set):
         gen = seed_everything(self.seed)
         dev, K = self.device, train_set.num_classes
         images, labels = resident(train_set.images, self.device), train_set.labels
@@ -65,7 +72,7 @@ class REM(Attack):
         delta = torch.zeros(images.shape)
         final_batches = (n + bs - 1) // bs
         total = self.train_steps + final_batches
-        ckpt, step, order = self.open_checkpoint(), 0, torch.randperm(n, generator=gen)
+        ckpt, step, order = self.open_checkpoint(train_set), 0, torch.randperm(n, generator=gen)
         if (state := ckpt.load()) is not None:
             model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
             delta, step, order = state["delta"], state["step"], state["order"]
@@ -96,7 +103,6 @@ class REM(Attack):
                 ckpt.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "delta": delta,
                            "step": step, "order": order, "generator": gen.get_state()})
         bar.close()
-        ckpt.remove()
         return self.perturbation(delta, "samplewise")
 
     def _augment(self, x, gen):

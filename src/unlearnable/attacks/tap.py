@@ -44,6 +44,11 @@ class TAP(Attack):
                 "step_size": 1 / 255, "batch_size": 256},
     }
 
+    TYPES = {"step_size": float}
+    POSITIVE = ("surrogate_epochs", "surrogate_lr", "surrogate_batch_size", "steps", "step_size", "restarts",
+                "batch_size", "target_shift")
+    CHOICES = {"surrogate_init": ("imagenet", "scratch")}
+
     def fit(self, train_set):
         gen = seed_everything(self.seed)
         dev, K = self.device, train_set.num_classes
@@ -54,7 +59,7 @@ class TAP(Attack):
         n, bs = len(images), min(self.batch_size, len(images))
         step = self.step_size or self.eps / 20
         model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
-        ckpt = self.open_checkpoint()
+        ckpt = self.open_checkpoint(train_set)
         state = ckpt.load()
         if state is None:
             cfg = TrainConfig(epochs=self.surrogate_epochs, batch_size=self.surrogate_batch_size,
@@ -88,7 +93,6 @@ class TAP(Attack):
             if (g // group) % 5 == 4 or g + group >= n:
                 ckpt.save({**state, "delta": delta, "done": min(n, g + group), "generator": gen.get_state()})
         bar.close()
-        ckpt.remove()
         return self.perturbation(delta, "samplewise", surrogate_train_acc=state["surrogate_train_acc"])
 
     def _craft(self, model, x, target, step, gen):

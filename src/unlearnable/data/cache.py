@@ -34,19 +34,14 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from ..io import atomic_file, atomic_write_text, cache_root
 from .dataset import ImageDataset
 
 __all__ = ["FORMAT_VERSION", "cache_root", "dataset_cache_dir", "source_fingerprint", "cache_key",
            "load_cached", "save_cached", "mmap_threshold", "disk_array"]
 
 # Bump when decoding changes (colour conversion, resizing, ordering): old entries then miss.
-FORMAT_VERSION = 1
-
-
-def cache_root() -> Path:
-    """$UNLEARNABLE_CACHE, or ~/.cache/unlearnable when unset."""
-    env = os.environ.get("UNLEARNABLE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "unlearnable"
+FORMAT_VERSION = 2  # 2: EXIF orientation applied on decoding
 
 
 def dataset_cache_dir() -> Path:
@@ -177,20 +172,6 @@ def load_cached(key: str, root: Path | None = None) -> ImageDataset | None:
         return None
 
 
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def save_cached(key: str, ds: ImageDataset, source: dict, root: Path | None = None) -> Path | None:
     """Store `ds` under `key`; returns the tensor file, or None (with a warning) if it cannot be written."""
     tensors_path, meta_path = _paths(key, root)
@@ -207,8 +188,9 @@ def save_cached(key: str, ds: ImageDataset, source: dict, root: Path | None = No
     try:
         tensors_path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"images": ds.images.contiguous(), "labels": ds.labels.contiguous()}
-        _atomic_write(tensors_path, lambda tmp: _write_safetensors(tmp, tensors, {"token": token}))
-        _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta)))
+        with atomic_file(tensors_path) as tmp:
+            _write_safetensors(str(tmp), tensors, {"token": token})
+        atomic_write_text(meta_path, json.dumps(meta))
     except OSError as exc:
         warnings.warn(f"could not write the dataset cache {tensors_path} ({exc}); continuing without it",
                       RuntimeWarning, stacklevel=2)

@@ -110,6 +110,19 @@ class ImageDataset:
         return ImageDataset(self.images, mapping[self.labels], list(classes),
                             list(self.files) if self.files is not None else None)
 
+    def digest(self) -> str:
+        """sha256 over the pixels, labels, classes and file names: what a checkpoint records of its
+        data (hashed in chunks, so a memory-mapped set is never copied whole)."""
+        import hashlib
+
+        h = hashlib.sha256(repr((tuple(self.images.shape), self.classes, self.files)).encode())
+        flat = self.images.reshape(-1)
+        step = 64 << 20
+        for i in range(0, flat.numel(), step):
+            h.update(flat[i:i + step].contiguous().cpu().numpy().tobytes())
+        h.update(self.labels.contiguous().cpu().numpy().tobytes())
+        return h.hexdigest()
+
     def class_counts(self) -> torch.Tensor:
         """Number of images of every class, int64 of shape (num_classes,)."""
         return torch.bincount(self.labels, minlength=self.num_classes)

@@ -22,7 +22,8 @@ Pixel conversion (decode_image): images are decoded with PIL. Images with transp
 LA, PA, palette or grey images with a transparent colour) are composited on a white background.
 16-bit grey images (modes I;16*, and I, which is taken to hold 16-bit values) are scaled to 8 bit
 with round(v * 255 / 65535). Float images (mode F) are taken as 0..255 and rounded. Every other
-mode (L, 1, P, CMYK, YCbCr, ...) goes through PIL's convert("RGB"). With image_size set, every
+mode (L, 1, P, CMYK, YCbCr, ...) goes through PIL's convert("RGB"). A camera's EXIF orientation
+is applied first, so a portrait photo stored sideways is read upright. With image_size set, every
 image is then resized to image_size x image_size with PIL's bicubic filter (no cropping, aspect
 ratio is not kept). Without it, all images must already share one size.
 
@@ -49,24 +50,21 @@ official archive are decoded whole in one pass, and both splits go into the cach
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import importlib
 import io
 import os
 import pickle
 import tarfile
-import tempfile
-import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from .cache import cache_key, cache_root, disk_array, load_cached, mmap_threshold, save_cached, source_fingerprint
+from ..io import cache_root
+from .cache import cache_key, disk_array, load_cached, mmap_threshold, save_cached, source_fingerprint
 from .dataset import ImageDataset
 
 __all__ = [
@@ -135,6 +133,16 @@ def max_pixels() -> int:
     return limit
 
 
+def upright(img: Image.Image) -> Image.Image:
+    """The image as it is meant to be seen: a camera's EXIF orientation tag (a portrait shot stored
+    sideways) applied to the pixels."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # an unreadable EXIF block: the pixels as stored
+        return img
+    return ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
+
+
 def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.ndarray:
     """Decode encoded image bytes to an (H, W, 3) uint8 RGB array (see the module doc).
 
@@ -150,7 +158,7 @@ def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.nd
                                 "(a guard against decompression bombs); shrink it, or raise the limit with "
                                 "UNLEARNABLE_MAX_PIXELS")
             img.load()
-            arr = _to_rgb_array(img)
+            arr = _to_rgb_array(upright(img))
         if image_size is not None and arr.shape[:2] != (image_size, image_size):
             resized = Image.fromarray(np.ascontiguousarray(arr), "RGB").resize(
                 (image_size, image_size), Image.Resampling.BICUBIC)
@@ -247,6 +255,13 @@ def _split_layout(tree: _Tree) -> dict[str, tuple[list[str], list[tuple[str, str
     tops = tree.top_dirs(root)
     if not any(t in SPLITS for t in tops):
         return {"train": one_split(root, tree.where)}
+    others = [t for t in tops if t not in SPLITS]
+    if others:  # a class called "train" or "test" beside other classes: neither layout can be meant whole
+        where = f"{tree.where}/{root}" if root else tree.where
+        raise DataError(f"{where} holds both split folders ({', '.join(t + '/' for t in tops if t in SPLITS)}) and "
+                        f"other folders ({', '.join(t + '/' for t in others[:3])}{' ...' if len(others) > 3 else ''}); "
+                        "use either train/ and test/ with class folders inside, or class folders only (rename a "
+                        "class folder called train or test)")
     layout = {}
     for s in SPLITS:
         if s in tops:
@@ -446,11 +461,9 @@ def _field(d, key: str, where: str):
 
 
 def _file_md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    from ..io import file_digest
+
+    return file_digest(path, "md5")
 
 
 def archive_members(path: Path, members: tuple[str, ...]) -> dict[str, bytes]:
@@ -559,8 +572,10 @@ def download_cifar10(dest_dir: str | os.PathLike | None = None, *, url: str = CI
 
 
 def download_file(url: str, dest: Path, filename: str, md5: str) -> Path:
-    """Download `url` to dest/filename: into a temporary file in dest, md5 checked, and only then
-    renamed into place. A file already there with the right md5 is reused."""
+    """Download `url` to dest/filename (io.download: md5 checked before it is renamed into place).
+    A file already there with the right md5 is reused."""
+    from ..io import ChecksumMismatch, DownloadError, download
+
     target = dest / filename
     manual = (f"If this machine is offline, download {url} elsewhere and put it at {target}, or set "
               f"UNLEARNABLE_DATA to its folder.")
@@ -568,35 +583,14 @@ def download_file(url: str, dest: Path, filename: str, md5: str) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
         if target.is_file() and _file_md5(target) == md5:
             return target
-        fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{filename}.", suffix=".part")
+        return download(url, target, algorithm="md5", expected=md5)
+    except ChecksumMismatch as exc:
+        raise DataError(f"downloaded {url} but its md5 is {exc.digest}, expected {md5}; the download is "
+                        f"corrupt. Try again, or: {manual}") from None
+    except DownloadError as exc:
+        raise DataError(f"could not download {url}: {exc}. {manual}") from None
     except OSError as exc:
         raise DataError(f"cannot write to {dest}: {exc}. {manual}") from None
-    tmp = Path(tmp_name)
-    try:
-        h = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-            total = resp.headers.get("Content-Length")
-            with tqdm(total=int(total) if total and total.isdigit() else None, unit="B", unit_scale=True,
-                      desc=f"downloading {filename}", disable=None, leave=False) as bar:
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-                    h.update(chunk)
-                    bar.update(len(chunk))
-        got = h.hexdigest()
-        if got != md5:
-            raise DataError(f"downloaded {url} but its md5 is {got}, expected {md5}; the download is "
-                            f"corrupt. Try again, or: {manual}")
-        os.replace(tmp, target)
-    except DataError:
-        tmp.unlink(missing_ok=True)
-        raise
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError is an OSError
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"could not download {url}: {exc}. {manual}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
 
 
 # --------------------------------------------------------------------------- resolving a source

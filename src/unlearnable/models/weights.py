@@ -11,15 +11,11 @@ against the expected sha256 prefix when one is given, and only then moved into p
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
 import sys
-import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,7 +34,6 @@ __all__ = [
     "normalize_state_dict",
 ]
 
-_CHUNK = 1 << 20
 _DOWNLOAD_TIMEOUT_S = 60
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 _KEY_PREFIXES = ("module.", "_orig_mod.")
@@ -63,17 +58,15 @@ class UnsafeWeightsError(WeightsError):
 # --------------------------------------------------------------------- helpers
 def default_cache_dir() -> Path:
     """``$UNLEARNABLE_CACHE/weights`` or ``~/.cache/unlearnable/weights``."""
-    root = os.environ.get("UNLEARNABLE_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "unlearnable"
-    return base / "weights"
+    from ..io import cache_root
+
+    return cache_root() / "weights"
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from ..io import file_sha256
+
+    return file_sha256(path)
 
 
 def hash_prefix_from_filename(name: str) -> str | None:
@@ -145,39 +138,25 @@ def download_weights(
             print(f"unlearnable: {exc}; removing it and downloading again", file=sys.stderr)
             dest.unlink(missing_ok=True)
 
-    request = urllib.request.Request(url, headers={"User-Agent": "unlearnable"})
+    from ..io import ChecksumMismatch, DownloadError, download
+
     cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=cache, prefix=dest.name + ".", suffix=".part")
-    tmp = Path(tmp_name)
-    h = hashlib.sha256()
-    print(f"unlearnable: downloading {url} -> {dest}", file=sys.stderr)
     try:
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(
-                request, timeout=_DOWNLOAD_TIMEOUT_S
-            ) as response:
-                while True:
-                    chunk = response.read(_CHUNK)
-                    if not chunk:
-                        break
-                    h.update(chunk)
-                    out.write(chunk)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            hint = f" {download_hint}" if download_hint else ""
-            raise WeightsDownloadError(
-                f"could not download weights from {url} ({exc}). If this machine is offline, "
-                f"download the file manually on another machine and pass its local path "
-                f"(e.g. weights='/path/to/{dest.name}').{hint}"
-            ) from exc
-        digest = h.hexdigest()
-        if prefix is not None and not digest.startswith(prefix):
-            raise ChecksumError(
-                f"sha256 mismatch for {dest.name} downloaded from {url}: expected a hash "
-                f"starting with {prefix}, got {digest}; the downloaded file was removed"
-            )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+        download(url, dest, algorithm="sha256", expected=prefix, timeout=_DOWNLOAD_TIMEOUT_S,
+                 headers={"User-Agent": "unlearnable"},
+                 on_start=lambda: print(f"unlearnable: downloading {url} -> {dest}", file=sys.stderr))
+    except DownloadError as exc:
+        hint = f" {download_hint}" if download_hint else ""
+        raise WeightsDownloadError(
+            f"could not download weights from {url} ({exc}). If this machine is offline, "
+            f"download the file manually on another machine and pass its local path "
+            f"(e.g. weights='/path/to/{dest.name}').{hint}"
+        ) from exc
+    except ChecksumMismatch as exc:
+        raise ChecksumError(
+            f"sha256 mismatch for {dest.name} downloaded from {url}: expected a hash "
+            f"starting with {prefix}, got {exc.digest}; the downloaded file was removed"
+        ) from None
     return dest
 
 

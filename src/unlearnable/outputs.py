@@ -1,0 +1,209 @@
+"""Where a command may write: the rules every output folder obeys, checked before any work.
+
+- An output never is, contains or lies inside an input: the paths a data source reads (a named
+  dataset: the file found and the folder it was found in), the working directory, the home
+  folder or a file-system root.
+- An existing output is replaced only with --force, and only when it is an earlier output of the
+  same command of this tool (its marker: a protect folder's manifest.json, an evaluate folder's
+  record.json, a demo's demo.json) holding nothing else: a folder with one foreign file is
+  refused, so --force can never delete a person's files.
+- demo and bench resume an existing output folder only if it is theirs (demo.json; a bench's
+  config.yaml), holding only their own files.
+- One run at a time writes an output: a second run with the same --out is refused while the
+  first holds its lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+TOOL = "unlearnable"
+MARKERS = {"protect": "manifest.json", "evaluate": "record.json", "demo": "demo.json"}
+
+
+def marker(kind: str) -> dict:
+    """The keys that make a JSON file this tool's marker of a `kind` output."""
+    return {"tool": TOOL, "output": kind}
+
+
+def input_paths(source, download: bool = False) -> list[Path]:
+    """The paths a data source reads, resolved: a path itself; for a dataset name, what it resolves
+    to (for a file, also the folder it was found in), or the folder a download would go to when it
+    is not found yet."""
+    from .data import DataError, resolve_source
+    from .data.official import get_dataset
+    from .data.sources import default_data_dir
+
+    if source is not None and not isinstance(source, str):
+        source = os.fspath(source)
+    named = source is None or source.strip().lower() == "cifar10" or get_dataset(source) is not None
+    if not named:
+        return [Path(source).expanduser().resolve()]
+    paths = []
+    for split in ("train", "test"):
+        try:
+            _, found = resolve_source(source, download=False, split=split)
+        except (DataError, ValueError):
+            paths.append(default_data_dir().resolve())
+            continue
+        found = found.resolve()
+        paths += [found, found.parent] if found.is_file() else [found]
+    return list(dict.fromkeys(paths))
+
+
+def _within(a: Path, b: Path) -> bool:
+    return a == b or b in a.parents
+
+
+def check_output(out, inputs: list[Path], force: bool, kind: str, option: str = "--out", resume: bool = False) -> Path:
+    """The resolved output folder, or a one-line error: it is, contains or lies inside an input,
+    or exists and may not be replaced (see the module doc). With resume=True (demo, bench) an
+    existing output is continued instead, if it is an earlier `kind` output of this tool."""
+    if out is None or not str(out).strip():
+        raise ValueError(f"{option} is empty; name a new folder for the output, e.g. {option} runs/protected")
+    path = Path(out).expanduser().resolve()
+    for src in inputs:
+        src = Path(src).resolve()
+        if _within(path, src):
+            raise ValueError(f"{option} {path} is inside the input {src}; choose an output folder outside the input")
+        if _within(src, path):
+            raise ValueError(f"{option} {path} contains the input {src}; choose an output folder that holds no input")
+    cwd, home = Path.cwd().resolve(), Path.home().resolve()
+    if _within(cwd, path) or path == home or len(path.parts) <= 1:
+        what = "the working directory" if _within(cwd, path) else "your home folder" if path == home else "a root folder"
+        raise ValueError(f"{option} {path} is or contains {what}; name a new folder for the output, e.g. "
+                         f"{option} runs/{kind}")
+    if path.exists() or path.is_symlink():
+        if resume and not force:
+            reason = not_replaceable(path, kind)
+            if reason:
+                raise ValueError(f"{option} {path} exists and is not an earlier `unlearnable {kind}` output to "
+                                 f"resume: it {reason}; choose another {option}")
+            return path
+        if not force:
+            raise FileExistsError(f"{option} {path} already exists; choose another folder, or pass --force to replace "
+                                  f"an earlier output of `unlearnable {kind}`")
+        reason = not_replaceable(path, kind)
+        if reason:
+            raise ValueError(f"--force replaces only an earlier output of `unlearnable {kind}`, and {path} {reason}; "
+                             "choose another --out, or move that folder away yourself")
+    return path
+
+
+def _marker_ok(path: Path, kind: str) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if data.get("tool") == TOOL and data.get("output") == kind:
+        return data
+    versions = data.get("versions")  # written before markers carried tool and output
+    legacy = {"protect": "files", "evaluate": "history", "demo": "timings"}[kind]
+    if isinstance(versions, dict) and TOOL in versions and legacy in data:
+        return data
+    return None
+
+
+def _foreign_files(folder: Path, allowed) -> list[str]:
+    found = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_symlink() or not p.is_dir():
+            rel = p.relative_to(folder).as_posix()
+            if not allowed(rel):
+                found.append(rel)
+    return found
+
+
+def not_replaceable(path: Path, kind: str) -> str | None:
+    """Why `path` is not an earlier `kind` output of this tool holding only its own files, or None."""
+    if path.is_symlink():
+        return "is a symbolic link"
+    if not path.is_dir():
+        return "is a file"
+    if kind == "bench":
+        if not (path / "config.yaml").is_file():
+            return "is not a bench results folder (it has no config.yaml)"
+        for sub in sorted((path / "protected").glob("*/*")) if (path / "protected").is_dir() else []:
+            if not sub.name.startswith(".") and (why := not_replaceable(sub, "protect")) is not None:
+                return f"holds protected/{sub.parent.name}/{sub.name}, which {why}"
+
+        def allowed(rel: str) -> bool:
+            parts = rel.split("/")
+            return (rel in ("config.yaml", "results.jsonl", "table.md", "results.csv") or parts[0] in ("plots", "checkpoints")
+                    or (parts[0] == "protected" and len(parts) >= 3) or (len(parts) == 1 and rel.startswith(".")))
+    elif kind == "demo":
+        if not (path / "demo.json").is_file() and not (path / "timings.json").is_file():
+            return "is not a demo folder (it has no demo.json)"
+        if (path / "demo.json").is_file() and _marker_ok(path / "demo.json", "demo") is None:
+            return "has a demo.json that this tool did not write"
+        for sub in sorted((path / "protected").glob("*")) if (path / "protected").is_dir() else []:
+            if (why := not_replaceable(sub, "protect")) is not None:
+                return f"holds protected/{sub.name}, which {why}"
+
+        def allowed(rel: str) -> bool:
+            parts = rel.split("/")
+            if rel.startswith("protected/") and len(parts) >= 2:
+                return True  # checked above, folder by folder
+            if len(parts) == 1:
+                return (rel in ("demo.json", "timings.json", "table.md") or (rel.startswith("curves-") and rel.endswith(".png"))
+                        or (rel.startswith(".") and (".checkpoint.pt" in rel or ".partial-" in rel or ".tmp" in rel)))
+            if parts[0] == "records" and len(parts) == 2:
+                name = parts[1]
+                return name.endswith(".json") or (name.startswith(".") and (".checkpoint.pt" in name or ".tmp" in name))
+            return False
+    else:
+        name = MARKERS[kind]
+        data = _marker_ok(path / name, kind)
+        if data is None:
+            return f"has no {name} written by unlearnable {kind}"
+        if kind == "protect":
+            listed = data.get("files")
+            own = {"manifest.json", "perturbation.safetensors", "preview.png"} | set(listed if isinstance(listed, dict) else ())
+        else:
+            own = {"record.json", "curves.png"}
+
+        def allowed(rel: str) -> bool:
+            return rel in own
+
+    foreign = _foreign_files(path, allowed)
+    if foreign:
+        return f"holds {len(foreign)} file(s) this tool did not write there (e.g. {foreign[0]})"
+    return None
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold `.OUT.lock` beside the output for the whole run: a second run with the same output
+    (which would share its checkpoint) is refused while this one is alive. The lock dies with the
+    process, so a killed run never blocks the next one."""
+    lock = out.with_name(f".{out.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValueError(f"another unlearnable run is writing {out} right now (it holds {lock}); wait for it to "
+                             "finish, or choose another --out") from None
+        try:  # the file may have been removed by the run that held it just before: lock the current one
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
+        os.close(fd)

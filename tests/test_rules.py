@@ -1,0 +1,567 @@
+"""The rules every command keeps with people's data (docs/trust.md), one test per rule."""
+
+import errno
+import hashlib
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from unlearnable.attacks import create_attack
+from unlearnable.cli import main
+from unlearnable.data import ImageDataset, load_dataset
+
+RANDOM = ["--method", "random", "--quiet", "--device", "cpu"]
+EM_TINY = ["--method", "em", "--quiet", "--device", "cpu", "--set", "surrogate=small_cnn", "--set", "max_rounds=4",
+           "--set", "batch_size=16", "--set", "train_steps=2", "--set", "stop_acc=1.0"]
+FAST_EVAL = ["--init", "scratch", "--epochs", "1", "--batch-size", "16", "--quiet", "--device", "cpu"]
+
+
+def tree_hash(root: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(Path(root).rglob("*")):
+        h.update(str(f.relative_to(root)).encode())
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def png(path: Path, seed: int, size=(16, 16)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path)
+
+
+def tiny_cifar_tarball(path: Path) -> None:
+    """A CIFAR-10-like tarball (train/ and test/, 2 classes of 16x16 PNGs), as cifar10-jpg.tar.gz."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tf:
+        for split, n in (("train", 8), ("test", 4)):
+            for k, c in enumerate(("cat", "dog")):
+                for i in range(n):
+                    buf = io.BytesIO()
+                    arr = np.random.default_rng(100 * k + i).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+                    Image.fromarray(arr).save(buf, format="PNG")
+                    info = tarfile.TarInfo(f"cifar10/{split}/{c}/{i}.png")
+                    info.size = buf.tell()
+                    buf.seek(0)
+                    tf.addfile(info, buf)
+
+
+@pytest.fixture()
+def world(tmp_path, make_image_folder, monkeypatch):
+    """p/photos (train/ and test/), a data folder d/ that UNLEARNABLE_DATA names (holding a tiny
+    cifar10-jpg.tar.gz), and a working directory cwd/ with a file of its own."""
+    photos = make_image_folder(tmp_path / "p" / "photos", ["cat", "dog"], {"train": 8, "test": 4})
+    data = tmp_path / "d"
+    tiny_cifar_tarball(data / "cifar10-jpg.tar.gz")
+    monkeypatch.setenv("UNLEARNABLE_DATA", str(data))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "notes.txt").write_text("mine")
+    monkeypatch.chdir(cwd)
+    return {"photos": photos, "data": data, "cwd": cwd, "root": tmp_path}
+
+
+def snapshot(w) -> dict:
+    return {k: tree_hash(w[k]) for k in ("photos", "data", "cwd")} | {"p": sorted(os.listdir(w["photos"].parent))}
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+# --------------------------------------------------------------------------- rule 1
+
+def test_rule1_no_output_is_inside_contains_or_is_an_input_for_any_command(world, capsys):
+    photos, data = world["photos"], world["data"]
+    before = snapshot(world)
+    outs = lambda inp: [inp, inp / "train", inp / "sub" / "deeper", inp.parent, ".", "", world["root"]]  # noqa: E731
+    for force in ([], ["--force"]):
+        for source, inp in ((str(photos), photos), ("cifar10", data)):
+            for out in outs(inp):
+                assert main(["protect", "--data", source, *RANDOM, "--out", str(out), *force]) == 2, (source, out)
+                one_line_error(capsys)
+        for train, test in ((str(photos), "cifar10"), ("cifar10", str(photos))):
+            for inp in (photos, data):
+                for out in outs(inp):
+                    argv = ["evaluate", "--train", train, "--data", test, *FAST_EVAL, "--out", str(out), *force]
+                    assert main(argv) == 2, (train, test, out)
+                    one_line_error(capsys)
+    cfg = world["root"] / "b.yaml"
+    for source, inp in ((str(photos), photos), ("cifar10", data)):
+        cfg.write_text(yaml.safe_dump({"datasets": [{"name": "d", "source": source}], "methods": {"random": {}},
+                                       "victims": [{"name": "s", "init": "scratch", "epochs": 1}]}))
+        for out in outs(inp):
+            assert main(["bench", str(cfg), "--out", str(out), "--quiet", "--device", "cpu"]) == 2, (source, out)
+            one_line_error(capsys)
+    for out in (photos, data, photos.parent, "."):
+        assert main(["demo", "--data", str(photos), "--out", str(out), "--quiet", "--force"]) == 2
+        one_line_error(capsys)
+    assert snapshot(world) == before  # every input byte-identical, nothing added or removed
+
+
+def test_rule1_force_replaces_only_an_earlier_output_of_the_same_command(world, capsys):
+    photos, root = world["photos"], world["root"]
+    args = ["protect", "--data", str(photos), *RANDOM, "--force", "--out"]
+    foreign = root / "holiday"
+    png(foreign / "beach.png", 1)
+    (root / "fake").mkdir()
+    (root / "fake" / "manifest.json").write_text(json.dumps({"method": "mine", "files": {}}))
+    mine = root / "prot"
+    assert main(["protect", "--data", str(photos), *RANDOM, "--out", str(mine)]) == 0
+    evaluated = root / "eval"
+    assert main(["evaluate", "--train", str(mine), "--data", str(photos), *FAST_EVAL, "--out", str(evaluated)]) == 0
+    (root / "link").symlink_to(foreign, target_is_directory=True)  # judged by what it points to
+    before = {p: tree_hash(p) for p in (foreign, root / "fake", mine, evaluated)}
+    for out in (foreign, root / "fake", evaluated, root / "link", root / "b.yaml"):
+        (root / "b.yaml").write_text("x")
+        assert main([*args, str(out)]) == 2, out
+        assert "--force replaces only an earlier output" in one_line_error(capsys)
+    eval_args = ["evaluate", "--train", str(photos), "--data", str(photos), *FAST_EVAL, "--force", "--out"]
+    assert main([*eval_args, str(mine)]) == 2  # a protect folder is not an evaluate output
+    one_line_error(capsys)
+    assert main(["demo", "--data", str(photos), "--out", str(foreign), "--quiet", "--force"]) == 2
+    one_line_error(capsys)
+    assert main(["demo", "--data", str(photos), "--out", str(foreign), "--quiet"]) == 2  # not a demo to resume
+    one_line_error(capsys)
+    assert {p: tree_hash(p) for p in before} == before
+    (mine / "train" / "cat" / "my-notes.txt").write_text("keep me")  # one foreign file is enough to refuse
+    assert main([*args, str(mine)]) == 2
+    assert "did not write" in one_line_error(capsys)
+    (mine / "train" / "cat" / "my-notes.txt").unlink()
+    assert main([*args, str(mine), "--seed", "3"]) == 0  # its own earlier output is replaced
+    assert json.loads((mine / "manifest.json").read_text())["seed"] == 3
+    assert main([*eval_args, str(evaluated)]) == 0
+
+
+def test_rule1_bench_writes_only_inside_its_out(world, capsys):
+    root = world["root"]
+    cfg = root / "b.yaml"
+    for bad in ("../x", "..", "a/b", ".hidden", ""):
+        cfg.write_text(yaml.safe_dump({"datasets": [{"name": bad, "source": str(world["photos"])}],
+                                       "methods": {"random": {}}, "victims": [{"name": "s", "init": "scratch"}]}))
+        assert main(["bench", str(cfg), "--out", str(root / "runs" / "b"), "--quiet"]) == 2, bad
+        assert "cannot name a folder" in one_line_error(capsys)
+    assert not (root / "runs").exists() and not (root / "x").exists()
+    (root / "busy").mkdir()
+    png(root / "busy" / "a.png", 0)
+    cfg.write_text(yaml.safe_dump({"datasets": [{"name": "d", "source": str(world["photos"])}],
+                                   "methods": {"random": {}}, "victims": [{"name": "s", "init": "scratch"}]}))
+    assert main(["bench", str(cfg), "--out", str(root / "busy"), "--quiet"]) == 2  # not a bench folder to resume
+    assert "not an earlier `unlearnable bench` output" in one_line_error(capsys)
+
+
+# --------------------------------------------------------------------------- rule 2
+
+def stop_after_saves(monkeypatch, n: int) -> None:
+    """The process dies (KeyboardInterrupt) right after the n-th checkpoint is on disk."""
+    from unlearnable import training
+
+    real, calls = training.Checkpoint.save, {"n": 0}
+
+    def save(self, state):
+        real(self, state)
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.Checkpoint, "save", save)
+
+
+def test_rule2_a_checkpoint_resumes_only_the_run_that_wrote_it(world, tmp_path, monkeypatch, capsys, make_image_folder):
+    from unlearnable import training
+
+    other = make_image_folder(tmp_path / "other", ["cat", "dog"], {"train": 8, "test": 4}, size=16, name="o{i}.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(other / "train" / "cat" / "o0.png")
+    out = tmp_path / "prot"
+    ckpt = tmp_path / ".prot.checkpoint.pt"
+    cmd = ["protect", "--data", str(world["photos"]), *EM_TINY, "--out", str(out)]
+    real_save = training.Checkpoint.save
+    stop_after_saves(monkeypatch, 2)
+    assert main(cmd) == 130 and ckpt.exists() and not out.exists()
+    assert "run the same command again" in capsys.readouterr().err
+    monkeypatch.setattr(training.Checkpoint, "save", real_save)
+    kept = ckpt.read_bytes()
+    for changed, what in ((["--seed", "1"], "settings.seed"), (["--data", str(other)], "data"),
+                          (["--set", "step_size=0.01"], "settings.step_size")):
+        argv = cmd[:1] + ["--data", changed[1]] + cmd[3:] if changed[0] == "--data" else cmd + changed
+        assert main(argv) == 2
+        err = one_line_error(capsys)
+        assert "belongs to another run" in err and what in err and str(ckpt) in err
+        assert ckpt.read_bytes() == kept and not out.exists()
+    assert main(cmd) == 0  # the run that wrote it resumes and finishes
+    assert not ckpt.exists() and main(["verify", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["data"] == str(world["photos"].resolve())
+
+
+def test_rule2_the_checkpoint_is_removed_only_after_the_output_is_in_place(world, tmp_path, monkeypatch, capsys):
+    from unlearnable import export
+    from unlearnable.attacks import em as em_module
+
+    out, ckpt = tmp_path / "prot", tmp_path / ".prot.checkpoint.pt"
+    cmd = ["protect", "--data", str(world["photos"]), *EM_TINY, "--out", str(out)]
+
+    def full_disk(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export, "write_image_folder", full_disk)
+    assert main(cmd) == 1 and not out.exists() and ckpt.exists()  # the fit is kept
+    assert "No space left" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.setattr(em_module, "sgd_step", None)  # fitting again would fail: the checkpoint has it all
+    assert main(cmd) == 0 and out.exists() and not ckpt.exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".prot")]  # no lock, no temporary left
+
+
+def test_rule2_two_runs_never_share_an_output_or_a_temporary_file(world, tmp_path, capsys):
+    from unlearnable.io import atomic_file
+    from unlearnable.outputs import run_lock
+
+    out = tmp_path / "prot"
+    with run_lock(out.resolve()):  # another run is writing this output right now
+        assert main(["protect", "--data", str(world["photos"]), *RANDOM, "--out", str(out)]) == 2
+        assert "another unlearnable run is writing" in one_line_error(capsys)
+    assert main(["protect", "--data", str(world["photos"]), *RANDOM, "--out", str(out)]) == 0
+    with atomic_file(tmp_path / "x.json") as a, atomic_file(tmp_path / "x.json") as b:
+        assert a != b and a.parent == b.parent == tmp_path
+
+
+def test_rule2_truncated_or_foreign_checkpoints_are_refused_naming_the_file(world, tmp_path, capsys):
+    out, ckpt = tmp_path / "prot", tmp_path / ".prot.checkpoint.pt"
+    cmd = ["protect", "--data", str(world["photos"]), *EM_TINY, "--out", str(out)]
+    for content in (b"\x80\x02truncated", b""):
+        ckpt.write_bytes(content)
+        assert main(cmd) == 2
+        err = one_line_error(capsys)
+        assert str(ckpt) in err and "delete it" in err
+    torch.save({"model": {}, "round": 3}, ckpt)  # a torch file of something else
+    assert main(cmd) == 2
+    assert str(ckpt) in one_line_error(capsys)
+    torch.save({"torch_rng": torch.get_rng_state(), "round": 3}, ckpt)  # an older version's, with no run recorded
+    assert main(cmd) == 2
+    assert "older version" in one_line_error(capsys)
+
+
+# --------------------------------------------------------------------------- rule 3
+
+def small_set(n_per_class=24, size=16) -> ImageDataset:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (2 * n_per_class, 3, size, size), generator=g, dtype=torch.uint8)
+    return ImageDataset(images, torch.arange(2 * n_per_class) % 2, ["a", "b"])
+
+
+TINY = {"surrogate": "small_cnn", "surrogate_init": "scratch"}
+LONG_METHODS = {
+    "em": ("em", dict(surrogate="small_cnn", batch_size=16, max_rounds=4, train_steps=2, stop_acc=1.0)),
+    "em-samplewise": ("em", dict(surrogate="small_cnn", kind="samplewise", batch_size=16, max_rounds=3, train_steps=2,
+                                 attack_steps=2, stop_acc=1.0)),
+    "tap": ("tap", dict(surrogate="small_cnn", surrogate_epochs=2, surrogate_batch_size=16, steps=2, batch_size=8)),
+    "rem": ("rem", dict(surrogate="small_cnn", train_steps=25, batch_size=16, steps=1, eot=1, adv_steps=1)),
+    "bait-direct": ("bait", dict(TINY, stages=[2, 2, 2], batch_size=16)),
+    "bait-generator": ("bait", dict(TINY, stages=[1, 1, 1], batch_size=16, parameterization="generator",
+                                    generator_width=0.125)),
+}
+
+
+@pytest.mark.parametrize("stop", [1, 2])
+@pytest.mark.parametrize("name", sorted(LONG_METHODS))
+def test_rule3_resume_is_bit_identical_for_every_method_that_checkpoints(name, stop, tmp_path, monkeypatch):
+    from unlearnable import training
+
+    method, opts = LONG_METHODS[name]
+    ds = small_set()
+    full = create_attack(method, device="cpu", progress=False, **opts).fit(ds)
+    ckpt = tmp_path / "c.pt"
+    real = training.Checkpoint.save
+    stop_after_saves(monkeypatch, stop)
+    with pytest.raises(KeyboardInterrupt):
+        create_attack(method, device="cpu", progress=False, checkpoint=ckpt, **opts).fit(ds)
+    monkeypatch.setattr(training.Checkpoint, "save", real)
+    torch.manual_seed(1234)  # the resumed process starts with other random state
+    resumed = create_attack(method, device="cpu", progress=False, checkpoint=ckpt, **opts).fit(ds)
+    assert torch.equal(full.delta, resumed.delta), name
+    assert json.dumps(full.meta, sort_keys=True, default=str) == json.dumps(resumed.meta, sort_keys=True, default=str)
+
+
+def test_rule3_evaluate_and_bench_resume_bit_identically(world, tmp_path, monkeypatch):
+    from unlearnable import bench, training
+    from unlearnable.perturbation import Perturbation
+
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(yaml.safe_dump({"datasets": [{"name": "d", "source": str(world["photos"])}],
+                                   "methods": {"clean": {}, "em": {"surrogate": "small_cnn", "max_rounds": 3,
+                                                                   "batch_size": 16, "train_steps": 2}},
+                                   "victims": [{"name": "s", "init": "scratch", "epochs": 3, "batch_size": 4}]}))
+    bench.run_bench(cfg, tmp_path / "full", device="cpu", progress=False)
+    real = training.Checkpoint.save
+    for stop in (2, 5):  # inside the first cell's training; inside the EM protection
+        stop_after_saves(monkeypatch, stop)
+        with pytest.raises(KeyboardInterrupt):
+            bench.run_bench(cfg, tmp_path / "killed", device="cpu", progress=False)
+        monkeypatch.setattr(training.Checkpoint, "save", real)
+    bench.run_bench(cfg, tmp_path / "killed", device="cpu", progress=False)
+
+    def runs(folder):
+        recs = [json.loads(x) for x in (folder / "results.jsonl").read_text().splitlines()]
+        return {r["cell"]: [{k: v for k, v in h.items() if k != "seconds"} for h in r["history"]] for r in recs}
+
+    assert runs(tmp_path / "full") == runs(tmp_path / "killed")
+    a, b = (Perturbation.load(tmp_path / f / "protected" / "d" / "em-seed0" / "perturbation.safetensors")
+            for f in ("full", "killed"))
+    assert torch.equal(a.delta, b.delta) and a.meta == b.meta
+    assert not list((tmp_path / "killed").rglob("*.checkpoint.pt")) and not list((tmp_path / "killed").rglob("*.lock"))
+
+
+# --------------------------------------------------------------------------- rule 4
+
+def test_rule4_every_input_image_gives_exactly_one_output(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "in"
+    names = ["cat/x/a.png", "cat/y/a.png", "cat/b.jpg", "cat/b.png", "cat/B.png", "dog/a.png", "dog/deep/er/c.bmp"]
+    for i, n in enumerate(names):
+        png(src / n, i)
+    out = tmp_path / "out"
+    assert main(["protect", "--data", str(src), *RANDOM, "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    written = sorted(p.relative_to(out).as_posix() for p in (out / "train").rglob("*") if p.is_file())
+    assert len(written) == len(names) == manifest["images"]
+    assert sorted(manifest["sources"].values()) == sorted(names)  # every input named once
+    assert manifest["sources"]["train/cat/x/a.png"] == "cat/x/a.png" and "train/cat/y/a.png" in manifest["sources"]
+    assert manifest["sources"]["train/cat/b.jpg.png"] == "cat/b.jpg"  # kept apart from cat/b.png
+    assert manifest["sources"]["train/dog/deep/er/c.png"] == "dog/deep/er/c.bmp"
+    assert main(["verify", str(out)]) == 0
+
+    mixed = tmp_path / "mixed"  # a class called "train" beside other classes
+    for n in ("train/a.png", "cat/a.png", "dog/a.png"):
+        png(mixed / n, 0)
+    assert main(["protect", "--data", str(mixed), *RANDOM, "--out", str(tmp_path / "o2")]) == 2
+    assert "both split folders" in one_line_error(capsys) and not (tmp_path / "o2").exists()
+
+
+def test_rule4_names_that_would_meet_stop_the_run(tmp_path):
+    from unlearnable.export import output_names
+
+    images = torch.zeros((2, 3, 4, 4), dtype=torch.uint8)
+    labels = torch.tensor([0, 0])
+    for files in (["c/a.png", "c/a.png"], ["c/a.b.png", "c/a.b"]):
+        ds = ImageDataset(images, labels, ["c"], files)
+        if files[0] == files[1]:
+            with pytest.raises(ValueError, match="same name"):
+                output_names(ds)
+        else:
+            assert len(set(output_names(ds))) == 2
+    assert output_names(ImageDataset(images, labels, ["c"])) == ["c/00000.png", "c/00001.png"]
+
+
+# --------------------------------------------------------------------------- rule 5
+
+@pytest.fixture()
+def protected(world, tmp_path):
+    out = tmp_path / "prot"
+    assert main(["protect", "--data", str(world["photos"]), *RANDOM, "--out", str(out)]) == 0
+    return out
+
+
+def edit_manifest(folder: Path, change) -> None:
+    m = json.loads((folder / "manifest.json").read_text())
+    m = change(m) or m
+    (folder / "manifest.json").write_text(json.dumps(m))
+
+
+def verify_report(folder, capsys, *extra):
+    rc = main(["verify", str(folder), *extra])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err
+    return rc, out.out
+
+
+def test_rule5_verify_fails_on_every_inconsistency_it_can_detect(protected, tmp_path, capsys, world):
+    import shutil
+
+    from unlearnable.io import file_sha256
+    from unlearnable.perturbation import Perturbation
+
+    assert verify_report(protected, capsys)[0] == 0
+
+    def case(name, tamper, expect):
+        folder = tmp_path / name
+        shutil.copytree(protected, folder)
+        tamper(folder)
+        rc, report = verify_report(folder, capsys)
+        assert rc == 1 and "verified" not in report.splitlines()[-1].replace("NOT VERIFIED", ""), (name, report)
+        assert expect in report, (name, report)
+
+    case("no-files", lambda f: edit_manifest(f, lambda m: m.pop("files")), "manifest      FAILED")
+    case("data-null", lambda f: edit_manifest(f, lambda m: m.update(data=None)), "names no input")
+    case("extra-jpg", lambda f: png(f / "train" / "cat" / "extra.jpg", 9), "files         FAILED")
+    case("extra-top", lambda f: (f / "notes.txt").write_text("x"), "not in the manifest")
+    case("missing-png", lambda f: next((f / "train").rglob("*.png")).unlink(), "missing or changed")
+    case("no-perturbation", lambda f: (f / "perturbation.safetensors").unlink(), "perturbation  FAILED")
+    case("manifest-list", lambda f: (f / "manifest.json").write_text("[1, 2]"), "manifest      FAILED")
+    case("manifest-junk", lambda f: (f / "manifest.json").write_text("{not json"), "not valid JSON")
+    case("files-list", lambda f: edit_manifest(f, lambda m: m.update(files=["train/a.png"])), "manifest      FAILED")
+    case("eps-differs", lambda f: edit_manifest(f, lambda m: m.update(eps=4 / 255)), "disagree on eps")
+
+    def bigger_budget(f):  # a 32/255 folder dressed as 8/255: images, perturbation and hashes redone
+        p = Perturbation.load(f / "perturbation.safetensors")
+        clean = load_dataset(world["photos"], "train")
+        big = Perturbation(p.delta.sign() * 32 / 255, 32 / 255, p.kind, p.method, p.meta)
+        big.save(f / "perturbation.safetensors")
+        imgs = big.apply(clean).images.permute(0, 2, 3, 1).numpy()
+        m = json.loads((f / "manifest.json").read_text())
+        for i, n in enumerate(m["files"]):
+            Image.fromarray(imgs[i]).save(f / n)
+            m["files"][n] = file_sha256(f / n)
+        m["perturbation_sha256"] = file_sha256(f / "perturbation.safetensors")
+        (f / "manifest.json").write_text(json.dumps(m))
+
+    case("32-as-8", bigger_budget, "budget        FAILED")
+    moved = tmp_path / "moved-input"
+    world["photos"].rename(moved)
+    rc, report = verify_report(protected, capsys)
+    assert rc == 1 and "NOT VERIFIED" in report and "skipped" in report
+    assert verify_report(protected, capsys, "--data", str(moved))[0] == 0
+
+
+def test_rule5_verify_passes_on_folders_made_by_bench_and_demo(world, tmp_path, monkeypatch, capsys):
+    from unlearnable import bench, evaluate
+    from unlearnable.attacks import bait, em
+
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(yaml.safe_dump({"datasets": [{"name": "d", "source": "cifar10", "train_per_class": 6}],
+                                   "methods": {"random": {}, "em": {"surrogate": "small_cnn", "max_rounds": 2,
+                                                                    "batch_size": 8}},
+                                   "victims": [{"name": "s", "init": "scratch", "epochs": 1, "batch_size": 4}]}))
+    bench.run_bench(cfg, tmp_path / "bench", device="cpu", progress=False)
+    for m in ("random-seed0", "em-seed0"):
+        assert verify_report(tmp_path / "bench" / "protected" / "d" / m, capsys)[0] == 0, m
+    # the demo with tiny presets: every method and victim as in the real one, a few steps each
+    monkeypatch.setitem(em.KIND_DEFAULTS, ("cpu", "classwise"),
+                        {"attack_steps": 1, "attack_fraction": 0.5, "augment": True, "max_rounds": 2})
+    monkeypatch.setitem(bait.BAIT.PRESETS, "cpu", {"surrogate": "small_cnn", "surrogate_init": "scratch",
+                                                   "parameterization": "direct", "direct_size": 8,
+                                                   "stages": [1, 1, 1], "batch_size": 8, "direct_lr": 1.0})
+    for key in (("cpu", "scratch"), ("cpu", "imagenet")):
+        monkeypatch.setitem(evaluate.VICTIM_PRESETS, key, {**evaluate.VICTIM_PRESETS[key], "epochs": 1,
+                                                           "batch_size": 8, "input_size": None})
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--train-per-class", "6", "--quiet", "--device", "cpu"]) == 0
+    for m in ("em", "bait"):
+        assert verify_report(tmp_path / "demo" / "protected" / m, capsys)[0] == 0, m
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--train-per-class", "6", "--quiet", "--device", "cpu",
+                 "--force"]) == 0  # its own earlier output
+
+
+# --------------------------------------------------------------------------- rule 6
+
+def test_rule6_an_empty_or_ineffective_protection_is_not_a_success(world, tmp_path, capsys):
+    from unlearnable.export import export_protected
+    from unlearnable.perturbation import Perturbation
+
+    photos = str(world["photos"])
+    for argv, message in ((["--eps", "0.003"], "below one 8-bit level"),
+                          (["--method", "ar", "--eps", "0.002"], "below one 8-bit level"),
+                          (["--method", "em", "--set", "max_rounds=0"], "max_rounds must be greater than 0"),
+                          (["--method", "tap", "--set", "steps=0"], "steps must be greater than 0"),
+                          (["--method", "bait", "--set", "direct_lr=0"], "direct_lr must be greater than 0")):
+        assert main(["protect", "--data", photos, "--quiet", "--out", str(tmp_path / "o"), *argv]) == 2, argv
+        assert message in one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
+    ds = load_dataset(world["photos"], "train")
+    with pytest.raises(ValueError, match="changed no pixel"):
+        export_protected(tmp_path / "o", ds, ds, Perturbation(torch.zeros(2, 3, 16, 16), 8 / 255), {})
+    assert not (tmp_path / "o").exists()
+    weak = ["protect", "--data", photos, "--method", "bait", "--quiet", "--device", "cpu", "--out", str(tmp_path / "w"),
+            "--set", "surrogate=small_cnn", "--set", "surrogate_init=scratch", "--set", "stages=[1,0,0]",
+            "--set", "batch_size=16", "--set", "direct_lr=0.15"]
+    assert main(weak) == 0
+    assert "this protection is weak" in capsys.readouterr().err
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    assert manifest["warnings"] and manifest["max_abs_change_0_255"] < 2
+
+
+# --------------------------------------------------------------------------- rule 7
+
+def test_rule7_every_error_is_one_line_naming_the_option_or_file(world, tmp_path, monkeypatch, capsys):
+    photos = str(world["photos"])
+    prot = ["protect", "--data", photos, "--quiet", "--out", str(tmp_path / "o")]
+    cases = [
+        ([*prot, "--device", "bogus"], "--device 'bogus'"),
+        ([*prot, "--method", "em", "--set", "max_rounds=abc"], "max_rounds must be a whole number"),
+        ([*prot, "--method", "bait", "--set", "stages=5"], "stages"),
+        ([*prot, "--method", "em", "--set", "kind=both"], "kind must be one of"),
+        ([*prot, "--out", ""], "--out is empty"),
+        (["evaluate", "--train", photos, "--data", photos, "--device", "bogus"], "--device"),
+        (["evaluate", "--train", photos, "--data", photos, "--victim", "nope"], "unknown model"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append(([*prot, "--device", "cuda"], "--device cuda"))
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in one_line_error(capsys), argv
+    assert not (tmp_path / "o").exists()
+
+    # a full disk while the perturbation is written
+    import safetensors.torch
+
+    def full(*a, **k):
+        raise safetensors.SafetensorError("No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    monkeypatch.setattr("unlearnable.perturbation.save_file", full)
+    assert main([*prot, "--method", "random"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "No space left on device" in err and "perturbation.safetensors" in err
+    monkeypatch.undo()
+
+    # bench: a malformed results file, and options checked before any protection
+    cfg = tmp_path / "b.yaml"
+    good = {"datasets": [{"name": "d", "source": photos}], "methods": {"random": {}},
+            "victims": [{"name": "s", "init": "scratch", "epochs": 1, "batch_size": 8}]}
+    for victim, message in (({"name": "s", "init": "scratch", "epochs": "abc"}, "epochs must be a whole number"),
+                            ({"name": "s", "init": "scratch", "victim": "resnet1000"}, "unknown model"),
+                            ({"name": "s", "init": "sideways"}, "--init")):
+        cfg.write_text(yaml.safe_dump({**good, "victims": [victim]}))
+        assert main(["bench", str(cfg), "--out", str(tmp_path / "bench"), "--quiet"]) == 2
+        assert message in one_line_error(capsys)
+        assert not (tmp_path / "bench").exists()  # nothing protected first
+    cfg.write_text(yaml.safe_dump(good))
+    assert main(["bench", str(cfg), "--out", str(tmp_path / "bench"), "--quiet", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    results = tmp_path / "bench" / "results.jsonl"
+    results.write_text('{"cell": 3}\n' + results.read_text())
+    assert main(["bench", str(cfg), "--out", str(tmp_path / "bench"), "--quiet"]) == 2
+    err = one_line_error(capsys)
+    assert "results.jsonl line 1" in err and "delete that line" in err
+
+
+# --------------------------------------------------------------------------- rule 8
+
+def test_rule8_photos_keep_their_orientation(tmp_path, monkeypatch):
+    from unlearnable.data.sources import decode_image
+
+    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
+    arr = np.zeros((8, 16, 3), np.uint8)  # stored landscape, 16 wide and 8 high
+    arr[:, :8] = 255  # left half white
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view": the camera was held upright
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
+    upright = decode_image(buf.getvalue(), "portrait.jpg")
+    assert upright.shape == (16, 8, 3)  # portrait, as it is meant to be seen
+    assert upright[:8].mean() > 200 and upright[8:].mean() < 50  # the white half is now on top
+    for k in range(2):
+        (tmp_path / "in" / f"c{k}").mkdir(parents=True)
+        (tmp_path / "in" / f"c{k}" / "p.jpg").write_bytes(buf.getvalue())
+    assert load_dataset(tmp_path / "in", "train").images.shape == (2, 3, 16, 8)
