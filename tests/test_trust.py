@@ -195,6 +195,14 @@ def test_sigkill_then_resume_is_bit_identical(folder, tmp_path):
     assert torch.equal(a.delta, b.delta)  # the same bytes
     assert a.meta["history"] == b.meta["history"]
 
+    em = ["protect", "--data", str(folder), "--method", "em", "--quiet", "--device", "cpu", "--set",
+          "surrogate=small_cnn", "--set", "max_rounds=8", "--set", "batch_size=8", "--set", "stop_acc=1.0"]
+    subprocess.run([sys.executable, "-m", "unlearnable", *em, "--out", str(tmp_path / "m1")], env=env,
+                   check=True, capture_output=True, timeout=300)
+    run_killed_then_resumed([*em, "--out", str(tmp_path / "m2")], tmp_path / ".m2.checkpoint.pt", env, tmp_path)
+    a, b = (Perturbation.load(tmp_path / p / "perturbation.safetensors") for p in ("m1", "m2"))
+    assert torch.equal(a.delta, b.delta) and a.meta["history"] == b.meta["history"]
+
     evaluate = ["evaluate", "--train", str(tmp_path / "p1"), "--data", str(folder), "--init", "scratch",
                 "--epochs", "40", "--batch-size", "4", "--quiet", "--device", "cpu"]
     subprocess.run([sys.executable, "-m", "unlearnable", *evaluate, "--out", str(tmp_path / "e1")], env=env,

@@ -222,7 +222,14 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
     main = is_main()  # under torchrun every process trains; rank 0 alone writes
     progress = progress and main
     if (out / "config.yaml").exists():
-        check_same_settings(yaml.safe_load((out / "config.yaml").read_text()) or {}, cfg, out)
+        try:
+            old = yaml.safe_load((out / "config.yaml").read_text()) or {}
+            if not isinstance(old, dict):
+                raise ValueError("not a mapping")
+        except (OSError, ValueError, yaml.YAMLError) as e:
+            raise ValueError(f"{out / 'config.yaml'} cannot be read ({str(e).splitlines()[0]}); it records the settings "
+                             "of the results there: restore it, or use another --out") from None
+        check_same_settings(old, cfg, out)
     if main:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
@@ -308,7 +315,7 @@ def write_reports(cfg: dict, records: list[dict], out: Path) -> dict:
     from .io import atomic_write_text
 
     columns = [(v["name"], d) for v in cfg["victims"] for d in cfg["defenses"]]
-    by = {}
+    by: dict[tuple, list[dict]] = {}
     for r in records:
         by.setdefault((r["dataset"], r["method"], r["victim_name"], r["defense_name"]), []).append(r)
     parts = []

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
+import traceback
 from fractions import Fraction
 from pathlib import Path
 
@@ -269,7 +271,7 @@ def os_error_message(e: OSError) -> str:
     hint = {errno.ENOSPC: "free some space or choose another --out", errno.EDQUOT: "free some space or choose another --out",
             errno.EACCES: "choose a folder you may write to (--out) or fix its permissions",
             errno.EPERM: "choose a folder you may write to (--out) or fix its permissions",
-            errno.EROFS: "choose a folder on a writable file system (--out)"}.get(e.errno, "check the path and the disk")
+            errno.EROFS: "choose a folder on a writable file system (--out)"}.get(e.errno, "check the path and the disk") if e.errno is not None else "check the path and the disk"
     return (f"cannot read or write{where}: {e.strerror or e}. Nothing half-written was left (outputs are renamed "
             f"into place only when complete; a checkpoint keeps what finished): {hint}, then run the same command again.")
 
@@ -290,6 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not a bad input: still one line, the traceback on request
+        if os.environ.get("UNLEARNABLE_DEBUG"):
+            raise
+        where = "".join(traceback.format_tb(e.__traceback__, limit=-1)).strip().splitlines()[0].strip()
+        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} ({where}); nothing "
+              "half-written was left. Please report it; UNLEARNABLE_DEBUG=1 shows the traceback", file=sys.stderr)
+        return 1
     finally:
         shutdown()
 

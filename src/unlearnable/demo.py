@@ -22,7 +22,7 @@ from .report import markdown_table, pct, plot_curves
 
 METHODS = ("clean", "em", "bait")
 # (record key, init, overrides of the cpu victim preset)
-VICTIMS = (("scratch", "scratch", {}), ("imagenet", "imagenet", {}), ("imagenet-gentle", "imagenet", {"lr": 0.005}))
+VICTIMS: tuple[tuple[str, str, dict], ...] = (("scratch", "scratch", {}), ("imagenet", "imagenet", {}), ("imagenet-gentle", "imagenet", {"lr": 0.005}))
 
 
 def victim_label(rec: dict) -> str:
@@ -40,7 +40,7 @@ def run_demo(args) -> dict:
 def _demo(args, out: Path) -> dict:
     from . import evaluate
     from .data import balanced_subset, load_dataset
-    from .io import atomic_write_text
+    from .io import atomic_write_text, read_json
     from .outputs import marker
     from .protect import protect
 
@@ -53,7 +53,7 @@ def _demo(args, out: Path) -> dict:
     atomic_write_text(out / "demo.json", json.dumps({**marker("demo"), "versions": evaluate.versions()}, indent=2))
     progress = not args.quiet
     t_start = time.perf_counter()
-    timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
+    timings = read_json(out / "timings.json") if (out / "timings.json").exists() else {}
     full = load_dataset(args.data, "train", download=args.download)
     train = balanced_subset(full, args.train_per_class, seed=args.seed)
     test = load_dataset(args.data, "test", download=args.download)
@@ -78,7 +78,7 @@ def _demo(args, out: Path) -> dict:
         for method in METHODS:
             path = out / "records" / f"{method}-{key}.json"
             if path.exists():
-                records[method, key] = json.loads(path.read_text())
+                records[method, key] = read_json(path, fix="delete it to train that victim again")
                 continue
             print(f"demo: victim {key} on {method} data")
             rec = evaluate.run(sources[method], test, init=init, preset="cpu", seed=args.seed, device=args.device,

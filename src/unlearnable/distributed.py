@@ -12,6 +12,7 @@ and only rank 0 writes files.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -98,7 +99,9 @@ def epoch_shard(n: int, seed: int, epoch: int) -> torch.Tensor:
     from torch.utils.data import DistributedSampler
 
     rank, world = rank_and_world()
-    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    positions: Any = range(n)  # any sized sequence is a dataset to the sampler
+    sampler: DistributedSampler = DistributedSampler(positions, num_replicas=world, rank=rank, shuffle=True, seed=seed,
+                                                     drop_last=True)
     sampler.set_epoch(epoch)
     return torch.tensor(list(iter(sampler)), dtype=torch.int64)
 

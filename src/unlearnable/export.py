@@ -101,7 +101,7 @@ def preview(clean, protected, path: Path, per_row: int = 10) -> None:
     grid = torch.cat(rows, dim=1).clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     h, w = grid.shape[:2]
     zoom = max(1, 256 // h)
-    Image.fromarray(np.ascontiguousarray(grid)).resize((w * zoom, h * zoom), Image.NEAREST).save(path)
+    Image.fromarray(np.ascontiguousarray(grid)).resize((w * zoom, h * zoom), Image.Resampling.NEAREST).save(path)
 
 
 def change_summary(clean, protected) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 __all__ = ["cache_root", "atomic_file", "atomic_write_text", "atomic_write_bytes", "atomic_dir", "file_sha256",
-           "file_digest", "source_checksums", "download", "DownloadError", "ChecksumMismatch"]
+           "file_digest", "read_json", "source_checksums", "download", "DownloadError", "ChecksumMismatch"]
 
 
 def cache_root() -> Path:
@@ -82,6 +82,19 @@ def atomic_dir(out: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, out)
+
+
+def read_json(path: str | os.PathLike, kind: type = dict, fix: str = "delete it and run the command again"):
+    """A JSON file this tool wrote earlier, or a one-line ValueError naming it and the fix."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} cannot be read ({e}); {fix}") from None
+    if not isinstance(data, kind):
+        raise ValueError(f"{path} holds a JSON {type(data).__name__}, not what this tool wrote there; {fix}")
+    return data
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:

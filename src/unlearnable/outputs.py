@@ -111,10 +111,13 @@ def _marker_ok(path: Path, kind: str) -> dict | None:
     return None
 
 
+OS_LITTER = {".DS_Store", "Thumbs.db", "desktop.ini"}  # what a file browser leaves in any folder it shows
+
+
 def _foreign_files(folder: Path, allowed) -> list[str]:
     found = []
     for p in sorted(folder.rglob("*")):
-        if p.is_symlink() or not p.is_dir():
+        if (p.is_symlink() or not p.is_dir()) and p.name not in OS_LITTER:
             rel = p.relative_to(folder).as_posix()
             if not allowed(rel):
                 found.append(rel)

@@ -106,7 +106,7 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     rank, world = rank_and_world()
     images, labels = images[rank::world], labels[rank::world]  # under torchrun each process tests a shard
     images = resident(images, device)
-    correct = 0
+    correct = 0.0
     for i in range(0, len(images), batch_size):
         x = to_float(images[i:i + batch_size], device)
         if transform is not None:
@@ -131,7 +131,8 @@ def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, protocol: str) -> torch.optim.Optimizer:
-    head = list(model.head.parameters()) if hasattr(model, "head") else []
+    head_module = getattr(model, "head", None)
+    head = list(head_module.parameters()) if isinstance(head_module, nn.Module) else []
     head_ids = {id(p) for p in head}
     body = [p for p in model.parameters() if id(p) not in head_ids]
     if protocol == "linear":
@@ -150,8 +151,9 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, protocol: str) -> torch.o
 def set_train_mode(model: nn.Module, protocol: str) -> None:
     """Fine-tuning trains everything; a linear probe keeps the frozen backbone in eval mode."""
     model.train()
-    if protocol == "linear" and hasattr(model, "features"):
-        model.features.eval()
+    features = getattr(model, "features", None)
+    if protocol == "linear" and isinstance(features, nn.Module):
+        features.eval()
 
 
 def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=None, protocol: str = "finetune",
@@ -175,7 +177,7 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
     device = device or default_device()
     model.to(device)
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
     opt = make_optimizer(model, cfg, protocol)
     images, labels = resident(train_set.images, device), train_set.labels
     n = len(images)
@@ -183,13 +185,13 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
     if cfg.batch_size % world:
         raise ValueError(f"batch size {cfg.batch_size} does not split over {world} processes")
     local_bs = cfg.batch_size // world
-    net = model
+    net: nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
-        net = torch.compile(net)
+        net = torch.compile(net)  # type: ignore[assignment]  # a callable module
     steps_per_epoch = max(1, n // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     pad = max(1, images.shape[-1] // 8)
@@ -218,7 +220,7 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
         else:  # a DistributedSampler shard; augmentation draws seeded per (seed, epoch, rank), so any
             order = epoch_shard(n, seed, epoch)  # world size can resume any checkpoint
             gen.manual_seed(seed * 1_000_003 + epoch * 1_009 + rank)
-        loss_sum = correct = seen = 0
+        loss_sum, correct, seen = 0.0, 0.0, 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not progress or not is_main(), unit="batch")
         for i in bar:
@@ -250,7 +252,7 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
         loss_sum, correct, seen = sum_all(loss_sum, correct, seen)
         record = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
                   "seconds": time.perf_counter() - t0}
-        if test_set is not None:
+        if test_set is not None and test_images is not None:
             record["test_acc"] = accuracy(model, test_images, test_set.labels, device=device,
                                           transform=defense.pre_test if defense is not None else None)
         history.append(record)

@@ -3,7 +3,8 @@
 Checks, each reported as ok / FAILED / skipped with the reason:
   manifest      the manifest is this tool's, with every field verify relies on, of the right type;
   files         every image listed in the manifest is present with its sha256, and nothing else
-                (of any kind) sits in the folder besides the manifest, perturbation and preview;
+                (of any kind, hidden files too) sits in the folder besides the manifest,
+                perturbation and preview (a file browser's .DS_Store, Thumbs.db, desktop.ini aside);
   perturbation  perturbation.safetensors loads (safetensors, no pickle) with its sha256, and its
                 budget, norm, kind and method are the manifest's;
   input         the input's checksums still match the manifest;
@@ -30,7 +31,7 @@ def _manifest_problems(m) -> list[str]:
     if not isinstance(m, dict):
         return [f"it is a JSON {type(m).__name__}, not an object"]
     problems = []
-    want = {"method": str, "eps": (int, float), "norm": str, "kind": str, "seed": int, "data": str,
+    want: dict[str, type | tuple[type, ...]] = {"method": str, "eps": (int, float), "norm": str, "kind": str, "seed": int, "data": str,
             "files": dict, "perturbation_sha256": str, "input_checksums": dict}
     for key, kind in want.items():
         if key not in m or m[key] is None:
@@ -55,6 +56,7 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
     """[(check, "ok" | "FAILED" | "skipped", detail)] for a protected folder, one row per check."""
     from .data import balanced_subset, load_dataset
     from .io import file_sha256, source_checksums
+    from .outputs import OS_LITTER
     from .perturbation import Perturbation, budget_limit, budget_used
 
     folder = Path(folder)
@@ -92,7 +94,7 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
             bad.append(n)
     extra = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                    if (p.is_file() or p.is_symlink()) and p.relative_to(folder).as_posix() not in listed
-                   and p.relative_to(folder).as_posix() not in OWN_FILES)
+                   and p.relative_to(folder).as_posix() not in OWN_FILES and p.name not in OS_LITTER)
     if bad or extra:
         results.append(("files", "FAILED", f"{len(bad)} missing or changed (e.g. {bad[0]})" if bad else
                         f"{len(extra)} file(s) not in the manifest (e.g. {extra[0]})"))

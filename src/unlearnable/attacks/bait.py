@@ -53,6 +53,7 @@ def choose_targets(stage: int, logits: torch.Tensor | None, y: torch.Tensor, num
     if stage == 1:
         shift = torch.randint(1, num_classes, y.shape, generator=gen).to(y.device)
         return (y + shift) % num_classes
+    assert logits is not None, "stages 0 and 2 rank the surrogate's logits"
     masked = logits.float().scatter(1, y[:, None], float("-inf") if stage == 0 else float("inf"))
     return masked.argmax(1) if stage == 0 else masked.argmin(1)
 

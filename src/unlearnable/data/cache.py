@@ -77,7 +77,8 @@ _DTYPES = {torch.uint8: "U8", torch.int64: "I64"}
 
 def _write_safetensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """The safetensors format, written in chunks so a memory-mapped tensor is never copied whole."""
-    header, offset = {"__metadata__": metadata}, 0
+    header: dict[str, object] = {"__metadata__": metadata}
+    offset = 0
     for name, t in tensors.items():
         size = t.numel() * t.element_size()
         header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
@@ -157,7 +158,7 @@ def load_cached(key: str, root: Path | None = None) -> ImageDataset | None:
             token = (f.metadata() or {}).get("token")
             shape = f.get_slice("images").get_shape()
             big = int(np.prod(shape)) > mmap_threshold()
-            images = None if big else f.get_tensor("images")
+            images: torch.Tensor | None = None if big else f.get_tensor("images")
             labels = f.get_tensor("labels")
         if big:
             images = _mapped(tensors_path, "images")
@@ -165,6 +166,7 @@ def load_cached(key: str, root: Path | None = None) -> ImageDataset | None:
             raise ValueError("sidecar belongs to another entry")
         if token is None or meta.get("token") != token:
             raise ValueError("tensor file and sidecar come from different writes")
+        assert images is not None
         return ImageDataset(images, labels, list(meta["classes"]), meta.get("files"))
     except Exception as exc:  # any damage means: rebuild
         warnings.warn(f"ignoring unreadable dataset cache entry {tensors_path} ({exc}); decoding again",

@@ -135,7 +135,7 @@ def read_svhn_mat(paths: list[Path], split: str) -> ImageDataset:
     return ImageDataset(torch.cat(images), torch.cat(labels), [str(d) for d in range(10)])
 
 
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+_IDX_TYPES: dict[int, np.dtype] = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
@@ -188,7 +188,7 @@ FASHION_NORM = {"mean": (0.2860,) * 3, "std": (0.3530,) * 3}
 FASHION_MNIST_CLASSES = ("T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle_boot")
 
-_CIFAR100 = dict(
+_CIFAR100: dict = dict(
     split_files={"train": ("cifar-100-python.tar.gz",), "test": ("cifar-100-python.tar.gz",)},
     url="https://www.cs.toronto.edu/~kriz/",
     md5={"cifar-100-python.tar.gz": "eb9058c3a382ffc7106e4002c42a8d85"},
@@ -198,7 +198,7 @@ _CIFAR100 = dict(
 _SVHN_MD5 = {"train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
              "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
              "extra_32x32.mat": "a93ce644f1a588dc4d68dda5feec44a7"}
-_FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+_FASHION_FILES: dict[str, tuple[str, ...]] = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                   "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 
 DATASETS: dict[str, OfficialDataset] = {d.name: d for d in (
@@ -301,7 +301,7 @@ def read_official(spec: OfficialDataset, folder: Path, split: str, verify: bool 
     if missing:
         raise DataError(f"{folder} has no {', '.join(missing)}, which {spec.name} ({split}) needs")
     for name, p in zip(spec.files_for(split), paths) if verify else ():
-        got = _file_md5(p) if p.is_file() else "(a folder)"
+        got = _file_md5(p) if p is not None and p.is_file() else "(a folder)"
         if got != spec.md5[name]:
             raise DataError(f"{p}: md5 is {got} but the official {name} has {spec.md5[name]}; the file is corrupt, "
                             f"repacked or not the official one. Delete it and download it again from {spec.url}{name} "

@@ -242,7 +242,7 @@ def _split_layout(tree: _Tree) -> dict[str, tuple[list[str], list[tuple[str, str
             loose = [f for f in tree.files if f.rpartition("/")[0] == base]
             extra = f" ({len(loose)} files lie directly in it, outside any class folder)" if loose else ""
             raise DataError(f"{label_for} has no class folders{extra}; expected {_LAYOUT_HINT}")
-        items = []
+        items: list[tuple[str, str, int]] = []
         for k, c in enumerate(classes):
             cdir = join(base, c)
             files = tree.files_under(cdir)
@@ -524,7 +524,9 @@ def read_cifar10_python(path: str | os.PathLike, image_size: int | None = None, 
 
     out = {}
     for split, members in (("train", _CIFAR10_TRAIN_BATCHES), ("test", ("test_batch",))):
-        datas, labels, files = [], [], []
+        datas: list[np.ndarray] = []
+        labels: list[np.ndarray] = []
+        files: list[str] | None = []
         for member in members:
             where = f"{path}:{member}"
             batch = _unpickle(blobs[member], where)

@@ -48,6 +48,9 @@ class ImageClassifier(nn.Module):
         name: registry name, for logs and reports.
     """
 
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
+
     def __init__(
         self,
         features: nn.Module,
