@@ -507,18 +507,22 @@ def test_missing_data_lists_places(tmp_path, monkeypatch):
 
 
 def test_download_flag_uses_cache_dir(tmp_path, monkeypatch, cifar_archive):
+    from unlearnable.data import official
+
     calls = []
 
-    def fake_download(dest):
-        calls.append(Path(dest))
-        target = Path(dest) / "cifar-10-python.tar.gz"
+    def fake_download(url, dest, filename, md5):  # the one downloader, as the registry calls it
+        calls.append((url, Path(dest), filename, md5))
+        target = Path(dest) / filename
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(cifar_archive.read_bytes())
         return target
 
-    monkeypatch.setattr(sources, "download_cifar10", fake_download)
+    monkeypatch.setattr(official, "download_file", fake_download)
     ds = load_dataset("cifar10", download=True)
-    assert calls == [tmp_path / "cache" / "data"] and len(ds) == 5 * PER_BATCH
+    assert calls == [(sources.CIFAR10_URL, tmp_path / "cache" / "data" / "cifar10", "cifar-10-python.tar.gz",
+                      sources.CIFAR10_MD5)]
+    assert len(ds) == 5 * PER_BATCH
 
 
 def test_sets_larger_than_the_threshold_are_decoded_to_disk_and_memory_mapped(tmp_path, monkeypatch):

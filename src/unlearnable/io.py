@@ -22,6 +22,12 @@ __all__ = ["cache_root", "atomic_file", "atomic_write_text", "atomic_write_bytes
            "file_digest", "read_json", "source_checksums", "download", "DownloadError", "ChecksumMismatch"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def cache_root() -> Path:
     """$UNLEARNABLE_CACHE, or ~/.cache/unlearnable when unset: decoded datasets, downloads, weights."""
     env = os.environ.get("UNLEARNABLE_CACHE")
@@ -35,6 +41,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())  # the permissions of an ordinary new file, not mkstemp's 0600
     os.close(fd)
     tmp = Path(name)
     try:
@@ -67,6 +74,7 @@ def atomic_dir(out: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # an ordinary new folder once in place, not mkdtemp's 0700
     try:
         yield tmp
     except BaseException:

@@ -57,7 +57,7 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
     from .data import balanced_subset, load_dataset
     from .io import file_sha256, source_checksums
     from .outputs import OS_LITTER
-    from .perturbation import Perturbation, budget_limit, budget_used
+    from .perturbation import Perturbation, budget_levels, budget_limit, budget_used
 
     folder = Path(folder)
     mpath = folder / "manifest.json"
@@ -151,8 +151,11 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
     eps = min(perturbation.eps, float(manifest["eps"])) if isinstance(manifest.get("eps"), (int, float)) else perturbation.eps
     used = budget_used(clean.images, protected, perturbation.norm)
     ok = bool((used <= budget_limit(eps, perturbation.norm)).all())
-    results.append(("budget", "ok" if ok else "FAILED",
-                    f"largest {perturbation.norm} change {used.max().item():.6g} (budget {eps:.6g})"))
+    if perturbation.norm == "linf":  # in 8-bit levels, as the images hold it
+        detail = f"largest change {round(used.max().item() * 255)}/255 (budget {budget_levels(eps)}/255)"
+    else:
+        detail = f"largest {perturbation.norm} change {used.max().item():.6g} (budget {eps:.6g})"
+    results.append(("budget", "ok" if ok else "FAILED", detail))
     try:
         same = torch.equal(perturbation.apply(clean).images, protected)
     except ValueError as e:

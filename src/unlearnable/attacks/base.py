@@ -115,8 +115,8 @@ class Attack:
                   isinstance(value, (int, float)) and not isinstance(value, bool) if want is float else
                   isinstance(value, (list, tuple)) if want is list else isinstance(value, want))
             if not ok:
-                raise ValueError(f"{self.name}: option {key} must be {kind_of(want)}, got {value!r} "
-                                 f"(e.g. --set {key}={reference.get(key, '...')})")
+                example = f" (e.g. --set {key}={reference[key]})" if reference.get(key) is not None else ""
+                raise ValueError(f"{self.name}: option {key} must be {kind_of(want)}, got {value!r}{example}")
         for key in self.POSITIVE:
             value = self.options.get(key)
             if value is not None and not value > 0:

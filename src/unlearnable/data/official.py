@@ -6,19 +6,23 @@ on disk, the reader for the format, and the dataset's preset (classes, image siz
 per-channel normalization of its training set, and the BAIT paper's victim epochs).
 
   name             files                                         format
+  cifar10          cifar10-jpg.tar.gz, cifar-10-python.tar.gz or  an ImageFolder tarball of the images,
+                   cifar-10-batches-py/ (the first found)        or the official pickled batches
   cifar100         cifar-100-python.tar.gz (or cifar-100-python/) pickled dicts (fine labels)
   cifar100-coarse  the same                                      the 20 coarse superclasses
   svhn             train_32x32.mat, test_32x32.mat               MATLAB 5: X (32, 32, 3, N), y 1..10
   svhn-extra       the same, plus extra_32x32.mat (added to train)
   fashion-mnist    {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]  IDX (big-endian header)
 
-CIFAR-10 keeps its own, longer search (sources.py). SVHN's label 10 is the digit 0, as in the
+CIFAR-10 is read through sources.py's fast path (both splits decoded in one pass and cached), and
+UNLEARNABLE_DATA may name its file directly under any name. SVHN's label 10 is the digit 0, as in the
 official files; it becomes class "0". Fashion-MNIST is grey: each image is lifted to three equal
 channels when read, so every model and method sees the (N, 3, H, W) images they expect, and a
 protected copy is written as RGB PNGs.
 
 A dataset named without a path is looked for in this order, the first folder holding every file
-the split needs wins: $UNLEARNABLE_DATA (a folder, or the folder of a file), ./data, <cache>/data,
+the split needs wins: $UNLEARNABLE_DATA (a folder, or the folder of a file; an error if it is set
+but does not exist), ./data, <cache>/data,
 then the dataset's system folders (Debian's dataset-fashion-mnist package installs
 /usr/share/datasets/fashion-mnist); in each folder also in a subfolder named after the dataset.
 With download=True a dataset found nowhere is fetched into <cache>/data/<name>/, each file md5
@@ -41,9 +45,23 @@ import torch
 
 from ..models.base import CIFAR10_MEAN, CIFAR10_STD
 from .dataset import ImageDataset
-from .sources import DataError, _field, _file_md5, _unpickle, archive_members, default_data_dir, download_file
+from .sources import (
+    CIFAR10_ARCHIVE,
+    CIFAR10_CLASSES,
+    CIFAR10_FOLDER,
+    CIFAR10_JPEG_ARCHIVE,
+    CIFAR10_MD5,
+    DataError,
+    _field,
+    _file_md5,
+    _unpickle,
+    archive_members,
+    default_data_dir,
+    download_file,
+)
 
-__all__ = ["OfficialDataset", "DATASETS", "dataset_names", "dataset_preset", "get_dataset", "find_official", "read_official",
+__all__ = ["OfficialDataset", "DATASETS", "dataset_names", "dataset_preset", "get_dataset", "find_official", "find_file",
+           "read_official", "read_cifar10",
            "read_cifar100_python", "read_svhn_mat", "read_idx", "read_fashion_mnist"]
 
 
@@ -57,9 +75,11 @@ class OfficialDataset:
     md5: dict[str, str]  # distributed file name -> published md5
     reader: Callable[..., ImageDataset]
     preset: dict = field(default_factory=dict)
-    alternatives: dict[str, tuple[str, ...]] = field(default_factory=dict)  # file -> equivalent local names
+    # file -> its equivalent local names, tried in order (the file's own name first unless listed)
+    alternatives: dict[str, tuple[str, ...]] = field(default_factory=dict)
     system_dirs: tuple[str, ...] = ()
     reader_options: dict = field(default_factory=dict)
+    env_file: bool = False  # UNLEARNABLE_DATA may name this dataset's one file itself, under any name
 
     def files_for(self, split: str) -> tuple[str, ...]:
         if split not in self.split_files:
@@ -68,13 +88,25 @@ class OfficialDataset:
 
     def locate(self, folder: Path, name: str) -> Path | None:
         """The local copy of distributed file `name` in `folder` (or one of its equivalents)."""
-        for candidate in (name, *self.alternatives.get(name, ())):
+        alternatives = self.alternatives.get(name, ())
+        for candidate in alternatives if name in alternatives else (name, *alternatives):
             if (folder / candidate).exists():
                 return folder / candidate
         return None
 
 
 # --------------------------------------------------------------------------- readers
+
+def read_cifar10(paths: list[Path], split: str) -> ImageDataset:
+    """One split of CIFAR-10 from whichever local form holds it: the official python archive or
+    its extracted folder, or a tarball of the images as an ImageFolder tree (cifar10-jpg.tar.gz)."""
+    from .sources import read_cifar10_python, read_tarball
+
+    path = Path(paths[0])
+    if path.is_dir() or path.name == CIFAR10_ARCHIVE:
+        return read_cifar10_python(path)[split]
+    return read_tarball(path, want=split)[split]
+
 
 def read_cifar100_python(paths: list[Path], split: str, labels: str = "fine") -> ImageDataset:
     """One split of cifar-100-python.tar.gz (or its extracted folder, as the one path in `paths`);
@@ -201,7 +233,14 @@ _SVHN_MD5 = {"train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
 _FASHION_FILES: dict[str, tuple[str, ...]] = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                   "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 
+CIFAR10_PRESET = {"num_classes": 10, "image_size": 32, "mean": CIFAR10_MEAN, "std": CIFAR10_STD, "paper_epochs": 60}
+
 DATASETS: dict[str, OfficialDataset] = {d.name: d for d in (
+    OfficialDataset("cifar10", "CIFAR-10, 10 classes, 50k train / 10k test, 32x32", CIFAR10_CLASSES,
+                    {"train": (CIFAR10_ARCHIVE,), "test": (CIFAR10_ARCHIVE,)}, "https://www.cs.toronto.edu/~kriz/",
+                    {CIFAR10_ARCHIVE: CIFAR10_MD5}, read_cifar10,
+                    alternatives={CIFAR10_ARCHIVE: (CIFAR10_JPEG_ARCHIVE, CIFAR10_ARCHIVE, CIFAR10_FOLDER)},
+                    preset=CIFAR10_PRESET, env_file=True),
     OfficialDataset("cifar100", "CIFAR-100, 100 fine classes, 50k train / 10k test, 32x32", (), **_CIFAR100,
                     preset={"num_classes": 100, "image_size": 32, **CIFAR100_NORM, "paper_epochs": 100,
                             "paper_weight_decay": 5e-5}),
@@ -232,34 +271,37 @@ DATASETS: dict[str, OfficialDataset] = {d.name: d for d in (
 )}
 
 
-CIFAR10_PRESET = {"num_classes": 10, "image_size": 32, "mean": CIFAR10_MEAN, "std": CIFAR10_STD, "paper_epochs": 60}
-
-
 def dataset_preset(name) -> dict:
     """The preset of a named dataset (classes, image size, normalization, the paper's victim
     epochs); {} for anything that is not a dataset name (a path, None)."""
     if not isinstance(name, str):
         return {}
     key = name.strip().lower()
-    if key == "cifar10":
-        return dict(CIFAR10_PRESET)
     return dict(DATASETS[key].preset) if key in DATASETS else {}
 
 
 def dataset_names() -> list[str]:
-    return ["cifar10", *DATASETS]
+    return list(DATASETS)
 
 
 def get_dataset(name: str) -> OfficialDataset | None:
     return DATASETS.get(name.strip().lower())
 
 
-def _search_dirs(spec: OfficialDataset) -> list[Path]:
-    roots = []
+def _env_data() -> Path | None:
     env = os.environ.get("UNLEARNABLE_DATA")
-    if env:
-        p = Path(env).expanduser()
-        roots.append(p if p.is_dir() else p.parent)
+    if not env:
+        return None
+    p = Path(env).expanduser()
+    if not p.exists():
+        raise DataError(f"UNLEARNABLE_DATA={env} does not exist; point it at a data folder or a dataset's file, or "
+                        "unset it")
+    return p
+
+
+def _search_dirs(spec: OfficialDataset) -> list[Path]:
+    env = _env_data()
+    roots = [env if env.is_dir() else env.parent] if env is not None else []
     roots += [Path.cwd() / "data", default_data_dir()]
     dirs = [d for r in roots for d in (r, r / spec.name)]
     return dirs + [Path(d) for d in spec.system_dirs]
@@ -271,20 +313,31 @@ def holds(spec: OfficialDataset, folder: Path, split: str) -> bool:
 
 def find_official(spec: OfficialDataset, split: str, download: bool = False) -> Path:
     """The folder holding every file `split` of `spec` needs (see the module doc for the order)."""
-    searched = []
+    searched = [] if os.environ.get("UNLEARNABLE_DATA") else ["$UNLEARNABLE_DATA: not set"]
     for d in _search_dirs(spec):
         if holds(spec, d, split):
             return d.resolve()
-        searched.append(str(d))
+        searched.append(f"{d}/")
     dest = default_data_dir() / spec.name
     if download:
         download_official(spec, split, dest)
         return dest.resolve()
-    need = ", ".join(spec.files_for(split))
-    lines = "\n".join(f"  {i}. {s}/" for i, s in enumerate(searched, 1))
-    raise DataError(f"{spec.name} ({split}) was not found: it needs {need}. Searched, in order:\n{lines}\n"
-                    f"To fix it: put the official files in one of these folders (or set UNLEARNABLE_DATA to the "
-                    f"folder holding them), or pass --download to fetch them from {spec.url} into {dest}.")
+    need = ", ".join(" or ".join(spec.alternatives.get(f, (f,))) for f in spec.files_for(split))
+    raise DataError(f"{spec.name} ({split}) was not found: it needs {need}; searched, in order: "
+                    f"{'; '.join(searched)}. To fix it: put the files in one of these folders (or set UNLEARNABLE_DATA to the folder "
+                    f"holding them), pass --data PATH, or pass --download to fetch them from {spec.url} into {dest}.")
+
+
+def find_file(spec: OfficialDataset, split: str, download: bool = False) -> Path:
+    """The one file (or extracted folder) of a single-file dataset: the file UNLEARNABLE_DATA
+    names, where the dataset allows it, else the first of its local names in find_official's folder."""
+    (name,) = spec.files_for(split)
+    env = _env_data()
+    if spec.env_file and env is not None and env.is_file():
+        return env.resolve()
+    found = spec.locate(find_official(spec, split, download), name)
+    assert found is not None  # find_official returns only a folder that holds it
+    return found.resolve()
 
 
 def download_official(spec: OfficialDataset, split: str, dest: Path) -> None:

@@ -34,15 +34,15 @@ load_dataset(source) resolves `source` as follows:
 - a path to a directory: if it holds cifar10-jpg.tar.gz, cifar-10-python.tar.gz or
   cifar-10-batches-py/ (first one found in this order), that; if it is itself a
   cifar-10-batches-py folder, that; otherwise the directory is an ImageFolder tree;
-- None or the name "cifar10" (always the name, never a folder called cifar10: use ./cifar10 for
-  that): CIFAR-10 is looked for in this order, the first hit wins:
-    1. $UNLEARNABLE_DATA, a file or directory resolved as above (an error if it is set but the
-       path does not exist);
-    2. ./data/ (relative to the working directory), for one of cifar10-jpg.tar.gz,
-       cifar-10-python.tar.gz, cifar-10-batches-py/;
-    3. <cache>/data/, with <cache> = $UNLEARNABLE_CACHE or ~/.cache/unlearnable, for the same.
-  If nothing is found and download=True, the official archive is downloaded into <cache>/data/
-  (md5 checked); otherwise a DataError lists every place searched and how to fix it.
+- None or a dataset name ("cifar10", always the name, never a folder called cifar10: use
+  ./cifar10 for that; the others of official.py): found through the one registry of datasets
+  (official.DATASETS), in this order, the first hit wins: $UNLEARNABLE_DATA (a folder, or for
+  CIFAR-10 also the file itself; an error if it is set but does not exist), ./data/, then
+  <cache>/data/ (<cache> = $UNLEARNABLE_CACHE or ~/.cache/unlearnable), each also in a sub-folder
+  named after the dataset. CIFAR-10 is any of cifar10-jpg.tar.gz, cifar-10-python.tar.gz,
+  cifar-10-batches-py/ (in that order). If nothing is found and download=True, the official
+  files are downloaded into <cache>/data/<name>/ (md5 checked); otherwise a DataError lists
+  every place searched and how to fix it.
 
 Decoded datasets are cached (see cache.py), so a source is decoded only once. Tarballs and the
 official archive are decoded whole in one pass, and both splits go into the cache.
@@ -569,8 +569,10 @@ def default_data_dir() -> Path:
 
 def download_cifar10(dest_dir: str | os.PathLike | None = None, *, url: str = CIFAR10_URL,
                      md5: str = CIFAR10_MD5) -> Path:
-    """Download the official CIFAR-10 python archive into dest_dir (default <cache>/data)."""
-    return download_file(url, Path(dest_dir) if dest_dir is not None else default_data_dir(), CIFAR10_ARCHIVE, md5)
+    """Download the official CIFAR-10 python archive (md5 checked) into dest_dir (default
+    <cache>/data/cifar10, where `--download` puts every named dataset)."""
+    dest = Path(dest_dir) if dest_dir is not None else default_data_dir() / "cifar10"
+    return download_file(url, dest, CIFAR10_ARCHIVE, md5)
 
 
 def download_file(url: str, dest: Path, filename: str, md5: str) -> Path:
@@ -615,12 +617,11 @@ def _looks_like_cifar_python(path: Path) -> bool:
     return False
 
 
-def _known_in_dir(d: Path) -> tuple[str, Path] | None:
-    for name, kind in ((CIFAR10_JPEG_ARCHIVE, "tarball"), (CIFAR10_ARCHIVE, "cifar10-python"),
-                       (CIFAR10_FOLDER, "cifar10-python")):
-        if (d / name).exists():
-            return kind, d / name
-    return None
+def _known_in_dir(d: Path) -> Path | None:
+    """The CIFAR-10 file or folder in `d`, by its known names (the registry's order)."""
+    from .official import DATASETS
+
+    return DATASETS["cifar10"].locate(d, CIFAR10_ARCHIVE)
 
 
 def _resolve_path(p: Path) -> tuple[str, Path]:
@@ -631,7 +632,7 @@ def _resolve_path(p: Path) -> tuple[str, Path]:
         if p.name == CIFAR10_FOLDER or (p / "batches.meta").is_file():
             return "cifar10-python", p
         if (hit := _known_in_dir(p)) is not None:
-            return hit
+            return _resolve_path(hit)
         for spec in DATASETS.values():  # a folder of another dataset's official files
             if holds(spec, p, "train") or holds(spec, p, "test"):
                 return f"official:{spec.name}", p
@@ -649,29 +650,6 @@ def _resolve_path(p: Path) -> tuple[str, Path]:
     raise DataError(f"data source {p} does not exist")
 
 
-def _find_cifar10(download: bool) -> tuple[str, Path]:
-    env = os.environ.get("UNLEARNABLE_DATA")
-    if env:
-        p = Path(env).expanduser()
-        if not p.exists():
-            raise DataError(f"UNLEARNABLE_DATA={env} does not exist; point it at a CIFAR-10 archive or a "
-                            f"data folder, or unset it")
-        return _resolve_path(p)
-    looked_for = f"{CIFAR10_JPEG_ARCHIVE}, {CIFAR10_ARCHIVE} or {CIFAR10_FOLDER}/"
-    searched = ["$UNLEARNABLE_DATA: not set"]
-    for d in (Path.cwd() / "data", default_data_dir()):
-        hit = _known_in_dir(d) if d.is_dir() else None
-        if hit is not None:
-            return hit
-        searched.append(f"{d}/: looked for {looked_for} ({'none there' if d.is_dir() else 'no such folder'})")
-    if download:
-        return "cifar10-python", download_cifar10(default_data_dir())
-    lines = "\n".join(f"  {i}. {s}" for i, s in enumerate(searched, 1))
-    raise DataError(f"CIFAR-10 was not found. Searched, in order:\n{lines}\nTo fix it: set UNLEARNABLE_DATA "
-                    f"to the archive or its folder, pass --data PATH, or pass --download to fetch "
-                    f"{CIFAR10_URL} into {default_data_dir()}.")
-
-
 def resolve_source(source: str | os.PathLike | None = None, *, download: bool = False,
                    split: str = "train") -> tuple[str, Path]:
     """(kind, path) of a data source; kind is "imagefolder", "tarball", "cifar10-python" or
@@ -680,11 +658,13 @@ def resolve_source(source: str | os.PathLike | None = None, *, download: bool = 
     None and the name "cifar10" search for CIFAR-10 (see the module doc for the order); the other
     dataset names (official.py) are searched for the files `split` needs.
     """
-    from .official import dataset_names, find_official, get_dataset
+    from .official import dataset_names, find_file, find_official, get_dataset
 
-    if source is None or (isinstance(source, str) and source.strip().lower() == "cifar10"):
-        return _find_cifar10(download)
+    if source is None:
+        source = "cifar10"
     if isinstance(source, str) and (spec := get_dataset(source)) is not None:
+        if spec.name == "cifar10":  # its file is decoded whole, both splits at once (read_cifar10_python, read_tarball)
+            return _resolve_path(find_file(spec, split, download))
         return f"official:{spec.name}", find_official(spec, split, download)
     p = Path(source).expanduser()
     if not p.exists():
