@@ -17,8 +17,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from common import bare_train_step, device_name, peak_memory_mb, sync, synthetic, timed
+
 from unlearnable.attacks import create_attack
 from unlearnable.attacks.base import build_surrogate
 from unlearnable.training import autocast, default_device
@@ -47,8 +47,15 @@ def bare_passes(model, bs: int, size: int, device) -> dict:
             model(x[:64])
         model.train()
 
-    return {k: timed(f, repeat=7, device=device) for k, f in
-            {"train": train_step, "forward": no_grad_forward, "input_grad": input_grad, "infer64": infer}.items()}
+    return {
+        k: timed(f, repeat=7, device=device)
+        for k, f in {
+            "train": train_step,
+            "forward": no_grad_forward,
+            "input_grad": input_grad,
+            "infer64": infer,
+        }.items()
+    }
 
 
 def time_fit(method: str, ds, device, **opts) -> float:
@@ -79,21 +86,29 @@ def main():
     p = bare_passes(model, bs, 32, device)
     batches = per_epoch // bs
     bare = batches * (p["forward"] + p["input_grad"]) + 2 * p["train"]
-    print(f"bait outer epoch ({bait.surrogate}, {per_epoch} images, batch {bs}): {epoch:.2f} s, bare passes "
-          f"{bare:.2f} s, ratio {epoch / bare:.2f}, peak memory {peak_memory_mb(device):.0f} MB")
+    print(
+        f"bait outer epoch ({bait.surrogate}, {per_epoch} images, batch {bs}): {epoch:.2f} s, bare passes "
+        f"{bare:.2f} s, ratio {epoch / bare:.2f}, peak memory {peak_memory_mb(device):.0f} MB"
+    )
 
     # EM class-wise: one round = (fit with 3 rounds - fit with 1 round) / 2, never stopping early
     em = create_attack("em", preset="cpu")
     bs = em.batch_size
-    rnd = (time_fit("em", ds, device, max_rounds=3, stop_acc=2.0)
-           - time_fit("em", ds, device, max_rounds=1, stop_acc=2.0)) / 2
+    rnd = (
+        time_fit("em", ds, device, max_rounds=3, stop_acc=2.0) - time_fit("em", ds, device, max_rounds=1, stop_acc=2.0)
+    ) / 2
     model = build_surrogate(em.surrogate, em.surrogate_init, 10).to(device)
     p = bare_passes(model, bs, 32, device)
     sweep = max(bs, int(em.attack_fraction * args.images))
-    bare = (em.train_steps * p["train"] + -(-sweep // bs) * em.attack_steps * p["input_grad"]
-            + -(-min(2000, args.images) // 64) * p["infer64"])
-    print(f"em round ({em.surrogate}, sweep {sweep} images, batch {bs}): {rnd:.2f} s, bare passes {bare:.2f} s, "
-          f"ratio {rnd / bare:.2f}, peak memory {peak_memory_mb(device):.0f} MB")
+    bare = (
+        em.train_steps * p["train"]
+        + -(-sweep // bs) * em.attack_steps * p["input_grad"]
+        + -(-min(2000, args.images) // 64) * p["infer64"]
+    )
+    print(
+        f"em round ({em.surrogate}, sweep {sweep} images, batch {bs}): {rnd:.2f} s, bare passes {bare:.2f} s, "
+        f"ratio {rnd / bare:.2f}, peak memory {peak_memory_mb(device):.0f} MB"
+    )
 
 
 if __name__ == "__main__":

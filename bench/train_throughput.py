@@ -14,8 +14,8 @@ import argparse
 import statistics
 
 import torch
-
 from common import bare_train_step, device_name, peak_memory_mb, synthetic, timed
+
 from unlearnable.evaluate import victim_recipe
 from unlearnable.models import create_model
 from unlearnable.training import TrainConfig, default_device, make_optimizer, train_classifier
@@ -70,8 +70,10 @@ def main():
     print(f"device: {device_name(device)}")
     for init in inits:
         r = measure(init, args.victim, args.images, device, args.repeat)
-        print(f"{r['victim']}: loop {r['loop']:.0f} img/s, bare step {r['bare']:.0f} img/s, "
-              f"ratio {r['loop'] / r['bare']:.2f}, peak memory {peak_memory_mb(device):.0f} MB")
+        print(
+            f"{r['victim']}: loop {r['loop']:.0f} img/s, bare step {r['bare']:.0f} img/s, "
+            f"ratio {r['loop'] / r['bare']:.2f}, peak memory {peak_memory_mb(device):.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -17,5 +17,8 @@ for folder in sys.argv[1:]:
         train = load_dataset(folder, "train", cache=False)
     for augment in (True, False):
         r = evaluate.run(train, test, init="scratch", preset="cpu", seed=0, progress=False, augment=augment)
-        print(f"{folder}: small_cnn scratch, augment={augment}: final {100 * r['final_test_acc']:.1f}%, "
-              f"best {100 * r['best_test_acc']:.1f}%, train {100 * r['final_train_acc']:.1f}%", flush=True)
+        print(
+            f"{folder}: small_cnn scratch, augment={augment}: final {100 * r['final_test_acc']:.1f}%, "
+            f"best {100 * r['best_test_acc']:.1f}%, train {100 * r['final_train_acc']:.1f}%",
+            flush=True,
+        )

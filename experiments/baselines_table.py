@@ -23,13 +23,18 @@ if (demo / "records").exists():
     timings = json.loads((demo / "timings.json").read_text()) if (demo / "timings.json").exists() else {}
     for method in ("clean", "em", "bait"):
         seconds = timings.get(f"protect {method}")
-        print(f"| {method if method != 'em' else 'em (class-wise)'} | {'-' if method == 'clean' else 'linf 8/255'} | "
-              f"{'-' if seconds is None else f'{seconds:.0f}'} | {cell(demo / 'records' / f'{method}-scratch.json')} | "
-              f"{cell(demo / 'records' / f'{method}-imagenet.json')} | `unlearnable demo` |")
+        print(
+            f"| {method if method != 'em' else 'em (class-wise)'} | {'-' if method == 'clean' else 'linf 8/255'} | "
+            f"{'-' if seconds is None else f'{seconds:.0f}'} | {cell(demo / 'records' / f'{method}-scratch.json')} | "
+            f"{cell(demo / 'records' / f'{method}-imagenet.json')} | `unlearnable demo` |"
+        )
 for folder in sorted(p.parent for p in out.glob("*/manifest.json")):
     m = json.loads((folder / "manifest.json").read_text())
     b = m.get("budget", {})
     norm, eps = b.get("norm", "linf"), b.get("eps", m.get("eps"))
     budget = f"linf {round(eps * 255)}/255" if norm == "linf" else f"{norm} {eps:.3g}"
-    print(f"| {folder.name} | {budget} | {m['seconds']:.0f} | {cell(out / f'eval-{folder.name}-scratch' / 'record.json')} | "
-          f"{cell(out / f'eval-{folder.name}-imagenet' / 'record.json')} | `{m['command']}` |")
+    scratch = cell(out / f"eval-{folder.name}-scratch" / "record.json")
+    print(
+        f"| {folder.name} | {budget} | {m['seconds']:.0f} | {scratch} | "
+        f"{cell(out / f'eval-{folder.name}-imagenet' / 'record.json')} | `{m['command']}` |"
+    )

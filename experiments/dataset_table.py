@@ -22,15 +22,17 @@ def cost(name: str) -> str:
     if not lines or ", peak " not in lines[-1]:  # not run, or still running
         return "-"
     seconds, peak = lines[-1].split(", peak ")
-    return f"{float(seconds.split()[0]):.0f} s, {int(peak.split()[0]) / 1024 ** 2:.1f} GiB"
+    return f"{float(seconds.split()[0]):.0f} s, {int(peak.split()[0]) / 1024**2:.1f} GiB"
 
 
 record = next(out.glob("eval-*/record.json"), None)
 if record is not None:
     r = json.loads(record.read_text())
     print(f"test images: {r['n_test']}; command of one step: `{r.get('command', '')}`\n")
-print("| data | protect (time, peak memory) | scratch final / best | imagenet final / best | "
-      "victim runs (time, peak memory) |")
+print(
+    "| data | protect (time, peak memory) | scratch final / best | imagenet final / best | "
+    "victim runs (time, peak memory) |"
+)
 print("|---|---|---|---|---|")
 for m in ("clean", "em", "bait"):
     runs = "; ".join(f"{init}: {cost(f'eval-{m}-{init}')}" for init in ("scratch", "imagenet"))

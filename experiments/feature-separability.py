@@ -43,13 +43,16 @@ def fisher_ratio(feats: torch.Tensor, groups: torch.Tensor, k: int) -> float:
 
 @torch.no_grad()
 def features(model, images: torch.Tensor, bs: int = 250) -> torch.Tensor:
-    return torch.cat([model.features(model.preprocess(images[i:i + bs])) for i in range(0, len(images), bs)])
+    return torch.cat([model.features(model.preprocess(images[i : i + bs])) for i in range(0, len(images), bs)])
 
 
 def main(folders: list[str]) -> None:
     torch.manual_seed(0)
-    train = balanced_subset(load_dataset("cifar10", "train"), int(os.environ.get("TRAIN_PER_CLASS", 500)),
-                            seed=int(os.environ.get("SEED", 0)))
+    train = balanced_subset(
+        load_dataset("cifar10", "train"),
+        int(os.environ.get("TRAIN_PER_CLASS", 500)),
+        seed=int(os.environ.get("SEED", 0)),
+    )
     k, cpu = train.num_classes, torch.device("cpu")
     x = to_float(train.images, cpu)
     y = train.labels
@@ -58,7 +61,9 @@ def main(folders: list[str]) -> None:
     for name, p in deltas.items():
         if p.kind != "classwise":
             sys.exit(f"{name}: a {p.kind} perturbation; this measure is for class-wise ones")
-    print("| backbone | input px | content | " + " | ".join(f"{n}: perturbation | {n}: protected" for n in deltas) + " |")
+    print(
+        "| backbone | input px | content | " + " | ".join(f"{n}: perturbation | {n}: protected" for n in deltas) + " |"
+    )
     print("|---|---|---|" + "---|---|" * len(deltas))
     for backbone in BACKBONES:
         for size in SIZES:

@@ -57,7 +57,9 @@ def main(out: str, steps: int) -> None:
         idx = torch.randint(len(train.images), (BATCH,), generator=gen)
         x, c = to_float(train.images[idx], cpu), torch.randint(k, (BATCH,), generator=gen)
         model.input_size = SIZES[step % len(SIZES)]
-        loss = scatter_loss(model.features(model.preprocess(perturbed_batch(x, delta().index_select(0, c), True, gen))), c, k)
+        loss = scatter_loss(
+            model.features(model.preprocess(perturbed_batch(x, delta().index_select(0, c), True, gen))), c, k
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -67,8 +69,9 @@ def main(out: str, steps: int) -> None:
     print(f"mean |delta| {d.abs().mean().item() * 255:.2f}/255")
     p = Perturbation(d, EPS, "classwise", "frozen-feature-noise")
     out = check_output(out, input_paths("cifar10"), True, "protect")  # replaces only an earlier output
-    export_protected(out, train, p.apply(train), p, {"method": "frozen-feature-noise", "steps": steps},
-                     replace=True, progress=False)
+    export_protected(
+        out, train, p.apply(train), p, {"method": "frozen-feature-noise", "steps": steps}, replace=True, progress=False
+    )
 
 
 if __name__ == "__main__":

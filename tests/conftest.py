@@ -7,7 +7,6 @@ from PIL import Image
 torch.set_num_threads(1)
 
 
-
 @pytest.fixture()
 def isolated_data(tmp_path, monkeypatch):
     """Never touch the home cache, ./data of the repo, or a UNLEARNABLE_DATA of the caller."""

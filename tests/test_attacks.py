@@ -7,8 +7,13 @@ from unlearnable.attacks.bait import choose_targets
 from unlearnable.data import ImageDataset
 from unlearnable.perturbation import quantize, within_budget
 
-TINY_BAIT = {"surrogate": "small_cnn", "surrogate_init": "scratch", "stages": [1, 1, 1], "batch_size": 8,
-             "direct_lr": 0.1}
+TINY_BAIT = {
+    "surrogate": "small_cnn",
+    "surrogate_init": "scratch",
+    "stages": [1, 1, 1],
+    "batch_size": 8,
+    "direct_lr": 0.1,
+}
 TINY_EM = {"surrogate": "small_cnn", "batch_size": 8, "max_rounds": 2, "train_steps": 2}
 
 
@@ -56,8 +61,11 @@ def test_budget_shape_and_determinism(name, opts, kind, norm, eps):
         assert not torch.equal(p.delta, fit(name, seed=1, **opts).delta)
 
 
-@pytest.mark.parametrize("name,opts", [(m[0], m[1]) for m in METHODS if m[2] == "samplewise"],
-                         ids=[i for i, m in zip(IDS, METHODS) if m[2] == "samplewise"])
+@pytest.mark.parametrize(
+    "name,opts",
+    [(m[0], m[1]) for m in METHODS if m[2] == "samplewise"],
+    ids=[i for i, m in zip(IDS, METHODS) if m[2] == "samplewise"],
+)
 def test_samplewise_indexes_by_sample_not_label(name, opts):
     """Regression: sample-wise noise indexed by class label (one loader of the EM code)."""
     ds = tiny_set()
@@ -66,7 +74,7 @@ def test_samplewise_indexes_by_sample_not_label(name, opts):
     assert not torch.equal(p.delta[same_class[0]], p.delta[same_class[1]])
     protected = p.apply(ds)
     for i in (0, 5, 23):  # image i gets row i of the perturbation
-        alone = quantize(ds.images[i:i + 1], p.delta[i:i + 1], p.eps, p.norm)
+        alone = quantize(ds.images[i : i + 1], p.delta[i : i + 1], p.eps, p.norm)
         assert torch.equal(protected.images[i], alone[0])
 
 
@@ -185,8 +193,12 @@ def test_bait_cpu_preset_is_bit_identical_across_runs():
     # At the preset's batch size, advanced indexing's gradient (delta[t]) was accumulated from
     # parallel CPU threads in completion order: two same-seed runs ended with different deltas.
     ds = tiny_set(n=384, k=10, size=32)
-    runs = [create_attack("bait", preset="cpu", device="cpu", progress=False, stages=[1, 1, 0],
-                          images_per_epoch=256).fit(ds).delta for _ in range(2)]
+    runs = [
+        create_attack("bait", preset="cpu", device="cpu", progress=False, stages=[1, 1, 0], images_per_epoch=256)
+        .fit(ds)
+        .delta
+        for _ in range(2)
+    ]
     assert torch.equal(runs[0], runs[1])
 
 

@@ -12,11 +12,15 @@ from unlearnable.cli import main
 @pytest.fixture()
 def config(tmp_path, make_image_folder):
     root = make_image_folder(tmp_path / "images", ["ant", "bee"], {"train": 12, "test": 4})
-    cfg = {"name": "tiny", "preset": "cpu", "seeds": [0],
-           "datasets": [{"name": "toy", "source": str(root)}],
-           "methods": {"clean": {}, "random-sw": {"method": "random", "kind": "samplewise"}},
-           "victims": [{"name": "scratch", "init": "scratch", "epochs": 2, "batch_size": 8}],
-           "defenses": {"none": {}}}
+    cfg = {
+        "name": "tiny",
+        "preset": "cpu",
+        "seeds": [0],
+        "datasets": [{"name": "toy", "source": str(root)}],
+        "methods": {"clean": {}, "random-sw": {"method": "random", "kind": "samplewise"}},
+        "victims": [{"name": "scratch", "init": "scratch", "epochs": 2, "batch_size": 8}],
+        "defenses": {"none": {}},
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -74,20 +78,34 @@ def test_a_defense_entry_may_name_its_defense(config, tmp_path):
     """One defense with two settings fills two columns."""
     cfg = yaml.safe_load(config.read_text())
     path = tmp_path / "two-projections.yaml"
-    path.write_text(yaml.safe_dump({**cfg, "methods": {"clean": {}}, "defenses": {
-        "projection": {"epochs": 2}, "projection-test": {"defense": "projection", "epochs": 2, "project_test": True}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                **cfg,
+                "methods": {"clean": {}},
+                "defenses": {
+                    "projection": {"epochs": 2},
+                    "projection-test": {"defense": "projection", "epochs": 2, "project_test": True},
+                },
+            }
+        )
+    )
     records = bench.run_bench(path, tmp_path / "out", device="cpu", progress=False)["records"]
     assert [(r["defense_name"], r["defense"]["defense"], r["defense"]["project_test"]) for r in records] == [
-        ("projection", "projection", False), ("projection-test", "projection", True)]
+        ("projection", "projection", False),
+        ("projection-test", "projection", True),
+    ]
 
 
 def test_bad_configs_fail_before_work(config, tmp_path):
     cfg = yaml.safe_load(config.read_text())
-    for broken, message in [({**cfg, "methods": {"nope": {}}}, "unknown method"),
-                            ({**cfg, "defenses": {"jpeg": {"qualty": 3}}}, "no option"),
-                            ({**cfg, "defenses": {"squeeze": {"defense": "nope"}}}, "unknown defense"),
-                            ({**cfg, "victims": [{"name": "v"}]}, "init"),
-                            ({**cfg, "victims": [{"name": "v", "init": "scratch", "epoch": 3}]}, "unknown key")]:
+    for broken, message in [
+        ({**cfg, "methods": {"nope": {}}}, "unknown method"),
+        ({**cfg, "defenses": {"jpeg": {"qualty": 3}}}, "no option"),
+        ({**cfg, "defenses": {"squeeze": {"defense": "nope"}}}, "unknown defense"),
+        ({**cfg, "victims": [{"name": "v"}]}, "init"),
+        ({**cfg, "victims": [{"name": "v", "init": "scratch", "epoch": 3}]}, "unknown key"),
+    ]:
         path = tmp_path / "broken.yaml"
         path.write_text(yaml.safe_dump(broken))
         with pytest.raises(ValueError, match=message):

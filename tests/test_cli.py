@@ -11,8 +11,16 @@ from PIL import Image
 from unlearnable.cli import main
 from unlearnable.data import load_dataset
 
-TINY_BAIT = ["--set", "surrogate=small_cnn", "--set", "surrogate_init=scratch", "--set", "stages=[1,1,1]",
-             "--set", "batch_size=16"]
+TINY_BAIT = [
+    "--set",
+    "surrogate=small_cnn",
+    "--set",
+    "surrogate_init=scratch",
+    "--set",
+    "stages=[1,1,1]",
+    "--set",
+    "batch_size=16",
+]
 
 
 @pytest.fixture()
@@ -29,13 +37,17 @@ def tree_hash(root: Path) -> str:
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("method,extra", [("bait", TINY_BAIT), ("random", []),
-                                          ("em", ["--set", "surrogate=small_cnn", "--set", "max_rounds=1"])])
+@pytest.mark.parametrize(
+    "method,extra",
+    [("bait", TINY_BAIT), ("random", []), ("em", ["--set", "surrogate=small_cnn", "--set", "max_rounds=1"])],
+)
 def test_protect_exports_within_budget(image_folder, tmp_path, method, extra):
     before = tree_hash(image_folder)
     out = tmp_path / f"protected-{method}"
-    rc = main(["protect", "--data", str(image_folder), "--out", str(out), "--method", method, "--quiet",
-               "--device", "cpu"] + extra)
+    rc = main(
+        ["protect", "--data", str(image_folder), "--out", str(out), "--method", method, "--quiet", "--device", "cpu"]
+        + extra
+    )
     assert rc == 0
     assert tree_hash(image_folder) == before  # the input is never touched
     manifest = json.loads((out / "manifest.json").read_text())
@@ -91,16 +103,51 @@ def test_protect_then_evaluate(image_folder, tmp_path):
     prot = tmp_path / "prot"
     assert main(["protect", "--data", str(image_folder), "--out", str(prot), "--method", "random", "--quiet"]) == 0
     res = tmp_path / "eval"
-    rc = main(["evaluate", "--train", str(prot), "--data", str(image_folder), "--init", "scratch",
-               "--epochs", "2", "--batch-size", "16", "--out", str(res), "--quiet", "--device", "cpu"])
+    rc = main(
+        [
+            "evaluate",
+            "--train",
+            str(prot),
+            "--data",
+            str(image_folder),
+            "--init",
+            "scratch",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--out",
+            str(res),
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     rec = json.loads((res / "record.json").read_text())
     assert len(rec["history"]) == 2 and rec["n_train"] == 48 and rec["n_test"] == 18
     assert rec["best_test_acc"] == max(h["test_acc"] for h in rec["history"])
     assert rec["final_test_acc"] == rec["history"][-1]["test_acc"]
     assert (res / "curves.png").stat().st_size > 1000
-    assert main(["evaluate", "--train", str(prot), "--data", str(image_folder), "--init", "scratch",
-                 "--epochs", "1", "--out", str(res), "--quiet"]) == 2  # refuses to overwrite results
+    assert (
+        main(
+            [
+                "evaluate",
+                "--train",
+                str(prot),
+                "--data",
+                str(image_folder),
+                "--init",
+                "scratch",
+                "--epochs",
+                "1",
+                "--out",
+                str(res),
+                "--quiet",
+            ]
+        )
+        == 2
+    )  # refuses to overwrite results
 
 
 def test_methods_and_models_list(capsys):

@@ -14,13 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from formats import py2_pickle
 from PIL import Image
 
-from unlearnable.data import (CIFAR10_CLASSES, DataError, ImageDataset, balanced_subset, download_cifar10,
-                              load_dataset)
-from formats import py2_pickle
+from unlearnable.data import (
+    CIFAR10_CLASSES,
+    DataError,
+    ImageDataset,
+    balanced_subset,
+    download_cifar10,
+    load_dataset,
+    sources,
+)
 from unlearnable.data import cache as cache_mod
-from unlearnable.data import sources
 from unlearnable.data.sources import resolve_source
 
 SIZE = 8
@@ -102,8 +108,11 @@ PER_BATCH = 4
 
 def _cifar_batches(seed: int = 0) -> dict[str, bytes]:
     rng = np.random.default_rng(seed)
-    out = {"batches.meta": py2_pickle({b"label_names": [c.encode() for c in CIFAR10_CLASSES],
-                                        b"num_cases_per_batch": PER_BATCH, b"num_vis": 3072})}
+    out = {
+        "batches.meta": py2_pickle(
+            {b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_cases_per_batch": PER_BATCH, b"num_vis": 3072}
+        )
+    }
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for b, name in enumerate(names):
         data = rng.integers(0, 256, (PER_BATCH, 3072), dtype=np.uint8)
@@ -113,8 +122,14 @@ def _cifar_batches(seed: int = 0) -> dict[str, bytes]:
             data[0, 0 * 1024 + 2 * 32 + 3] = 11
             data[0, 1 * 1024 + 2 * 32 + 3] = 22
             data[0, 2 * 1024 + 2 * 32 + 3] = 33
-        out[name] = py2_pickle({b"batch_label": f"batch {name}".encode(), b"labels": labels, b"data": data,
-                                 b"filenames": [f"{name}_{j}.png".encode() for j in range(PER_BATCH)]})
+        out[name] = py2_pickle(
+            {
+                b"batch_label": f"batch {name}".encode(),
+                b"labels": labels,
+                b"data": data,
+                b"filenames": [f"{name}_{j}.png".encode() for j in range(PER_BATCH)],
+            }
+        )
     return out
 
 
@@ -147,6 +162,7 @@ def _check_cifar(tr: ImageDataset, te: ImageDataset) -> None:
 
 # ---------------------------------------------------------------- ImageDataset
 
+
 def _toy(n_per=(5, 3, 7), size=4) -> ImageDataset:
     labels = torch.cat([torch.full((n,), k) for k, n in enumerate(n_per)])
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))
@@ -164,7 +180,9 @@ def test_dataset_validation_and_basics():
     assert sub.classes == ds.classes and sub.labels.tolist() == [ds.labels[3].item(), ds.labels[1].item()]
     assert len(ds.subset(torch.tensor([], dtype=torch.long))) == 0
     assert len(ds.subset(ds.labels == 0)) == 5
-    nc = ImageDataset(torch.zeros(2, 4, 4, 3, dtype=torch.uint8).permute(0, 3, 1, 2), torch.zeros(2, dtype=torch.long), ["x"])
+    nc = ImageDataset(
+        torch.zeros(2, 4, 4, 3, dtype=torch.uint8).permute(0, 3, 1, 2), torch.zeros(2, dtype=torch.long), ["x"]
+    )
     assert nc.images.is_contiguous()
     with pytest.raises(ValueError, match="uint8"):
         ImageDataset(torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long), ["x"])
@@ -198,6 +216,7 @@ def test_balanced_subset():
 
 
 # ---------------------------------------------------------------- ImageFolder
+
 
 def test_imagefolder_plain(tmp_path):
     root = tmp_path / "folder"
@@ -282,11 +301,25 @@ def test_empty_class_folder(tmp_path):
         load_dataset(root, cache=False)
 
 
-@pytest.mark.parametrize("mode,fmt", [("L", "PNG"), ("LA", "PNG"), ("P", "PNG"), ("RGBA", "PNG"), ("1", "PNG"),
-                                      ("I;16", "PNG"), ("I", "TIFF"), ("CMYK", "JPEG"), ("F", "TIFF"),
-                                      ("RGB", "BMP")])
+@pytest.mark.parametrize(
+    "mode,fmt",
+    [
+        ("L", "PNG"),
+        ("LA", "PNG"),
+        ("P", "PNG"),
+        ("RGBA", "PNG"),
+        ("1", "PNG"),
+        ("I;16", "PNG"),
+        ("I", "TIFF"),
+        ("CMYK", "JPEG"),
+        ("F", "TIFF"),
+        ("RGB", "BMP"),
+    ],
+)
 def test_decode_modes_give_rgb(mode, fmt):
-    src = Image.fromarray(_rgb(3)).convert(mode) if mode not in ("I;16", "I", "F") else Image.new(mode, (SIZE, SIZE), 200)
+    src = (
+        Image.fromarray(_rgb(3)).convert(mode) if mode not in ("I;16", "I", "F") else Image.new(mode, (SIZE, SIZE), 200)
+    )
     buf = io.BytesIO()
     src.save(buf, fmt)
     arr = sources.decode_image(buf.getvalue(), f"x.{fmt.lower()}")
@@ -308,6 +341,7 @@ def test_palette_transparency_composited_on_white():
 
 
 # ---------------------------------------------------------------- tarball
+
 
 def test_tarball_splits_one_pass(tmp_path, monkeypatch):
     root = tmp_path / "folder"
@@ -345,6 +379,7 @@ def test_truncated_archive(tmp_path):
 
 
 # ---------------------------------------------------------------- official CIFAR-10 python archive
+
 
 def test_cifar_python_archive(cifar_archive, tmp_path):
     assert resolve_source(cifar_archive) == ("cifar10-python", cifar_archive.resolve())
@@ -423,6 +458,7 @@ def test_download(cifar_archive, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- cache
 
+
 def test_cache_hit_and_corrupt_rebuild(tmp_path, monkeypatch):
     root = tmp_path / "folder"
     expect = _make_tree(root)
@@ -459,11 +495,21 @@ def test_cache_key_changes():
     p = Path(__file__)
     k = cache_mod.cache_key("tarball", p, "train", None)
     assert k == cache_mod.cache_key("tarball", p, "train", None)
-    assert len({k, cache_mod.cache_key("tarball", p, "test", None), cache_mod.cache_key("tarball", p, "train", 64),
-                cache_mod.cache_key("imagefolder", p, "train", None)}) == 4
+    assert (
+        len(
+            {
+                k,
+                cache_mod.cache_key("tarball", p, "test", None),
+                cache_mod.cache_key("tarball", p, "train", 64),
+                cache_mod.cache_key("imagefolder", p, "train", None),
+            }
+        )
+        == 4
+    )
 
 
 # ---------------------------------------------------------------- finding CIFAR-10
+
 
 def test_search_order(tmp_path, monkeypatch, cifar_archive):
     jpg_root = tmp_path / "jpg"
@@ -496,8 +542,13 @@ def test_missing_data_lists_places(tmp_path, monkeypatch):
     with pytest.raises(DataError) as err:
         load_dataset("cifar10")
     msg = str(err.value)
-    for part in ("UNLEARNABLE_DATA", str(Path.cwd() / "data"), str(tmp_path / "cache" / "data"),
-                 "--data", "--download"):
+    for part in (
+        "UNLEARNABLE_DATA",
+        str(Path.cwd() / "data"),
+        str(tmp_path / "cache" / "data"),
+        "--data",
+        "--download",
+    ):
         assert part in msg
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(tmp_path / "missing")
@@ -520,8 +571,9 @@ def test_download_flag_uses_cache_dir(tmp_path, monkeypatch, cifar_archive):
 
     monkeypatch.setattr(official, "download_file", fake_download)
     ds = load_dataset("cifar10", download=True)
-    assert calls == [(sources.CIFAR10_URL, tmp_path / "cache" / "data" / "cifar10", "cifar-10-python.tar.gz",
-                      sources.CIFAR10_MD5)]
+    assert calls == [
+        (sources.CIFAR10_URL, tmp_path / "cache" / "data" / "cifar10", "cifar-10-python.tar.gz", sources.CIFAR10_MD5)
+    ]
     assert len(ds) == 5 * PER_BATCH
 
 

@@ -24,8 +24,18 @@ def smooth_set(n=40, k=4, size=16, seed=0):
 
 
 def test_registry():
-    assert {"grayscale", "jpeg", "bitdepth", "cutout", "cutmix", "mixup", "pgd_at", "ueraser", "projection",
-            "linear_probe"} <= set(DEFENSES)
+    assert {
+        "grayscale",
+        "jpeg",
+        "bitdepth",
+        "cutout",
+        "cutmix",
+        "mixup",
+        "pgd_at",
+        "ueraser",
+        "projection",
+        "linear_probe",
+    } <= set(DEFENSES)
     assert create_defense(None) is None and create_defense("none") is None
     with pytest.raises(ValueError, match="unknown defense"):
         create_defense("nope")
@@ -101,14 +111,16 @@ def test_projection_keeps_most_of_clean_images():
     """The linear model starts as the reference's nn.Linear does. Started at zero, its rows lie in the
     span of the smooth training images, and projecting them out removes much more of every image
     (here 11% of the energy instead of 3%)."""
+
     def tinted(n, seed):  # classes differ in colour, as natural classes partly do
         ds = smooth_set(n=n, size=32, seed=seed)
         tint = torch.tensor([[40, 0, 0], [0, 40, 0], [0, 0, 40], [40, 40, 0]]).float()
         return ds.with_images((ds.images * 0.8 + tint[ds.labels][:, :, None, None]).round().to(torch.uint8))
 
     train = tinted(200, 0)
-    w = fit_linear(train.images, train.labels, 4, epochs=20, lr=0.1, batch_size=64,
-                   gen=torch.Generator().manual_seed(0))
+    w = fit_linear(
+        train.images, train.labels, 4, epochs=20, lr=0.1, batch_size=64, gen=torch.Generator().manual_seed(0)
+    )
     assert ((train.images.flatten(1).float() / 255 @ w.T).argmax(1) == train.labels).float().mean() > 0.8
     basis = orthogonal_projector(w)
     x = tinted(100, 1).images.flatten(1).float() / 255  # unseen images
@@ -163,8 +175,18 @@ def test_ueraser_trains_on_the_worst_copy():
 def test_defenses_train_a_victim(name):
     train, test = smooth_set(), smooth_set(seed=1)
     opts = {"pgd_at": {"steps": 1}, "ueraser": {"repeats": 2}, "projection": {"epochs": 2}}.get(name, {})
-    rec = evaluate.run(train, test, victim="small_cnn", init="scratch", preset="cpu", device="cpu", progress=False,
-                       epochs=1, batch_size=8, defense=create_defense(name, **opts))
+    rec = evaluate.run(
+        train,
+        test,
+        victim="small_cnn",
+        init="scratch",
+        preset="cpu",
+        device="cpu",
+        progress=False,
+        epochs=1,
+        batch_size=8,
+        defense=create_defense(name, **opts),
+    )
     assert rec["defense"]["defense"] == name and 0 <= rec["final_test_acc"] <= 1
 
 
@@ -181,10 +203,20 @@ def test_test_images_pass_through_the_defense_at_inference():
             return torch.zeros_like(x)
 
     train, test = smooth_set(), smooth_set(seed=1)
-    rec = evaluate.run(train, test, victim="small_cnn", init="scratch", preset="cpu", device="cpu", progress=False,
-                       epochs=2, batch_size=8, defense=Blank())
+    rec = evaluate.run(
+        train,
+        test,
+        victim="small_cnn",
+        init="scratch",
+        preset="cpu",
+        device="cpu",
+        progress=False,
+        epochs=2,
+        batch_size=8,
+        defense=Blank(),
+    )
     seen = torch.cat(Blank.seen)
-    assert len(seen) == 2 * len(test.labels) and torch.equal(seen[:len(test.labels)], test.images.float() / 255)
+    assert len(seen) == 2 * len(test.labels) and torch.equal(seen[: len(test.labels)], test.images.float() / 255)
     # every blank test image gets the same prediction: the accuracy is one class's share
     assert rec["final_test_acc"] in {float((test.labels == k).float().mean()) for k in range(4)}
 
@@ -192,5 +224,13 @@ def test_test_images_pass_through_the_defense_at_inference():
 def test_linear_probe_sets_the_protocol_and_needs_a_pretrained_backbone():
     assert create_defense("linear_probe").protocol == "linear"
     with pytest.raises(ValueError, match="pretrained"):
-        evaluate.run(smooth_set(), smooth_set(seed=1), victim="small_cnn", init="scratch", device="cpu",
-                     progress=False, epochs=1, defense="linear_probe")
+        evaluate.run(
+            smooth_set(),
+            smooth_set(seed=1),
+            victim="small_cnn",
+            init="scratch",
+            device="cpu",
+            progress=False,
+            epochs=1,
+            defense="linear_probe",
+        )

@@ -34,11 +34,26 @@ def test_evaluate_under_torchrun_matches_one_process(learnable_folder, tmp_path)
     from unlearnable.cli import main
 
     one = tmp_path / "one"
-    assert main(["evaluate", "--train", str(learnable_folder), "--data", str(learnable_folder), "--out", str(one),
-                 *EVAL]) == 0
+    assert (
+        main(["evaluate", "--train", str(learnable_folder), "--data", str(learnable_folder), "--out", str(one), *EVAL])
+        == 0
+    )
     two = tmp_path / "runs" / "two"
-    r = torchrun(["-m", "unlearnable", "evaluate", "--train", str(learnable_folder), "--data", str(learnable_folder),
-                  "--out", str(two), *EVAL], cwd=tmp_path)
+    r = torchrun(
+        [
+            "-m",
+            "unlearnable",
+            "evaluate",
+            "--train",
+            str(learnable_folder),
+            "--data",
+            str(learnable_folder),
+            "--out",
+            str(two),
+            *EVAL,
+        ],
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("final test") == 1  # rank 0 alone reports
     assert sorted(p.name for p in two.parent.iterdir()) == ["two"]  # rank 0 alone writes; no partial folders
@@ -87,14 +102,16 @@ def test_checkpoints_resume_across_world_sizes(learnable_folder, tmp_path):
     r = torchrun([str(script), str(learnable_folder), str(ckpt), "1"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     first = torch.load(ckpt, weights_only=True)["history"]
-    res = train_classifier(create_model("small_cnn", 2), ds, cfg, seed=0, device=torch.device("cpu"), progress=False,
-                           checkpoint=ckpt)
+    res = train_classifier(
+        create_model("small_cnn", 2), ds, cfg, seed=0, device=torch.device("cpu"), progress=False, checkpoint=ckpt
+    )
     assert len(res["history"]) == 3 and res["history"][0] == first[0]
     # one process stops after epoch 1 (same script, no torchrun); two processes resume and finish
     ckpt = tmp_path / "b.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, str(script), str(learnable_folder), str(ckpt), "1"], check=True, env=env,
-                   timeout=120)
+    subprocess.run(
+        [sys.executable, str(script), str(learnable_folder), str(ckpt), "1"], check=True, env=env, timeout=120
+    )
     first = torch.load(ckpt, weights_only=True)["history"]
     r = torchrun([str(script), str(learnable_folder), str(ckpt), "99"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -161,8 +178,9 @@ def test_protect_checkpoints_resume_across_world_sizes(learnable_folder, tmp_pat
     script.write_text(FIT_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # 1 process stops in outer epoch 3 of 6; 2 processes resume and finish
-    subprocess.run([sys.executable, str(script), str(learnable_folder), str(tmp_path / "a"), "3"], check=True,
-                   env=env, timeout=120)
+    subprocess.run(
+        [sys.executable, str(script), str(learnable_folder), str(tmp_path / "a"), "3"], check=True, env=env, timeout=120
+    )
     assert torch.load(tmp_path / "a-bait.ckpt", weights_only=True)["epoch"] == 2
     r = torchrun([str(script), str(learnable_folder), str(tmp_path / "a"), "0"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -174,17 +192,38 @@ def test_protect_checkpoints_resume_across_world_sizes(learnable_folder, tmp_pat
     assert r.returncode == 0, r.stderr[-3000:]
     state = torch.load(tmp_path / "b-bait.ckpt", weights_only=True)
     assert state["epoch"] == 2 and len(state["history"]) == 2
-    subprocess.run([sys.executable, str(script), str(learnable_folder), str(tmp_path / "b"), "0"], check=True,
-                   env=env, timeout=120)
+    subprocess.run(
+        [sys.executable, str(script), str(learnable_folder), str(tmp_path / "b"), "0"], check=True, env=env, timeout=120
+    )
     assert torch.load(tmp_path / "b-bait.ckpt", weights_only=True)["epoch"] == 6
     assert torch.load(tmp_path / "b-bait-rank0of1.pt", weights_only=True).abs().max() > 0
 
 
 def test_protect_command_under_torchrun_writes_once(learnable_folder, tmp_path):
     out = tmp_path / "runs" / "prot"
-    r = torchrun(["-m", "unlearnable", "protect", "--data", str(learnable_folder), "--method", "em", "--set",
-                  "surrogate=small_cnn", "--set", "max_rounds=2", "--set", "batch_size=16", "--out", str(out),
-                  "--quiet", "--device", "cpu"], cwd=tmp_path)
+    r = torchrun(
+        [
+            "-m",
+            "unlearnable",
+            "protect",
+            "--data",
+            str(learnable_folder),
+            "--method",
+            "em",
+            "--set",
+            "surrogate=small_cnn",
+            "--set",
+            "max_rounds=2",
+            "--set",
+            "batch_size=16",
+            "--out",
+            str(out),
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("protected 96 images") == 1
     assert sorted(p.name for p in out.parent.iterdir()) == ["prot"]
@@ -194,12 +233,27 @@ def test_protect_command_under_torchrun_writes_once(learnable_folder, tmp_path):
 def test_bench_under_torchrun(learnable_folder, tmp_path):
     import yaml
 
-    cfg = {"name": "tiny", "datasets": [{"name": "toy", "source": str(learnable_folder)}],
-           "methods": {"clean": {}, "random": {}},
-           "victims": [{"name": "scratch", "init": "scratch", "epochs": 2, "batch_size": 16}]}
+    cfg = {
+        "name": "tiny",
+        "datasets": [{"name": "toy", "source": str(learnable_folder)}],
+        "methods": {"clean": {}, "random": {}},
+        "victims": [{"name": "scratch", "init": "scratch", "epochs": 2, "batch_size": 16}],
+    }
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    r = torchrun(["-m", "unlearnable", "bench", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "b"), "--quiet",
-                  "--device", "cpu"], cwd=tmp_path)
+    r = torchrun(
+        [
+            "-m",
+            "unlearnable",
+            "bench",
+            str(tmp_path / "tiny.yaml"),
+            "--out",
+            str(tmp_path / "b"),
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     lines = (tmp_path / "b" / "results.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all(json.loads(x)["final_test_acc"] >= 0.75 for x in lines)

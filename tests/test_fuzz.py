@@ -29,9 +29,12 @@ SEEDS = [encoded("PNG"), encoded("JPEG"), encoded("PNG", "P"), encoded("PNG", "L
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(range(len(SEEDS))), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
-                                                    max_size=8),
-       st.one_of(st.none(), st.integers(0, 4000)), st.binary(max_size=16))
+@given(
+    st.sampled_from(range(len(SEEDS))),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8),
+    st.one_of(st.none(), st.integers(0, 4000)),
+    st.binary(max_size=16),
+)
 def test_image_decoder_survives_mutated_files(which, flips, cut, junk):
     """Any mutation decodes to an RGB uint8 array or raises a DataError that names the file."""
     data = bytearray(SEEDS[which])
@@ -48,16 +51,22 @@ def test_image_decoder_survives_mutated_files(which, flips, cut, junk):
     assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3
 
 
-@settings(max_examples=max(10, EXAMPLES // 4), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.integers(0, 2**31 - 1), st.sampled_from([("linf", 8 / 255), ("linf", 2 / 255), ("l2", 0.5), ("l0", 2)]),
-       st.sampled_from(["classwise", "samplewise"]))
+@settings(
+    max_examples=max(10, EXAMPLES // 4), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.integers(0, 2**31 - 1),
+    st.sampled_from([("linf", 8 / 255), ("linf", 2 / 255), ("l2", 0.5), ("l0", 2)]),
+    st.sampled_from(["classwise", "samplewise"]),
+)
 def test_export_round_trip_holds_budget(tmp_path_factory, seed, budget, kind):
     """Exported PNGs, read back, equal Perturbation.apply and stay within the budget."""
     norm, eps = budget
     g = torch.Generator().manual_seed(seed)
     n, k = 6, 2
-    ds = ImageDataset(torch.randint(0, 256, (n, 3, 6, 6), generator=g, dtype=torch.uint8), torch.arange(n) % k,
-                      ["a", "b"])
+    ds = ImageDataset(
+        torch.randint(0, 256, (n, 3, 6, 6), generator=g, dtype=torch.uint8), torch.arange(n) % k, ["a", "b"]
+    )
     rows = k if kind == "classwise" else n
     p = Perturbation(torch.randn((rows, 3, 6, 6), generator=g) * 0.2, eps, kind, norm=norm)
     protected = p.apply(ds)

@@ -8,11 +8,37 @@ from unlearnable.perturbation import Perturbation
 
 
 def test_a_224_px_folder_protects_and_evaluates(tmp_path, make_image_folder):
-    photos = make_image_folder(tmp_path / "photos", {"cat": (90, 0, 0), "dog": (0, 90, 0), "fox": (0, 0, 90)},
-                               {"train": 100, "test": 10}, name="IMG_{i:04d}.jpg", size=224)
+    photos = make_image_folder(
+        tmp_path / "photos",
+        {"cat": (90, 0, 0), "dog": (0, 90, 0), "fox": (0, 0, 90)},
+        {"train": 100, "test": 10},
+        name="IMG_{i:04d}.jpg",
+        size=224,
+    )
     out, record = tmp_path / "protected", tmp_path / "eval"
-    assert main(["protect", "--data", str(photos), "--method", "bait", "--out", str(out), "--quiet",
-                 "--set", "stages=[1,0,0]", "--set", "images_per_epoch=16", "--set", "batch_size=16", "--set", "direct_lr=1.0"]) == 0
+    assert (
+        main(
+            [
+                "protect",
+                "--data",
+                str(photos),
+                "--method",
+                "bait",
+                "--out",
+                str(out),
+                "--quiet",
+                "--set",
+                "stages=[1,0,0]",
+                "--set",
+                "images_per_epoch=16",
+                "--set",
+                "batch_size=16",
+                "--set",
+                "direct_lr=1.0",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "classwise"
     delta = Perturbation.load(out / "perturbation.safetensors").delta
@@ -21,9 +47,31 @@ def test_a_224_px_folder_protects_and_evaluates(tmp_path, make_image_folder):
     assert protected.images.shape == (300, 3, 224, 224)
     assert main(["verify", str(out)]) == 0  # every file within 8/255 of its source
     # the pretrained victim takes the photos at their natural 224 px (the cpu preset's 64 px is for small images)
-    assert main(["evaluate", "--train", str(out), "--data", str(photos), "--init", "imagenet",
-                 "--epochs", "1", "--batch-size", "30", "--train-per-class", "10", "--test-per-class", "5",
-                 "--quiet", "--out", str(record)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--train",
+                str(out),
+                "--data",
+                str(photos),
+                "--init",
+                "imagenet",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "30",
+                "--train-per-class",
+                "10",
+                "--test-per-class",
+                "5",
+                "--quiet",
+                "--out",
+                str(record),
+            ]
+        )
+        == 0
+    )
     rec = json.loads((record / "record.json").read_text())
     assert rec["input_size"] == 224 and rec["n_train"] == 30 and rec["n_test"] == 15
     assert 0.0 <= rec["final_test_acc"] <= 1.0 and len(rec["history"]) == 1

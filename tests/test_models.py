@@ -32,7 +32,6 @@ from unlearnable.models import (
 from unlearnable.models import efficientnet as eff
 from unlearnable.models.resnet import RESNET18_IMAGENET_URL, ResNetTrunk
 
-
 REQUIRED = {"resnet18", "resnet18_imagenet", "small_cnn", "efficientnet_lite0", "efficientnet_lite1"}
 MODELS_DIR = Path(models.__file__).parent
 
@@ -353,9 +352,7 @@ def test_url_download_with_sha256_prefix(tmp_path, monkeypatch):
 
     bad_prefix = "0" * 8 if not digest.startswith("0" * 8) else "f" * 8
     with pytest.raises(ChecksumError) as e:
-        load_state_dict_file(
-            "https://example.org/other-weights.pth", sha256_prefix=bad_prefix, cache_dir=cache
-        )
+        load_state_dict_file("https://example.org/other-weights.pth", sha256_prefix=bad_prefix, cache_dir=cache)
     assert "other-weights.pth" in str(e.value)
     assert bad_prefix in str(e.value) and digest in str(e.value)
     assert sorted(p.name for p in cache.iterdir()) == ["tiny-weights.pth"]  # bad file removed
@@ -452,9 +449,7 @@ def test_efficientnet_lite0_pretrained_weights_loaded(lite0_file_state):
     model = create_model("efficientnet_lite0", num_classes=10, pretrained=True).eval()
     body = model.features.body
     assert torch.equal(body._conv_stem.weight, lite0_file_state["_conv_stem.weight"])
-    assert torch.equal(
-        body._blocks[5]._depthwise_conv.weight, lite0_file_state["_blocks.5._depthwise_conv.weight"]
-    )
+    assert torch.equal(body._blocks[5]._depthwise_conv.weight, lite0_file_state["_blocks.5._depthwise_conv.weight"])
     assert torch.equal(body._bn1.running_var, lite0_file_state["_bn1.running_var"])
     assert not hasattr(body, "_fc")
     assert model.head.weight.shape == (10, 1280)

@@ -14,8 +14,7 @@ import torch
 from formats import py2_pickle
 from scipy.io import savemat
 
-from unlearnable.data import DataError, load_dataset
-from unlearnable.data import official
+from unlearnable.data import DataError, load_dataset, official
 from unlearnable.data.official import DATASETS, find_official, read_idx
 
 
@@ -31,18 +30,28 @@ def _md5(path: Path) -> str:
 
 # --------------------------------------------------------------------------- CIFAR-100
 
+
 def _cifar100_archive(folder: Path, n_train=30, n_test=10) -> tuple[Path, dict]:
     """cifar-100-python.tar.gz as distributed: pickled dicts with bytes keys, rows of 3072 bytes."""
     rng = np.random.default_rng(0)
     truth = {}
-    members = {"meta": {b"fine_label_names": [f"fine{i:02d}".encode() for i in range(100)],
-                        b"coarse_label_names": [f"coarse{i:02d}".encode() for i in range(20)]}}
+    members = {
+        "meta": {
+            b"fine_label_names": [f"fine{i:02d}".encode() for i in range(100)],
+            b"coarse_label_names": [f"coarse{i:02d}".encode() for i in range(20)],
+        }
+    }
     for split, n in (("train", n_train), ("test", n_test)):
         data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         fine = rng.integers(0, 100, n).tolist()
         coarse = [f // 5 for f in fine]
-        members[split] = {b"filenames": [f"img{i}.png".encode() for i in range(n)], b"batch_label": b"x",
-                          b"fine_labels": fine, b"coarse_labels": coarse, b"data": data}
+        members[split] = {
+            b"filenames": [f"img{i}.png".encode() for i in range(n)],
+            b"batch_label": b"x",
+            b"fine_labels": fine,
+            b"coarse_labels": coarse,
+            b"data": data,
+        }
         truth[split] = (data, fine, coarse)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "cifar-100-python.tar.gz"
@@ -87,6 +96,7 @@ def test_cifar100_missing_member_is_named(tmp_path):
 
 
 # --------------------------------------------------------------------------- SVHN
+
 
 def _svhn_mat(path: Path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -133,6 +143,7 @@ def test_svhn_bad_file_is_named(tmp_path):
 
 
 # --------------------------------------------------------------------------- Fashion-MNIST
+
 
 def _idx(array: np.ndarray, code: int = 0x08) -> bytes:
     header = bytes([0, 0, code, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
@@ -195,6 +206,7 @@ def test_fashion_label_count_mismatch_names_the_files(tmp_path):
 
 # --------------------------------------------------------------------------- finding and downloading
 
+
 def test_missing_dataset_lists_what_and_where(tmp_path):
     with pytest.raises(DataError) as err:
         load_dataset("svhn", "test")
@@ -249,8 +261,25 @@ def test_protected_copy_evaluates_against_the_official_test_order(tmp_path, monk
         assert test.classes[test.labels[k]] == official_test.classes[official_test.labels[k]]
     with pytest.raises(ValueError, match="class names differ"):
         official_test.with_class_order(protected.classes[:-1] + ["other"])
-    assert main(["evaluate", "--train", str(out), "--data", "fashion-mnist", "--init", "scratch", "--victim",
-                 "small_cnn", "--epochs", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--train",
+                str(out),
+                "--data",
+                "fashion-mnist",
+                "--init",
+                "scratch",
+                "--victim",
+                "small_cnn",
+                "--epochs",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
 
 
 def test_dataset_presets():

@@ -57,8 +57,9 @@ def test_classwise_indexes_by_label_samplewise_by_position():
         inside = (ds.images[i].int() + 2 * int(ds.labels[i])) <= 255
         assert (out[i][inside] == 2 * int(ds.labels[i])).all()
     n = len(ds)
-    sw = Perturbation(torch.arange(n).float().view(n, 1, 1, 1).expand(n, 3, 8, 8) / 255 * 0.5, eps=8 / 255,
-                      kind="samplewise")
+    sw = Perturbation(
+        torch.arange(n).float().view(n, 1, 1, 1).expand(n, 3, 8, 8) / 255 * 0.5, eps=8 / 255, kind="samplewise"
+    )
     rows = sw.for_batch(ds.labels, torch.arange(n))
     assert torch.equal(rows[:, 0, 0, 0] * 255 / 0.5, torch.arange(n).float())
     # a sample-wise perturbation must not be looked up by label
@@ -127,7 +128,7 @@ def test_random_crop_is_a_per_image_window_of_the_padded_image_with_the_transpos
     padded = torch.nn.functional.pad(x.detach(), (padding,) * 4)
     h, w = shape[2:]
     for i in range(shape[0]):  # the slow, obviously right reference
-        assert torch.equal(got[i].detach(), padded[i, :, oy[i]:oy[i] + h, ox[i]:ox[i] + w])
+        assert torch.equal(got[i].detach(), padded[i, :, oy[i] : oy[i] + h, ox[i] : ox[i] + w])
     crop = lambda t: random_crop(t, padding, torch.Generator().manual_seed(7))  # noqa: E731
     assert torch.autograd.gradcheck(crop, (x,))
     assert torch.autograd.gradgradcheck(lambda t: crop(t).square(), (x,))  # the hypergradient's second order
@@ -177,8 +178,9 @@ def test_budget_validation_by_norm():
 
 def test_apply_in_chunks_and_to_disk_matches_in_memory(monkeypatch, tmp_path):
     g = torch.Generator().manual_seed(3)
-    ds = ImageDataset(torch.randint(0, 256, (37, 3, 8, 8), generator=g, dtype=torch.uint8), torch.arange(37) % 3,
-                      ["a", "b", "c"])
+    ds = ImageDataset(
+        torch.randint(0, 256, (37, 3, 8, 8), generator=g, dtype=torch.uint8), torch.arange(37) % 3, ["a", "b", "c"]
+    )
     p = Perturbation(torch.rand(37, 3, 8, 8, generator=g) * 0.1 - 0.05, 8 / 255, kind="samplewise")
     whole = p.apply(ds, chunk=1000)
     assert torch.equal(p.apply(ds, chunk=5).images, whole.images)

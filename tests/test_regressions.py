@@ -40,8 +40,13 @@ def test_training_batches_are_shuffled():
     labels = torch.arange(64) // 32  # sorted by class
     images = (labels.view(-1, 1, 1, 1) * 255).expand(64, 3, 16, 16).to(torch.uint8).contiguous()
     spy = LabelSpy()
-    train_classifier(spy, ImageDataset(images, labels, ["a", "b"]), TrainConfig(epochs=1, batch_size=16, augment=False),
-                     device=torch.device("cpu"), progress=False)
+    train_classifier(
+        spy,
+        ImageDataset(images, labels, ["a", "b"]),
+        TrainConfig(epochs=1, batch_size=16, augment=False),
+        device=torch.device("cpu"),
+        progress=False,
+    )
     assert all(0 in batch and 1 in batch for batch in spy.seen)
 
 

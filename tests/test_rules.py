@@ -19,8 +19,23 @@ from unlearnable.cli import main
 from unlearnable.data import ImageDataset, load_dataset
 
 RANDOM = ["--method", "random", "--quiet", "--device", "cpu"]
-EM_TINY = ["--method", "em", "--quiet", "--device", "cpu", "--set", "surrogate=small_cnn", "--set", "max_rounds=4",
-           "--set", "batch_size=16", "--set", "train_steps=2", "--set", "stop_acc=1.0"]
+EM_TINY = [
+    "--method",
+    "em",
+    "--quiet",
+    "--device",
+    "cpu",
+    "--set",
+    "surrogate=small_cnn",
+    "--set",
+    "max_rounds=4",
+    "--set",
+    "batch_size=16",
+    "--set",
+    "train_steps=2",
+    "--set",
+    "stop_acc=1.0",
+]
 FAST_EVAL = ["--init", "scratch", "--epochs", "1", "--batch-size", "16", "--quiet", "--device", "cpu"]
 
 
@@ -82,6 +97,7 @@ def one_line_error(capsys) -> str:
 
 # --------------------------------------------------------------------------- rule 1
 
+
 def test_rule1_no_output_is_inside_contains_or_is_an_input_for_any_command(world, capsys):
     photos, data = world["photos"], world["data"]
     before = snapshot(world)
@@ -99,8 +115,15 @@ def test_rule1_no_output_is_inside_contains_or_is_an_input_for_any_command(world
                     one_line_error(capsys)
     cfg = world["root"] / "b.yaml"
     for source, inp in ((str(photos), photos), ("cifar10", data)):
-        cfg.write_text(yaml.safe_dump({"datasets": [{"name": "d", "source": source}], "methods": {"random": {}},
-                                       "victims": [{"name": "s", "init": "scratch", "epochs": 1}]}))
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "datasets": [{"name": "d", "source": source}],
+                    "methods": {"random": {}},
+                    "victims": [{"name": "s", "init": "scratch", "epochs": 1}],
+                }
+            )
+        )
         for out in outs(inp):
             assert main(["bench", str(cfg), "--out", str(out), "--quiet", "--device", "cpu"]) == 2, (source, out)
             one_line_error(capsys)
@@ -148,20 +171,35 @@ def test_rule1_bench_writes_only_inside_its_out(world, capsys):
     root = world["root"]
     cfg = root / "b.yaml"
     for bad in ("../x", "..", "a/b", ".hidden", ""):
-        cfg.write_text(yaml.safe_dump({"datasets": [{"name": bad, "source": str(world["photos"])}],
-                                       "methods": {"random": {}}, "victims": [{"name": "s", "init": "scratch"}]}))
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "datasets": [{"name": bad, "source": str(world["photos"])}],
+                    "methods": {"random": {}},
+                    "victims": [{"name": "s", "init": "scratch"}],
+                }
+            )
+        )
         assert main(["bench", str(cfg), "--out", str(root / "runs" / "b"), "--quiet"]) == 2, bad
         assert "cannot name a folder" in one_line_error(capsys)
     assert not (root / "runs").exists() and not (root / "x").exists()
     (root / "busy").mkdir()
     png(root / "busy" / "a.png", 0)
-    cfg.write_text(yaml.safe_dump({"datasets": [{"name": "d", "source": str(world["photos"])}],
-                                   "methods": {"random": {}}, "victims": [{"name": "s", "init": "scratch"}]}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": [{"name": "d", "source": str(world["photos"])}],
+                "methods": {"random": {}},
+                "victims": [{"name": "s", "init": "scratch"}],
+            }
+        )
+    )
     assert main(["bench", str(cfg), "--out", str(root / "busy"), "--quiet"]) == 2  # not a bench folder to resume
     assert "not an earlier `unlearnable bench` output" in one_line_error(capsys)
 
 
 # --------------------------------------------------------------------------- rule 2
+
 
 def stop_after_saves(monkeypatch, n: int) -> None:
     """The process dies (KeyboardInterrupt) right after the n-th checkpoint is on disk."""
@@ -192,8 +230,11 @@ def test_rule2_a_checkpoint_resumes_only_the_run_that_wrote_it(world, tmp_path, 
     assert "run the same command again" in capsys.readouterr().err
     monkeypatch.setattr(training.Checkpoint, "save", real_save)
     kept = ckpt.read_bytes()
-    for changed, what in ((["--seed", "1"], "settings.seed"), (["--data", str(other)], "data"),
-                          (["--set", "step_size=0.01"], "settings.step_size")):
+    for changed, what in (
+        (["--seed", "1"], "settings.seed"),
+        (["--data", str(other)], "data"),
+        (["--set", "step_size=0.01"], "settings.step_size"),
+    ):
         argv = cmd[:1] + ["--data", changed[1]] + cmd[3:] if changed[0] == "--data" else cmd + changed
         assert main(argv) == 2
         err = one_line_error(capsys)
@@ -255,6 +296,7 @@ def test_rule2_truncated_or_foreign_checkpoints_are_refused_naming_the_file(worl
 
 # --------------------------------------------------------------------------- rule 3
 
+
 def small_set(n_per_class=24, size=16) -> ImageDataset:
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (2 * n_per_class, 3, size, size), generator=g, dtype=torch.uint8)
@@ -264,13 +306,25 @@ def small_set(n_per_class=24, size=16) -> ImageDataset:
 TINY = {"surrogate": "small_cnn", "surrogate_init": "scratch"}
 LONG_METHODS = {
     "em": ("em", dict(surrogate="small_cnn", batch_size=16, max_rounds=4, train_steps=2, stop_acc=1.0)),
-    "em-samplewise": ("em", dict(surrogate="small_cnn", kind="samplewise", batch_size=16, max_rounds=3, train_steps=2,
-                                 attack_steps=2, stop_acc=1.0)),
+    "em-samplewise": (
+        "em",
+        dict(
+            surrogate="small_cnn",
+            kind="samplewise",
+            batch_size=16,
+            max_rounds=3,
+            train_steps=2,
+            attack_steps=2,
+            stop_acc=1.0,
+        ),
+    ),
     "tap": ("tap", dict(surrogate="small_cnn", surrogate_epochs=2, surrogate_batch_size=16, steps=2, batch_size=8)),
     "rem": ("rem", dict(surrogate="small_cnn", train_steps=25, batch_size=16, steps=1, eot=1, adv_steps=1)),
     "bait-direct": ("bait", dict(TINY, stages=[2, 2, 2], batch_size=16)),
-    "bait-generator": ("bait", dict(TINY, stages=[1, 1, 1], batch_size=16, parameterization="generator",
-                                    generator_width=0.125)),
+    "bait-generator": (
+        "bait",
+        dict(TINY, stages=[1, 1, 1], batch_size=16, parameterization="generator", generator_width=0.125),
+    ),
 }
 
 
@@ -299,10 +353,18 @@ def test_rule3_evaluate_and_bench_resume_bit_identically(world, tmp_path, monkey
     from unlearnable.perturbation import Perturbation
 
     cfg = tmp_path / "b.yaml"
-    cfg.write_text(yaml.safe_dump({"datasets": [{"name": "d", "source": str(world["photos"])}],
-                                   "methods": {"clean": {}, "em": {"surrogate": "small_cnn", "max_rounds": 3,
-                                                                   "batch_size": 16, "train_steps": 2}},
-                                   "victims": [{"name": "s", "init": "scratch", "epochs": 3, "batch_size": 4}]}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": [{"name": "d", "source": str(world["photos"])}],
+                "methods": {
+                    "clean": {},
+                    "em": {"surrogate": "small_cnn", "max_rounds": 3, "batch_size": 16, "train_steps": 2},
+                },
+                "victims": [{"name": "s", "init": "scratch", "epochs": 3, "batch_size": 4}],
+            }
+        )
+    )
     bench.run_bench(cfg, tmp_path / "full", device="cpu", progress=False)
     real = training.Checkpoint.save
     for stop in (2, 5):  # inside the first cell's training; inside the EM protection
@@ -317,13 +379,16 @@ def test_rule3_evaluate_and_bench_resume_bit_identically(world, tmp_path, monkey
         return {r["cell"]: [{k: v for k, v in h.items() if k != "seconds"} for h in r["history"]] for r in recs}
 
     assert runs(tmp_path / "full") == runs(tmp_path / "killed")
-    a, b = (Perturbation.load(tmp_path / f / "protected" / "d" / "em-seed0" / "perturbation.safetensors")
-            for f in ("full", "killed"))
+    a, b = (
+        Perturbation.load(tmp_path / f / "protected" / "d" / "em-seed0" / "perturbation.safetensors")
+        for f in ("full", "killed")
+    )
     assert torch.equal(a.delta, b.delta) and a.meta == b.meta
     assert not list((tmp_path / "killed").rglob("*.checkpoint.pt")) and not list((tmp_path / "killed").rglob("*.lock"))
 
 
 # --------------------------------------------------------------------------- rule 4
+
 
 def test_rule4_every_input_image_gives_exactly_one_output(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
@@ -365,6 +430,7 @@ def test_rule4_names_that_would_meet_stop_the_run(tmp_path):
 
 
 # --------------------------------------------------------------------------- rule 5
+
 
 @pytest.fixture()
 def protected(world, tmp_path):
@@ -439,41 +505,69 @@ def test_rule5_verify_passes_on_folders_made_by_bench_and_demo(world, tmp_path, 
     from unlearnable.attacks import bait, em
 
     cfg = tmp_path / "b.yaml"
-    cfg.write_text(yaml.safe_dump({"datasets": [{"name": "d", "source": "cifar10", "train_per_class": 6}],
-                                   "methods": {"random": {}, "em": {"surrogate": "small_cnn", "max_rounds": 2,
-                                                                    "batch_size": 8}},
-                                   "victims": [{"name": "s", "init": "scratch", "epochs": 1, "batch_size": 4}]}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": [{"name": "d", "source": "cifar10", "train_per_class": 6}],
+                "methods": {"random": {}, "em": {"surrogate": "small_cnn", "max_rounds": 2, "batch_size": 8}},
+                "victims": [{"name": "s", "init": "scratch", "epochs": 1, "batch_size": 4}],
+            }
+        )
+    )
     bench.run_bench(cfg, tmp_path / "bench", device="cpu", progress=False)
     for m in ("random-seed0", "em-seed0"):
         assert verify_report(tmp_path / "bench" / "protected" / "d" / m, capsys)[0] == 0, m
     # the demo with tiny presets: every method and victim as in the real one, a few steps each
-    monkeypatch.setitem(em.KIND_DEFAULTS, ("cpu", "classwise"),
-                        {"attack_steps": 1, "attack_fraction": 0.5, "augment": True, "max_rounds": 2})
-    monkeypatch.setitem(bait.BAIT.PRESETS, "cpu", {"surrogate": "small_cnn", "surrogate_init": "scratch",
-                                                   "parameterization": "direct", "direct_size": 8,
-                                                   "stages": [1, 1, 1], "batch_size": 8, "direct_lr": 1.0})
+    monkeypatch.setitem(
+        em.KIND_DEFAULTS,
+        ("cpu", "classwise"),
+        {"attack_steps": 1, "attack_fraction": 0.5, "augment": True, "max_rounds": 2},
+    )
+    monkeypatch.setitem(
+        bait.BAIT.PRESETS,
+        "cpu",
+        {
+            "surrogate": "small_cnn",
+            "surrogate_init": "scratch",
+            "parameterization": "direct",
+            "direct_size": 8,
+            "stages": [1, 1, 1],
+            "batch_size": 8,
+            "direct_lr": 1.0,
+        },
+    )
     for key in (("cpu", "scratch"), ("cpu", "imagenet")):
-        monkeypatch.setitem(evaluate.VICTIM_PRESETS, key, {**evaluate.VICTIM_PRESETS[key], "epochs": 1,
-                                                           "batch_size": 8, "input_size": None})
+        monkeypatch.setitem(
+            evaluate.VICTIM_PRESETS,
+            key,
+            {**evaluate.VICTIM_PRESETS[key], "epochs": 1, "batch_size": 8, "input_size": None},
+        )
     assert main(["demo", "--out", str(tmp_path / "demo"), "--train-per-class", "6", "--quiet", "--device", "cpu"]) == 0
     for m in ("em", "bait"):
         assert verify_report(tmp_path / "demo" / "protected" / m, capsys)[0] == 0, m
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--train-per-class", "6", "--quiet", "--device", "cpu",
-                 "--force"]) == 0  # its own earlier output
+    assert (
+        main(
+            ["demo", "--out", str(tmp_path / "demo"), "--train-per-class", "6", "--quiet", "--device", "cpu", "--force"]
+        )
+        == 0
+    )  # its own earlier output
 
 
 # --------------------------------------------------------------------------- rule 6
+
 
 def test_rule6_an_empty_or_ineffective_protection_is_not_a_success(world, tmp_path, capsys):
     from unlearnable.export import export_protected
     from unlearnable.perturbation import Perturbation
 
     photos = str(world["photos"])
-    for argv, message in ((["--eps", "0.003"], "below one 8-bit level"),
-                          (["--method", "ar", "--eps", "0.002"], "below one 8-bit level"),
-                          (["--method", "em", "--set", "max_rounds=0"], "max_rounds must be greater than 0"),
-                          (["--method", "tap", "--set", "steps=0"], "steps must be greater than 0"),
-                          (["--method", "bait", "--set", "direct_lr=0"], "direct_lr must be greater than 0")):
+    for argv, message in (
+        (["--eps", "0.003"], "below one 8-bit level"),
+        (["--method", "ar", "--eps", "0.002"], "below one 8-bit level"),
+        (["--method", "em", "--set", "max_rounds=0"], "max_rounds must be greater than 0"),
+        (["--method", "tap", "--set", "steps=0"], "steps must be greater than 0"),
+        (["--method", "bait", "--set", "direct_lr=0"], "direct_lr must be greater than 0"),
+    ):
         assert main(["protect", "--data", photos, "--quiet", "--out", str(tmp_path / "o"), *argv]) == 2, argv
         assert message in one_line_error(capsys)
     assert not (tmp_path / "o").exists()
@@ -481,9 +575,28 @@ def test_rule6_an_empty_or_ineffective_protection_is_not_a_success(world, tmp_pa
     with pytest.raises(ValueError, match="changed no pixel"):
         export_protected(tmp_path / "o", ds, ds, Perturbation(torch.zeros(2, 3, 16, 16), 8 / 255), {})
     assert not (tmp_path / "o").exists()
-    weak = ["protect", "--data", photos, "--method", "bait", "--quiet", "--device", "cpu", "--out", str(tmp_path / "w"),
-            "--set", "surrogate=small_cnn", "--set", "surrogate_init=scratch", "--set", "stages=[1,0,0]",
-            "--set", "batch_size=16", "--set", "direct_lr=0.15"]
+    weak = [
+        "protect",
+        "--data",
+        photos,
+        "--method",
+        "bait",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "w"),
+        "--set",
+        "surrogate=small_cnn",
+        "--set",
+        "surrogate_init=scratch",
+        "--set",
+        "stages=[1,0,0]",
+        "--set",
+        "batch_size=16",
+        "--set",
+        "direct_lr=0.15",
+    ]
     assert main(weak) == 0
     assert "this protection is weak" in capsys.readouterr().err
     manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
@@ -491,6 +604,7 @@ def test_rule6_an_empty_or_ineffective_protection_is_not_a_success(world, tmp_pa
 
 
 # --------------------------------------------------------------------------- rule 7
+
 
 def test_rule7_every_error_is_one_line_naming_the_option_or_file(world, tmp_path, monkeypatch, capsys):
     photos = str(world["photos"])
@@ -526,11 +640,16 @@ def test_rule7_every_error_is_one_line_naming_the_option_or_file(world, tmp_path
 
     # bench: a malformed results file, and options checked before any protection
     cfg = tmp_path / "b.yaml"
-    good = {"datasets": [{"name": "d", "source": photos}], "methods": {"random": {}},
-            "victims": [{"name": "s", "init": "scratch", "epochs": 1, "batch_size": 8}]}
-    for victim, message in (({"name": "s", "init": "scratch", "epochs": "abc"}, "epochs must be a whole number"),
-                            ({"name": "s", "init": "scratch", "victim": "resnet1000"}, "unknown model"),
-                            ({"name": "s", "init": "sideways"}, "--init")):
+    good = {
+        "datasets": [{"name": "d", "source": photos}],
+        "methods": {"random": {}},
+        "victims": [{"name": "s", "init": "scratch", "epochs": 1, "batch_size": 8}],
+    }
+    for victim, message in (
+        ({"name": "s", "init": "scratch", "epochs": "abc"}, "epochs must be a whole number"),
+        ({"name": "s", "init": "scratch", "victim": "resnet1000"}, "unknown model"),
+        ({"name": "s", "init": "sideways"}, "--init"),
+    ):
         cfg.write_text(yaml.safe_dump({**good, "victims": [victim]}))
         assert main(["bench", str(cfg), "--out", str(tmp_path / "bench"), "--quiet"]) == 2
         assert message in one_line_error(capsys)
@@ -546,6 +665,7 @@ def test_rule7_every_error_is_one_line_naming_the_option_or_file(world, tmp_path
 
 
 # --------------------------------------------------------------------------- rule 8
+
 
 def test_rule8_photos_keep_their_orientation(tmp_path, monkeypatch):
     from unlearnable.data.sources import decode_image

@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from unlearnable import evaluate
-from unlearnable import training
+from unlearnable import evaluate, training
 from unlearnable.data import ImageDataset
 from unlearnable.training import TrainConfig, lr_factor
 
@@ -17,8 +16,18 @@ def blobs(n_per_class=16, k=3, size=16, seed=0):
 
 
 def run(**kw):
-    return evaluate.run(blobs(), blobs(seed=1), init="scratch", preset="cpu", seed=0, device="cpu", progress=False,
-                        epochs=3, batch_size=16, **kw)
+    return evaluate.run(
+        blobs(),
+        blobs(seed=1),
+        init="scratch",
+        preset="cpu",
+        seed=0,
+        device="cpu",
+        progress=False,
+        epochs=3,
+        batch_size=16,
+        **kw,
+    )
 
 
 def strip(history):
@@ -59,8 +68,14 @@ def test_linear_probe_trains_only_the_head():
 
     model = create_model("small_cnn", 3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    training.train_classifier(model, blobs(), TrainConfig(epochs=1, batch_size=16, lr=0.1), protocol="linear",
-                              device=torch.device("cpu"), progress=False)
+    training.train_classifier(
+        model,
+        blobs(),
+        TrainConfig(epochs=1, batch_size=16, lr=0.1),
+        protocol="linear",
+        device=torch.device("cpu"),
+        progress=False,
+    )
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"head.weight", "head.bias"}

@@ -43,8 +43,15 @@ def test_no_command_changes_its_input(folder, tmp_path):
     assert main(["evaluate", "--train", str(out), "--data", str(folder), "--out", str(tmp_path / "e"), *FAST_EVAL]) == 0
     assert main(["verify", str(out)]) == 0
     cfg = tmp_path / "b.yaml"
-    cfg.write_text(json.dumps({"datasets": [{"name": "d", "source": str(folder)}], "methods": {"random": {}},
-                               "victims": [{"name": "s", "init": "scratch", "epochs": 1, "batch_size": 16}]}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "datasets": [{"name": "d", "source": str(folder)}],
+                "methods": {"random": {}},
+                "victims": [{"name": "s", "init": "scratch", "epochs": 1, "batch_size": 16}],
+            }
+        )
+    )
     assert main(["bench", str(cfg), "--out", str(tmp_path / "bench"), "--quiet", "--device", "cpu"]) == 0
     assert tree_hash(folder) == before and tree_hash(out) == prot_hash
 
@@ -148,13 +155,19 @@ def test_malicious_pickles_are_refused(tmp_path, monkeypatch):
     from unlearnable.training import CheckpointError
 
     with pytest.raises(CheckpointError, match="evil.pt cannot be read.*delete it"):  # loaded with weights_only=True
-        train_classifier(create_model("small_cnn", 2), ds, TrainConfig(epochs=1, batch_size=4),
-                         device=torch.device("cpu"), progress=False, checkpoint=bad)
+        train_classifier(
+            create_model("small_cnn", 2),
+            ds,
+            TrainConfig(epochs=1, batch_size=4),
+            device=torch.device("cpu"),
+            progress=False,
+            checkpoint=bad,
+        )
     with pytest.raises(ValueError, match="not a perturbation file"):
         Perturbation.load(bad)
-    from unlearnable.models.weights import load_state_dict_file
+    from unlearnable.models.weights import WeightsError, load_state_dict_file
 
-    with pytest.raises(Exception):
+    with pytest.raises((WeightsError, pickle.UnpicklingError)):
         load_state_dict_file(bad)
     assert not (tmp_path / "pwned").exists()
 
@@ -185,28 +198,88 @@ def test_sigkill_then_resume_is_bit_identical(folder, tmp_path):
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    protect = ["protect", "--data", str(folder), "--method", "bait", "--quiet", "--device", "cpu",
-               "--set", "surrogate=small_cnn", "--set", "surrogate_init=scratch", "--set", "stages=[12,12,12]",
-               "--set", "batch_size=8"]
-    subprocess.run([sys.executable, "-m", "unlearnable", *protect, "--out", str(tmp_path / "p1")], env=env,
-                   check=True, capture_output=True, timeout=300)
+    protect = [
+        "protect",
+        "--data",
+        str(folder),
+        "--method",
+        "bait",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--set",
+        "surrogate=small_cnn",
+        "--set",
+        "surrogate_init=scratch",
+        "--set",
+        "stages=[12,12,12]",
+        "--set",
+        "batch_size=8",
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "unlearnable", *protect, "--out", str(tmp_path / "p1")],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     run_killed_then_resumed([*protect, "--out", str(tmp_path / "p2")], tmp_path / ".p2.checkpoint.pt", env, tmp_path)
     a, b = (Perturbation.load(tmp_path / p / "perturbation.safetensors") for p in ("p1", "p2"))
     assert torch.equal(a.delta, b.delta)  # the same bytes
     assert a.meta["history"] == b.meta["history"]
 
-    em = ["protect", "--data", str(folder), "--method", "em", "--quiet", "--device", "cpu", "--set",
-          "surrogate=small_cnn", "--set", "max_rounds=8", "--set", "batch_size=8", "--set", "stop_acc=1.0"]
-    subprocess.run([sys.executable, "-m", "unlearnable", *em, "--out", str(tmp_path / "m1")], env=env,
-                   check=True, capture_output=True, timeout=300)
+    em = [
+        "protect",
+        "--data",
+        str(folder),
+        "--method",
+        "em",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--set",
+        "surrogate=small_cnn",
+        "--set",
+        "max_rounds=8",
+        "--set",
+        "batch_size=8",
+        "--set",
+        "stop_acc=1.0",
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "unlearnable", *em, "--out", str(tmp_path / "m1")],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     run_killed_then_resumed([*em, "--out", str(tmp_path / "m2")], tmp_path / ".m2.checkpoint.pt", env, tmp_path)
     a, b = (Perturbation.load(tmp_path / p / "perturbation.safetensors") for p in ("m1", "m2"))
     assert torch.equal(a.delta, b.delta) and a.meta["history"] == b.meta["history"]
 
-    evaluate = ["evaluate", "--train", str(tmp_path / "p1"), "--data", str(folder), "--init", "scratch",
-                "--epochs", "40", "--batch-size", "4", "--quiet", "--device", "cpu"]
-    subprocess.run([sys.executable, "-m", "unlearnable", *evaluate, "--out", str(tmp_path / "e1")], env=env,
-                   check=True, capture_output=True, timeout=300)
+    evaluate = [
+        "evaluate",
+        "--train",
+        str(tmp_path / "p1"),
+        "--data",
+        str(folder),
+        "--init",
+        "scratch",
+        "--epochs",
+        "40",
+        "--batch-size",
+        "4",
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "unlearnable", *evaluate, "--out", str(tmp_path / "e1")],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     run_killed_then_resumed([*evaluate, "--out", str(tmp_path / "e2")], tmp_path / ".e2.checkpoint.pt", env, tmp_path)
 
     def history(p):
@@ -268,8 +341,22 @@ def test_disk_full_and_permission_errors_end_clearly_with_nothing_half_written(f
     # evaluate: the record cannot be written; the finished training stays in its checkpoint, and
     # the same command, run again once there is space, writes the record without training again
     rec = tmp_path / "runs" / "eval"
-    cmd = ["evaluate", "--train", str(folder), "--data", str(folder), "--init", "scratch", "--victim", "small_cnn",
-           "--epochs", "2", "--quiet", "--out", str(rec)]
+    cmd = [
+        "evaluate",
+        "--train",
+        str(folder),
+        "--data",
+        str(folder),
+        "--init",
+        "scratch",
+        "--victim",
+        "small_cnn",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        str(rec),
+    ]
     real_write = Path.write_text
 
     def full_disk_text(self, *a, **k):
@@ -282,5 +369,6 @@ def test_disk_full_and_permission_errors_end_clearly_with_nothing_half_written(f
     assert (rec.parent / ".eval.checkpoint.pt").exists()
     monkeypatch.undo()
     import unlearnable.training as training
+
     monkeypatch.setattr(training, "set_train_mode", None)  # any further training step would fail
     assert main(cmd) == 0 and len(json.loads((rec / "record.json").read_text())["history"]) == 2

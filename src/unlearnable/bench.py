@@ -94,7 +94,9 @@ def load_config(path: str | Path) -> dict:
             raise ValueError(f"{path}: every victim needs a name and an init (scratch | imagenet), got {v}")
         unknown = set(v) - VICTIM_KEYS
         if unknown:
-            raise ValueError(f"{path}: victim {v['name']!r} has unknown key(s) {sorted(unknown)}; known: {sorted(VICTIM_KEYS)}")
+            raise ValueError(
+                f"{path}: victim {v['name']!r} has unknown key(s) {sorted(unknown)}; known: {sorted(VICTIM_KEYS)}"
+            )
     if len({v["name"] for v in cfg["victims"]}) != len(cfg["victims"]):
         raise ValueError(f"{path}: victim names must be unique")
     _check_names(cfg, path)
@@ -103,10 +105,18 @@ def load_config(path: str | Path) -> dict:
 
 def _safe_name(name, what: str, path: Path) -> None:
     """Entry names become folder and file names under the results folder: nothing that leaves it."""
-    if (not isinstance(name, str) or not name.strip() or name in (".", "..") or name.startswith(".")
-            or any(ch in name for ch in "/\\\0:") or len(name) > 100):
-        raise ValueError(f"{path}: {what} name {name!r} cannot name a folder inside the results (use letters, digits, "
-                         "- _ + * and no path separators, not starting with a dot)")
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or name in (".", "..")
+        or name.startswith(".")
+        or any(ch in name for ch in "/\\\0:")
+        or len(name) > 100
+    ):
+        raise ValueError(
+            f"{path}: {what} name {name!r} cannot name a folder inside the results (use letters, digits, "
+            "- _ + * and no path separators, not starting with a dot)"
+        )
 
 
 def _check_names(cfg: dict, path: Path) -> None:
@@ -127,8 +137,13 @@ def _check_names(cfg: dict, path: Path) -> None:
     for v in cfg["victims"]:
         opts = {k: val for k, val in v.items() if k not in ("name", "init", "protocol", "victim", "input_size")}
         try:
-            check_victim(victim=v.get("victim"), init=v["init"], protocol=v.get("protocol", "finetune"),
-                         preset=cfg["preset"], **opts)
+            check_victim(
+                victim=v.get("victim"),
+                init=v["init"],
+                protocol=v.get("protocol", "finetune"),
+                preset=cfg["preset"],
+                **opts,
+            )
         except ValueError as e:
             raise ValueError(f"{path}: victim {v['name']!r}: {e}") from e
 
@@ -151,6 +166,7 @@ def check_same_settings(old: dict, new: dict, out: Path) -> None:
     """A results folder resumed with changed settings would mix cells made two ways (and reuse
     protections made with the old options). Entries present in both configs must be equal;
     adding, removing or reordering entries (and seeds) is fine."""
+
     def by_name(cfg, key):  # datasets and victims are lists of named entries, methods and defenses maps
         entries = cfg.get(key) or {}
         if isinstance(entries, list):
@@ -164,8 +180,10 @@ def check_same_settings(old: dict, new: dict, out: Path) -> None:
         a, b = by_name(old, key), by_name(new, key)
         changed += [f"{key}.{name}: {a[name]} -> {b[name]}" for name in b if name in a and a[name] != b[name]]
     if changed:
-        raise ValueError(f"{out} holds results made with other settings ({'; '.join(changed)}); resuming would mix "
-                         "them with new ones. Use another --out, or move that folder away.")
+        raise ValueError(
+            f"{out} holds results made with other settings ({'; '.join(changed)}); resuming would mix "
+            "them with new ones. Use another --out, or move that folder away."
+        )
 
 
 def entry(name: str, opts: dict | None, kind: str) -> tuple[str, dict]:
@@ -176,9 +194,14 @@ def entry(name: str, opts: dict | None, kind: str) -> tuple[str, dict]:
 
 
 def cells(cfg: dict) -> list[Cell]:
-    return [Cell(d["name"], m, v["name"], f, int(s))
-            for d in cfg["datasets"] for m in cfg["methods"] for s in cfg["seeds"]
-            for v in cfg["victims"] for f in cfg["defenses"]]
+    return [
+        Cell(d["name"], m, v["name"], f, int(s))
+        for d in cfg["datasets"]
+        for m in cfg["methods"]
+        for s in cfg["seeds"]
+        for v in cfg["victims"]
+        for f in cfg["defenses"]
+    ]
 
 
 def read_results(path: Path) -> dict[str, dict]:
@@ -198,14 +221,17 @@ def read_results(path: Path) -> dict[str, dict]:
                 continue
             rec = None
         if not isinstance(rec, dict) or not isinstance(rec.get("cell"), str) or "final_test_acc" not in rec:
-            raise ValueError(f"{path} line {i} is not a cell record of this bench; delete that line (its cell is run "
-                             "again) or the whole file (every cell is run again)")
+            raise ValueError(
+                f"{path} line {i} is not a cell record of this bench; delete that line (its cell is run "
+                "again) or the whole file (every cell is run again)"
+            )
         done[rec["cell"]] = rec
     return done
 
 
-def run_bench(config: str | Path, out: str | Path | None = None, *, device=None, progress: bool = True,
-              download: bool = False) -> dict:
+def run_bench(
+    config: str | Path, out: str | Path | None = None, *, device=None, progress: bool = True, download: bool = False
+) -> dict:
     from . import evaluate
     from .data import balanced_subset, load_dataset
     from .defenses import create_defense
@@ -217,8 +243,9 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
     cfg = load_config(config)
     datasets = {d["name"]: d for d in cfg["datasets"]}
     inputs = [p for d in cfg["datasets"] for p in input_paths(d["source"], download)]
-    out = check_output(Path("runs") / "bench" / cfg["name"] if out is None else out, inputs, False, "bench",
-                       resume=True)
+    out = check_output(
+        Path("runs") / "bench" / cfg["name"] if out is None else out, inputs, False, "bench", resume=True
+    )
     main = is_main()  # under torchrun every process trains; rank 0 alone writes
     progress = progress and main
     if (out / "config.yaml").exists():
@@ -227,8 +254,10 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
             if not isinstance(old, dict):
                 raise ValueError("not a mapping")
         except (OSError, ValueError, yaml.YAMLError) as e:
-            raise ValueError(f"{out / 'config.yaml'} cannot be read ({str(e).splitlines()[0]}); it records the settings "
-                             "of the results there: restore it, or use another --out") from None
+            raise ValueError(
+                f"{out / 'config.yaml'} cannot be read ({str(e).splitlines()[0]}); it records the settings "
+                "of the results there: restore it, or use another --out"
+            ) from None
         check_same_settings(old, cfg, out)
     if main:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -263,15 +292,32 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
         if not (folder / "manifest.json").exists():
             method, opts = entry(cell.method, cfg["methods"][cell.method], "method")
             d = datasets[cell.dataset]
-            protect(d["source"], folder, method=method, preset=cfg["preset"], eps=opts.pop("eps", None), options=opts,
-                    seed=cell.seed, image_size=d.get("image_size"), train_per_class=d.get("train_per_class"),
-                    device=device, progress=progress, download=download,
-                    extra={"bench": cfg["name"], "dataset": d, "row": cell.method})
+            protect(
+                d["source"],
+                folder,
+                method=method,
+                preset=cfg["preset"],
+                eps=opts.pop("eps", None),
+                options=opts,
+                seed=cell.seed,
+                image_size=d.get("image_size"),
+                train_per_class=d.get("train_per_class"),
+                device=device,
+                progress=progress,
+                download=download,
+                extra={"bench": cfg["name"], "dataset": d, "row": cell.method},
+            )
         barrier()
         return load_dataset(folder, "train", cache=False)  # evaluate what was exported
 
-    bar = tqdm(total=len(grid), initial=len(grid) - len(todo), desc=f"bench {cfg['name']}", unit="cell",
-               disable=not progress, position=0)
+    bar = tqdm(
+        total=len(grid),
+        initial=len(grid) - len(todo),
+        desc=f"bench {cfg['name']}",
+        unit="cell",
+        disable=not progress,
+        position=0,
+    )
     for cell in todo:
         bar.set_postfix_str(cell.key)
         train = protected(cell)
@@ -279,14 +325,31 @@ def run_bench(config: str | Path, out: str | Path | None = None, *, device=None,
         v = dict(victims[cell.victim])
         ckpt = out / "checkpoints" / f"{cell.slug}.pt"
         defense, defense_opts = entry(cell.defense, cfg["defenses"][cell.defense], "defense")
-        rec = evaluate.run(train, test, victim=v.pop("victim", None), init=v.pop("init"),
-                           protocol=v.pop("protocol", "finetune"), preset=cfg["preset"], seed=cell.seed,
-                           device=device, progress=progress, checkpoint=ckpt,
-                           defense=create_defense(defense, **defense_opts),
-                           dataset=datasets[cell.dataset]["source"],
-                           **{k: val for k, val in v.items() if k != "name"})
-        rec.update({"cell": cell.key, "dataset": cell.dataset, "method": cell.method, "victim_name": cell.victim,
-                    "defense_name": cell.defense, "seed": cell.seed})
+        rec = evaluate.run(
+            train,
+            test,
+            victim=v.pop("victim", None),
+            init=v.pop("init"),
+            protocol=v.pop("protocol", "finetune"),
+            preset=cfg["preset"],
+            seed=cell.seed,
+            device=device,
+            progress=progress,
+            checkpoint=ckpt,
+            defense=create_defense(defense, **defense_opts),
+            dataset=datasets[cell.dataset]["source"],
+            **{k: val for k, val in v.items() if k != "name"},
+        )
+        rec.update(
+            {
+                "cell": cell.key,
+                "dataset": cell.dataset,
+                "method": cell.method,
+                "victim_name": cell.victim,
+                "defense_name": cell.defense,
+                "seed": cell.seed,
+            }
+        )
         if main:
             with open(results_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
@@ -326,17 +389,35 @@ def write_reports(cfg: dict, records: list[dict], out: Path) -> dict:
             row = [m]
             for v, f in columns:
                 rs = by.get((d["name"], m, v, f), [])
-                row.append(f"{_mean_std([r['final_test_acc'] for r in rs])} / {_mean_std([r['best_test_acc'] for r in rs])}"
-                           if rs else "-")
+                row.append(
+                    f"{_mean_std([r['final_test_acc'] for r in rs])} / {_mean_std([r['best_test_acc'] for r in rs])}"
+                    if rs
+                    else "-"
+                )
             rows.append(row)
         n_test = next((r["n_test"] for r in records if r["dataset"] == d["name"]), "?")
-        parts.append(f"### {d['name']}\n\nClean test accuracy (%) on {n_test} test images; lower = better "
-                     f"protection; mean ± std over seeds {cfg['seeds']}.\n\n" + markdown_table(header, rows))
+        parts.append(
+            f"### {d['name']}\n\nClean test accuracy (%) on {n_test} test images; lower = better "
+            f"protection; mean ± std over seeds {cfg['seeds']}.\n\n" + markdown_table(header, rows)
+        )
     table = "\n".join(parts)
     atomic_write_text(out / "table.md", table)
     buf = io.StringIO()
-    fields = ["cell", "dataset", "method", "victim_name", "victim", "init", "protocol", "defense_name", "seed",
-              "final_test_acc", "best_test_acc", "final_train_acc", "seconds"]
+    fields = [
+        "cell",
+        "dataset",
+        "method",
+        "victim_name",
+        "victim",
+        "init",
+        "protocol",
+        "defense_name",
+        "seed",
+        "final_test_acc",
+        "best_test_acc",
+        "final_train_acc",
+        "seconds",
+    ]
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     w.writeheader()
     for r in records:
@@ -345,8 +426,11 @@ def write_reports(cfg: dict, records: list[dict], out: Path) -> dict:
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
     for (ds, m, v, f), rs in by.items():
-        plot_curves({f"seed {r['seed']}": r for r in rs}, plots / f"curves__{ds}__{m.replace('*', '-star')}__{v}__{f}.png",
-                    title=f"{ds}: {m}, victim {v}, defense {f}")
+        plot_curves(
+            {f"seed {r['seed']}": r for r in rs},
+            plots / f"curves__{ds}__{m.replace('*', '-star')}__{v}__{f}.png",
+            title=f"{ds}: {m}, victim {v}, defense {f}",
+        )
     for d in cfg["datasets"]:
         bar_chart(cfg, by, d["name"], columns, plots / f"bars__{d['name']}.png")
     print(table)
@@ -368,8 +452,7 @@ def bar_chart(cfg: dict, by: dict, dataset: str, columns: list, path: Path) -> N
         for m in methods:
             rs = by.get((dataset, m, v, f), [])
             vals.append(100 * sum(r["final_test_acc"] for r in rs) / len(rs) if rs else 0)
-        ax.bar([i + j * width for i in range(len(methods))], vals, width,
-               label=v + (f" + {f}" if f != "none" else ""))
+        ax.bar([i + j * width for i in range(len(methods))], vals, width, label=v + (f" + {f}" if f != "none" else ""))
     ax.set_xticks([i + width * (len(columns) - 1) / 2 for i in range(len(methods))], methods, rotation=30)
     ax.set_ylabel("final clean test accuracy (%)")
     ax.set_ylim(0, 100)

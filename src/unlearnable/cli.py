@@ -8,11 +8,11 @@ import json
 import os
 import sys
 import traceback
+from contextlib import nullcontext
 from fractions import Fraction
 from pathlib import Path
 
 import yaml
-from contextlib import nullcontext
 
 
 def parse_eps(text: str) -> float:
@@ -20,7 +20,7 @@ def parse_eps(text: str) -> float:
     try:
         value = float(Fraction(text)) if "/" in text else float(text)
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"--eps must be a number or a fraction like 8/255, got {text!r}")
+        raise argparse.ArgumentTypeError(f"--eps must be a number or a fraction like 8/255, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"--eps must be positive (e.g. 8/255), got {text!r}")
     return value
@@ -41,17 +41,20 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="cifar10",
-                   help="dataset source: a name (cifar10, cifar100, cifar100-coarse, svhn, svhn-extra, fashion-mnist; "
-                        "searched in $UNLEARNABLE_DATA, ./data, ~/.cache/unlearnable/data), an ImageFolder "
-                        "directory or tarball, or a folder of a dataset's official files")
+    p.add_argument(
+        "--data",
+        default="cifar10",
+        help="dataset source: a name (cifar10, cifar100, cifar100-coarse, svhn, svhn-extra, fashion-mnist; "
+        "searched in $UNLEARNABLE_DATA, ./data, ~/.cache/unlearnable/data), an ImageFolder "
+        "directory or tarball, or a folder of a dataset's official files",
+    )
     p.add_argument("--download", action="store_true", help="download a named dataset's official files if not found")
     p.add_argument("--image-size", type=positive_int, default=None, help="resize every image to SIZE x SIZE")
     p.add_argument("--train-per-class", type=positive_int, default=None, help="class-balanced training subset")
@@ -64,13 +67,27 @@ def cmd_protect(args) -> int:
     from .distributed import is_main
     from .protect import protect
 
-    manifest = protect(args.data, args.out, method=args.method, preset=args.preset, eps=args.eps,
-                       options=parse_sets(args.set), seed=args.seed, image_size=args.image_size,
-                       train_per_class=args.train_per_class, force=args.force, device=args.device,
-                       progress=not args.quiet, download=args.download, command=command_line())
+    manifest = protect(
+        args.data,
+        args.out,
+        method=args.method,
+        preset=args.preset,
+        eps=args.eps,
+        options=parse_sets(args.set),
+        seed=args.seed,
+        image_size=args.image_size,
+        train_per_class=args.train_per_class,
+        force=args.force,
+        device=args.device,
+        progress=not args.quiet,
+        download=args.download,
+        command=command_line(),
+    )
     if is_main():
-        print(f"protected {manifest['images']} images with {args.method} in {manifest['seconds']:.0f} s "
-              f"(largest change {manifest['max_abs_change_0_255']}/255) -> {Path(args.out).resolve()}")
+        print(
+            f"protected {manifest['images']} images with {args.method} in {manifest['seconds']:.0f} s "
+            f"(largest change {manifest['max_abs_change_0_255']}/255) -> {Path(args.out).resolve()}"
+        )
     return 0
 
 
@@ -93,26 +110,62 @@ def cmd_evaluate(args) -> int:
     # every option is checked before any data is read
     device = parse_device(args.device)
     defense = create_defense(args.defense, **parse_sets(args.defense_set))
-    evaluate.check_victim(victim=args.victim, init=args.init, protocol=args.protocol, preset=args.preset,
-                          dataset=args.data, defense=defense, epochs=args.epochs, lr=args.lr,
-                          batch_size=args.batch_size)
+    evaluate.check_victim(
+        victim=args.victim,
+        init=args.init,
+        protocol=args.protocol,
+        preset=args.preset,
+        dataset=args.data,
+        defense=defense,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+    )
     ckpt = out.with_name(f".{out.name}.checkpoint.pt") if out else None
     with run_lock(out) if out and is_main() else nullcontext():
-        train, _ = load_training_set(args.train, image_size=args.image_size, train_per_class=args.train_per_class,
-                                     seed=args.seed, download=args.download)
+        train, _ = load_training_set(
+            args.train,
+            image_size=args.image_size,
+            train_per_class=args.train_per_class,
+            seed=args.seed,
+            download=args.download,
+        )
         test = load_dataset(args.data, "test", image_size=args.image_size, download=args.download)
         if args.test_per_class:
             test = balanced_subset(test, args.test_per_class, seed=args.seed, option="--test-per-class")
-        rec = evaluate.run(train, test, victim=args.victim, init=args.init, protocol=args.protocol,
-                           preset=args.preset, seed=args.seed, input_size=args.input_size, device=device,
-                           progress=not args.quiet, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                           compile=args.compile or None, defense=defense, dataset=args.data, checkpoint=ckpt)
-        rec.update({**marker("evaluate"), "train_data": str(args.train), "test_data": str(args.data),
-                    "command": command_line()})
+        rec = evaluate.run(
+            train,
+            test,
+            victim=args.victim,
+            init=args.init,
+            protocol=args.protocol,
+            preset=args.preset,
+            seed=args.seed,
+            input_size=args.input_size,
+            device=device,
+            progress=not args.quiet,
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            compile=args.compile or None,
+            defense=defense,
+            dataset=args.data,
+            checkpoint=ckpt,
+        )
+        rec.update(
+            {
+                **marker("evaluate"),
+                "train_data": str(args.train),
+                "test_data": str(args.data),
+                "command": command_line(),
+            }
+        )
         if not is_main():
             return 0
-        print(f"{rec['victim']} ({args.init}, {args.protocol}): final test {pct(rec['final_test_acc'])}%, "
-              f"best {pct(rec['best_test_acc'])}%, train {pct(rec['final_train_acc'])}%, {rec['seconds']:.0f} s")
+        print(
+            f"{rec['victim']} ({args.init}, {args.protocol}): final test {pct(rec['final_test_acc'])}%, "
+            f"best {pct(rec['best_test_acc'])}%, train {pct(rec['final_train_acc'])}%, {rec['seconds']:.0f} s"
+        )
         if out:
             with atomic_dir(out, replace=args.force) as tmp:
                 (tmp / "record.json").write_text(json.dumps(rec, indent=2))
@@ -141,8 +194,10 @@ def cmd_methods(args) -> int:
         for preset, over in cls.PRESETS.items():
             opts = {**cls.DEFAULTS, **over}
             print(f"    {preset}: " + ", ".join(f"{k}={v}" for k, v in opts.items()))
-    print("\nA trailing * (em*, tap*, rem*) runs a method with an ImageNet-pretrained surrogate "
-          "(efficientnet_lite0 for --preset cpu, resnet18_imagenet for paper).")
+    print(
+        "\nA trailing * (em*, tap*, rem*) runs a method with an ImageNet-pretrained surrogate "
+        "(efficientnet_lite0 for --preset cpu, resnet18_imagenet for paper)."
+    )
     return 0
 
 
@@ -199,9 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--method", default="bait", help="protection method (see `unlearnable methods`)")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
-    p.add_argument("--eps", type=parse_eps, default=None,
-                   help="budget in the method's norm (default: the method's own, 8/255 Linf for most; "
-                        "see `unlearnable methods`)")
+    p.add_argument(
+        "--eps",
+        type=parse_eps,
+        default=None,
+        help="budget in the method's norm (default: the method's own, 8/255 Linf for most; see `unlearnable methods`)",
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. --set stages=[5,5,5]")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_protect)
@@ -219,10 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the victim (GPU runs; slow start-up)")
-    p.add_argument("--defense", default=None, help="what the trainer does against the protection "
-                                                   "(see `unlearnable defenses`), e.g. jpeg, pgd_at, projection")
-    p.add_argument("--defense-set", action="append", metavar="KEY=VALUE",
-                   help="defense option, e.g. --defense-set quality=30")
+    p.add_argument(
+        "--defense",
+        default=None,
+        help="what the trainer does against the protection (see `unlearnable defenses`), e.g. jpeg, pgd_at, projection",
+    )
+    p.add_argument(
+        "--defense-set", action="append", metavar="KEY=VALUE", help="defense option, e.g. --defense-set quality=30"
+    )
     p.add_argument("--out", default=None, help="folder for record.json and curves.png")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -244,18 +306,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list models")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("bench", help="run a grid of methods x victims x defenses x seeds from a YAML config "
-                                     "(resumable); writes results.jsonl, table.md, results.csv, plots")
+    p = sub.add_parser(
+        "bench",
+        help="run a grid of methods x victims x defenses x seeds from a YAML config "
+        "(resumable); writes results.jsonl, table.md, results.csv, plots",
+    )
     p.add_argument("config", help="bench config, e.g. configs/cpu-mini.yaml")
-    p.add_argument("--out", default=None, help="results folder (default runs/bench/<config name>); "
-                                               "an existing one is resumed")
+    p.add_argument(
+        "--out", default=None, help="results folder (default runs/bench/<config name>); an existing one is resumed"
+    )
     p.add_argument("--device", default=None)
     p.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive if not found")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("verify", help="re-check a protected folder against its manifest "
-                                      "(files, perturbation, input checksums, budget)")
+    p = sub.add_parser(
+        "verify", help="re-check a protected folder against its manifest (files, perturbation, input checksums, budget)"
+    )
     p.add_argument("folder", help="a folder written by `unlearnable protect`")
     p.add_argument("--data", default=None, help="the clean input, if not where the manifest says")
     p.set_defaults(func=cmd_verify)
@@ -268,12 +335,21 @@ def build_parser() -> argparse.ArgumentParser:
 def os_error_message(e: OSError) -> str:
     """What failed, where, and what to do; outputs are written atomically, so nothing half-written remains."""
     where = f" {e.filename}" if e.filename else ""
-    hint = {errno.ENOSPC: "free some space or choose another --out", errno.EDQUOT: "free some space or choose another --out",
+    hint = (
+        {
+            errno.ENOSPC: "free some space or choose another --out",
+            errno.EDQUOT: "free some space or choose another --out",
             errno.EACCES: "choose a folder you may write to (--out) or fix its permissions",
             errno.EPERM: "choose a folder you may write to (--out) or fix its permissions",
-            errno.EROFS: "choose a folder on a writable file system (--out)"}.get(e.errno, "check the path and the disk") if e.errno is not None else "check the path and the disk"
-    return (f"cannot read or write{where}: {e.strerror or e}. Nothing half-written was left (outputs are renamed "
-            f"into place only when complete; a checkpoint keeps what finished): {hint}, then run the same command again.")
+            errno.EROFS: "choose a folder on a writable file system (--out)",
+        }.get(e.errno, "check the path and the disk")
+        if e.errno is not None
+        else "check the path and the disk"
+    )
+    return (
+        f"cannot read or write{where}: {e.strerror or e}. Nothing half-written was left (outputs are renamed "
+        f"into place only when complete; a checkpoint keeps what finished): {hint}, then run the same command again."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,8 +372,11 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("UNLEARNABLE_DEBUG"):
             raise
         where = "".join(traceback.format_tb(e.__traceback__, limit=-1)).strip().splitlines()[0].strip()
-        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} ({where}); nothing "
-              "half-written was left. Please report it; UNLEARNABLE_DEBUG=1 shows the traceback", file=sys.stderr)
+        print(
+            f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} ({where}); nothing "
+            "half-written was left. Please report it; UNLEARNABLE_DEBUG=1 shows the traceback",
+            file=sys.stderr,
+        )
         return 1
     finally:
         shutdown()

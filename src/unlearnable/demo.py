@@ -22,7 +22,11 @@ from .report import markdown_table, pct, plot_curves
 
 METHODS = ("clean", "em", "bait")
 # (record key, init, overrides of the cpu victim preset)
-VICTIMS: tuple[tuple[str, str, dict], ...] = (("scratch", "scratch", {}), ("imagenet", "imagenet", {}), ("imagenet-gentle", "imagenet", {"lr": 0.005}))
+VICTIMS: tuple[tuple[str, str, dict], ...] = (
+    ("scratch", "scratch", {}),
+    ("imagenet", "imagenet", {}),
+    ("imagenet-gentle", "imagenet", {"lr": 0.005}),
+)
 
 
 def victim_label(rec: dict) -> str:
@@ -66,9 +70,18 @@ def _demo(args, out: Path) -> dict:
         folder = out / "protected" / method
         if not (folder / "manifest.json").exists():
             print(f"demo: protecting with {method} (cpu preset)")
-            manifest = protect(args.data, folder, method=method, preset="cpu", seed=args.seed,
-                               train_per_class=args.train_per_class, device=args.device, progress=progress,
-                               download=args.download, command=f"unlearnable demo (protect {method})")
+            manifest = protect(
+                args.data,
+                folder,
+                method=method,
+                preset="cpu",
+                seed=args.seed,
+                train_per_class=args.train_per_class,
+                device=args.device,
+                progress=progress,
+                download=args.download,
+                command=f"unlearnable demo (protect {method})",
+            )
             timings[f"protect {method}"] = manifest["seconds"]
             atomic_write_text(out / "timings.json", json.dumps(timings, indent=2))
         sources[method] = load_dataset(folder, "train", cache=False)  # evaluate what was exported
@@ -81,27 +94,42 @@ def _demo(args, out: Path) -> dict:
                 records[method, key] = read_json(path, fix="delete it to train that victim again")
                 continue
             print(f"demo: victim {key} on {method} data")
-            rec = evaluate.run(sources[method], test, init=init, preset="cpu", seed=args.seed, device=args.device,
-                               progress=progress, checkpoint=out / "records" / f".{method}-{key}.checkpoint.pt",
-                               **overrides)
+            rec = evaluate.run(
+                sources[method],
+                test,
+                init=init,
+                preset="cpu",
+                seed=args.seed,
+                device=args.device,
+                progress=progress,
+                checkpoint=out / "records" / f".{method}-{key}.checkpoint.pt",
+                **overrides,
+            )
             rec["train_data"] = method
             atomic_write_text(path, json.dumps(rec, indent=2))
             (out / "records" / f".{method}-{key}.checkpoint.pt").unlink(missing_ok=True)
             timings[f"evaluate {method} {key}"] = rec["seconds"]
             atomic_write_text(out / "timings.json", json.dumps(timings, indent=2))
             records[method, key] = rec
-        plot_curves({m: records[m, key] for m in METHODS}, out / f"curves-{key}.png",
-                    title=f"{victim_label(records['clean', key])} on clean / EM / BAIT data")
+        plot_curves(
+            {m: records[m, key] for m in METHODS},
+            out / f"curves-{key}.png",
+            title=f"{victim_label(records['clean', key])} on clean / EM / BAIT data",
+        )
 
     keys = [key for key, _, _ in VICTIMS]
     header = ["training data"] + [f"{victim_label(records['clean', k])} final / best" for k in keys]
-    rows = [[m] + [f"{pct(records[m, k]['final_test_acc'])} / {pct(records[m, k]['best_test_acc'])}" for k in keys]
-            for m in METHODS]
+    rows = [
+        [m] + [f"{pct(records[m, k]['final_test_acc'])} / {pct(records[m, k]['best_test_acc'])}" for k in keys]
+        for m in METHODS
+    ]
     table = markdown_table(header, rows)
     total = sum(timings.values())
-    note = (f"\nClean CIFAR-10 test accuracy (%, {len(test)} images) of victims trained on {len(train)} images; "
-            f"lower = better protection.\nCompute time: {total / 60:.1f} min "
-            f"(this invocation {(time.perf_counter() - t_start) / 60:.1f} min).\n")
+    note = (
+        f"\nClean CIFAR-10 test accuracy (%, {len(test)} images) of victims trained on {len(train)} images; "
+        f"lower = better protection.\nCompute time: {total / 60:.1f} min "
+        f"(this invocation {(time.perf_counter() - t_start) / 60:.1f} min).\n"
+    )
     atomic_write_text(out / "table.md", table + note)
     print()
     print(table + note)

@@ -56,15 +56,20 @@ def parse_device(device: str | torch.device | None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N (default: cuda if available)"
-                         ) from None
+        raise ValueError(
+            f"--device {device!r} is not a device; use cpu, cuda or cuda:N (default: cuda if available)"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: this torch build sees no CUDA GPU (CUDA build: "
-                             f"{torch.version.cuda is not None}); use --device cpu")
+            raise ValueError(
+                f"--device {device}: this torch build sees no CUDA GPU (CUDA build: "
+                f"{torch.version.cuda is not None}); use --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) are visible; use cuda:0 .. "
-                             f"cuda:{torch.cuda.device_count() - 1}")
+            raise ValueError(
+                f"--device {device}: only {torch.cuda.device_count()} GPU(s) are visible; use cuda:0 .. "
+                f"cuda:{torch.cuda.device_count() - 1}"
+            )
     elif dev.type == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise ValueError(f"--device {device}: MPS is not available here; use --device cpu")
@@ -100,8 +105,9 @@ def epoch_shard(n: int, seed: int, epoch: int) -> torch.Tensor:
 
     rank, world = rank_and_world()
     positions: Any = range(n)  # any sized sequence is a dataset to the sampler
-    sampler: DistributedSampler = DistributedSampler(positions, num_replicas=world, rank=rank, shuffle=True, seed=seed,
-                                                     drop_last=True)
+    sampler: DistributedSampler = DistributedSampler(
+        positions, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True
+    )
     sampler.set_epoch(epoch)
     return torch.tensor(list(iter(sampler)), dtype=torch.int64)
 

@@ -23,26 +23,61 @@ from .training import TrainConfig, train_classifier
 VICTIM_PRESETS: dict[tuple[str, str], dict] = {
     # The paper: ImageNet ResNet-18 fine-tuned end to end at 32 px, SGD 1e-3, cosine, 60 epochs;
     # from scratch: CIFAR ResNet-18 at lr 0.1.
-    ("paper", "imagenet"): {"model": "resnet18_imagenet", "input_size": None, "epochs": 60, "batch_size": 128,
-                            "lr": 0.001, "schedule": "cosine", "grad_clip": 5.0, "weight_decay": 5e-4},
-    ("paper", "scratch"): {"model": "resnet18", "input_size": None, "epochs": 60, "batch_size": 128,
-                           "lr": 0.1, "schedule": "cosine", "grad_clip": 5.0, "weight_decay": 5e-4},
+    ("paper", "imagenet"): {
+        "model": "resnet18_imagenet",
+        "input_size": None,
+        "epochs": 60,
+        "batch_size": 128,
+        "lr": 0.001,
+        "schedule": "cosine",
+        "grad_clip": 5.0,
+        "weight_decay": 5e-4,
+    },
+    ("paper", "scratch"): {
+        "model": "resnet18",
+        "input_size": None,
+        "epochs": 60,
+        "batch_size": 128,
+        "lr": 0.1,
+        "schedule": "cosine",
+        "grad_clip": 5.0,
+        "weight_decay": 5e-4,
+    },
     # CPU: EfficientNet-Lite0 (ImageNet) fine-tuned at 64 px; a small CNN from scratch.
-    ("cpu", "imagenet"): {"model": "efficientnet_lite0", "input_size": 64, "epochs": 8, "batch_size": 64,
-                          "lr": 0.02, "schedule": "onecycle", "grad_clip": 5.0, "weight_decay": 5e-4,
-                          "head_lr_scale": 5.0},
-    ("cpu", "scratch"): {"model": "small_cnn", "input_size": None, "epochs": 15, "batch_size": 128,
-                         "lr": 0.05, "schedule": "onecycle", "grad_clip": 5.0, "weight_decay": 5e-4},
+    ("cpu", "imagenet"): {
+        "model": "efficientnet_lite0",
+        "input_size": 64,
+        "epochs": 8,
+        "batch_size": 64,
+        "lr": 0.02,
+        "schedule": "onecycle",
+        "grad_clip": 5.0,
+        "weight_decay": 5e-4,
+        "head_lr_scale": 5.0,
+    },
+    ("cpu", "scratch"): {
+        "model": "small_cnn",
+        "input_size": None,
+        "epochs": 15,
+        "batch_size": 128,
+        "lr": 0.05,
+        "schedule": "onecycle",
+        "grad_clip": 5.0,
+        "weight_decay": 5e-4,
+    },
 }
 LINEAR_LR = {"paper": 0.01, "cpu": 0.05}
 
 
-def victim_recipe(preset: str, init: str, protocol: str = "finetune", dataset: str | None = None,
-                  **overrides) -> tuple[str, int | None, TrainConfig]:
+def victim_recipe(
+    preset: str, init: str, protocol: str = "finetune", dataset: str | None = None, **overrides
+) -> tuple[str, int | None, TrainConfig]:
     """(model name, input size, training config) for a preset, with explicit overrides applied;
     with preset="paper" and a dataset name, the paper's epochs and weight decay for that dataset."""
     if (preset, init) not in VICTIM_PRESETS:
-        raise ValueError(f"no victim preset for preset={preset!r} init={init!r}; presets: cpu, paper; inits: scratch, imagenet")
+        raise ValueError(
+            f"no victim preset for preset={preset!r} init={init!r}; presets: cpu, paper; inits: scratch, imagenet"
+        )
     recipe = dict(VICTIM_PRESETS[preset, init])
     if protocol == "linear":
         recipe["lr"] = LINEAR_LR[preset]
@@ -72,8 +107,16 @@ def victim_input_size(model: str, preset_size: int | None, image_size: int) -> i
     return max(preset_size, min(image_size, model_info(model)["natural_input_size"]))
 
 
-def check_victim(*, victim: str | None = None, init: str = "imagenet", protocol: str = "finetune", preset: str = "cpu",
-                 dataset: str | None = None, defense=None, **overrides) -> tuple[str, int | None, TrainConfig]:
+def check_victim(
+    *,
+    victim: str | None = None,
+    init: str = "imagenet",
+    protocol: str = "finetune",
+    preset: str = "cpu",
+    dataset: str | None = None,
+    defense=None,
+    **overrides,
+) -> tuple[str, int | None, TrainConfig]:
     """(model name, preset input size, training config) of a victim, every option checked (init,
     protocol, the model's name, the recipe's values) before any data is read."""
     from .models import model_info
@@ -93,13 +136,31 @@ def check_victim(*, victim: str | None = None, init: str = "imagenet", protocol:
 
 
 def versions() -> dict:
-    return {"unlearnable": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+    return {
+        "unlearnable": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
-def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet", protocol: str = "finetune",
-        preset: str = "cpu", seed: int = 0, input_size: int | None = None, device=None, progress: bool = True,
-        checkpoint=None, defense=None, dataset: str | None = None, **overrides) -> dict:
+def run(
+    train_set,
+    test_set,
+    *,
+    victim: str | None = None,
+    init: str = "imagenet",
+    protocol: str = "finetune",
+    preset: str = "cpu",
+    seed: int = 0,
+    input_size: int | None = None,
+    device=None,
+    progress: bool = True,
+    checkpoint=None,
+    defense=None,
+    dataset: str | None = None,
+    **overrides,
+) -> dict:
     """Train a victim on `train_set`, test on the clean `test_set` after every epoch.
 
     `dataset`: the name of a benchmark dataset (cifar10, cifar100, svhn, fashion-mnist, ...) whose
@@ -113,8 +174,9 @@ def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet
 
     if not isinstance(defense, Defense):
         defense = create_defense(defense)
-    name, preset_size, cfg = check_victim(victim=victim, init=init, protocol=protocol, preset=preset, dataset=dataset,
-                                          defense=defense, **overrides)
+    name, preset_size, cfg = check_victim(
+        victim=victim, init=init, protocol=protocol, preset=preset, dataset=dataset, defense=defense, **overrides
+    )
     if defense is not None and defense.protocol:
         protocol = defense.protocol
     device = parse_device(device)
@@ -133,12 +195,32 @@ def run(train_set, test_set, *, victim: str | None = None, init: str = "imagenet
     if init == "scratch" and data_preset:  # a scratch model normalizes with its training set's statistics
         model.mean.copy_(torch.tensor(data_preset["mean"]).view_as(model.mean))
         model.std.copy_(torch.tensor(data_preset["std"]).view_as(model.std))
-    result = train_classifier(model, train_set, cfg, test_set=test_set, protocol=protocol, seed=seed, device=device,
-                              checkpoint=checkpoint, progress=progress, desc=f"{name}/{init}", defense=defense,
-                              about={"victim": name, "init": init, "input_size": input_size, "dataset": dataset})
-    result.update({"victim": name, "init": init, "input_size": input_size, "preset": preset,
-                   "defense": defense.settings() if defense is not None else None,
-                   "n_train": len(train_set), "n_test": len(test_set),
-                   "device": str(device), "versions": versions()})
+    result = train_classifier(
+        model,
+        train_set,
+        cfg,
+        test_set=test_set,
+        protocol=protocol,
+        seed=seed,
+        device=device,
+        checkpoint=checkpoint,
+        progress=progress,
+        desc=f"{name}/{init}",
+        defense=defense,
+        about={"victim": name, "init": init, "input_size": input_size, "dataset": dataset},
+    )
+    result.update(
+        {
+            "victim": name,
+            "init": init,
+            "input_size": input_size,
+            "preset": preset,
+            "defense": defense.settings() if defense is not None else None,
+            "n_train": len(train_set),
+            "n_test": len(test_set),
+            "device": str(device),
+            "versions": versions(),
+        }
+    )
     result["config"] = asdict(cfg)
     return result

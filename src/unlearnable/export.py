@@ -25,8 +25,10 @@ def check_class_names(classes) -> None:
     """Class names become folder names: refuse any that would leave the output folder."""
     for c in classes:
         if c in ("", ".", "..") or any(ch in c for ch in "/\\\0") or Path(c).is_absolute():
-            raise ValueError(f"class name {c!r} cannot be a folder name inside the output (it is empty, '.', '..', "
-                             "absolute, or holds a path separator); rename that class in the input")
+            raise ValueError(
+                f"class name {c!r} cannot be a folder name inside the output (it is empty, '.', '..', "
+                "absolute, or holds a path separator); rename that class in the input"
+            )
 
 
 def output_names(dataset) -> list[str]:
@@ -75,8 +77,10 @@ def write_image_folder(dataset, root: Path, names: list[str], progress: bool = T
             with open(path, "xb") as f:  # "x": a second image never overwrites the first
                 Image.fromarray(arr[i]).save(f, format="PNG", compress_level=6)
         except FileExistsError:
-            raise ValueError(f"two images would both be written as {names[i]!r} on this disk (names that differ only "
-                             "in case?); rename one of them in the input") from None
+            raise ValueError(
+                f"two images would both be written as {names[i]!r} on this disk (names that differ only "
+                "in case?); rename one of them in the input"
+            ) from None
         except OSError as e:  # name the file (a full disk reports none)
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     written = sum(1 for p in root.rglob("*") if p.is_file())
@@ -96,7 +100,7 @@ def preview(clean, protected, path: Path, per_row: int = 10) -> None:
     b = protected.images[picks].float()
     d = b - a
     scale = d.abs().amax().clamp(min=1)
-    d = (d / scale * 127.5 + 127.5)
+    d = d / scale * 127.5 + 127.5
     rows = [torch.cat(list(t), dim=2) for t in (a, b, d)]
     grid = torch.cat(rows, dim=1).clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     h, w = grid.shape[:2]
@@ -110,13 +114,16 @@ def change_summary(clean, protected) -> dict:
 
     linf = budget_used(clean.images, protected.images, "linf")
     changed = budget_used(clean.images, protected.images, "l0")
-    return {"max_abs_change_0_255": round(linf.max().item() * 255) if len(linf) else 0,
-            "images_changed": int((changed > 0).sum()), "mean_max_change_0_255": round(linf.mean().item() * 255, 3)
-            if len(linf) else 0.0}
+    return {
+        "max_abs_change_0_255": round(linf.max().item() * 255) if len(linf) else 0,
+        "images_changed": int((changed > 0).sum()),
+        "mean_max_change_0_255": round(linf.mean().item() * 255, 3) if len(linf) else 0.0,
+    }
 
 
-def export_protected(out: str | Path, clean, protected, perturbation, manifest: dict, *, replace: bool = False,
-                     progress: bool = True) -> dict:
+def export_protected(
+    out: str | Path, clean, protected, perturbation, manifest: dict, *, replace: bool = False, progress: bool = True
+) -> dict:
     """Write the whole output folder atomically (io.atomic_dir); returns the manifest written.
 
     Refused before anything is written: images over the budget, a protection that changed no
@@ -133,11 +140,19 @@ def export_protected(out: str | Path, clean, protected, perturbation, manifest: 
     names = output_names(protected)
     summary = change_summary(clean, protected)
     if len(protected) and summary["images_changed"] == 0:
-        raise ValueError("the protection changed no pixel of any image (its perturbation rounds to zero on the 8-bit "
-                         "scale), so nothing is protected and nothing was written; raise --eps or the method's steps")
+        raise ValueError(
+            "the protection changed no pixel of any image (its perturbation rounds to zero on the 8-bit "
+            "scale), so nothing is protected and nothing was written; raise --eps or the method's steps"
+        )
     budget = {"norm": p.norm, "eps": p.eps, "max_used": used.max().item() if len(used) else 0.0}
-    manifest = {**marker("protect"), **manifest, **summary, "budget": budget, "images": len(protected),
-                "classes": list(protected.classes)}
+    manifest = {
+        **marker("protect"),
+        **manifest,
+        **summary,
+        "budget": budget,
+        "images": len(protected),
+        "classes": list(protected.classes),
+    }
     if protected.files is not None:  # output -> input name, for every image (sub-folders and renames included)
         manifest["sources"] = {f"train/{n}": f for n, f in zip(names, protected.files)}
     with atomic_dir(out, replace=replace) as tmp:

@@ -14,12 +14,24 @@ import os
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
-__all__ = ["cache_root", "atomic_file", "atomic_write_text", "atomic_write_bytes", "atomic_dir", "file_sha256",
-           "file_digest", "read_json", "source_checksums", "download", "DownloadError", "ChecksumMismatch"]
+__all__ = [
+    "cache_root",
+    "atomic_file",
+    "atomic_write_text",
+    "atomic_write_bytes",
+    "atomic_dir",
+    "file_sha256",
+    "file_digest",
+    "read_json",
+    "source_checksums",
+    "download",
+    "DownloadError",
+    "ChecksumMismatch",
+]
 
 
 def _umask() -> int:
@@ -145,9 +157,17 @@ class ChecksumMismatch(ValueError):
         self.digest = digest
 
 
-def download(url: str, target: str | os.PathLike, *, algorithm: str, expected: str | None,
-             progress: bool = True, timeout: float = 60, headers: dict | None = None,
-             on_start: Callable[[], None] | None = None) -> Path:
+def download(
+    url: str,
+    target: str | os.PathLike,
+    *,
+    algorithm: str,
+    expected: str | None,
+    progress: bool = True,
+    timeout: float = 60,
+    headers: dict | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> Path:
     """Fetch `url` to `target`: streamed into a temporary file beside it, its `algorithm` digest
     checked against `expected` (the whole digest or a prefix of it; None checks nothing), and
     only then renamed into place. Raises DownloadError or ChecksumMismatch; nothing is left
@@ -163,8 +183,14 @@ def download(url: str, target: str | os.PathLike, *, algorithm: str, expected: s
         try:
             with open(tmp, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
                 total = getattr(resp, "headers", {}).get("Content-Length") if hasattr(resp, "headers") else None
-                with tqdm(total=int(total) if total and str(total).isdigit() else None, unit="B", unit_scale=True,
-                          desc=f"downloading {target.name}", disable=None if progress else True, leave=False) as bar:
+                with tqdm(
+                    total=int(total) if total and str(total).isdigit() else None,
+                    unit="B",
+                    unit_scale=True,
+                    desc=f"downloading {target.name}",
+                    disable=None if progress else True,
+                    leave=False,
+                ) as bar:
                     while chunk := resp.read(1 << 20):
                         out.write(chunk)
                         h.update(chunk)

@@ -18,9 +18,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 TOOL = "unlearnable"
 MARKERS = {"protect": "manifest.json", "evaluate": "record.json", "demo": "demo.json"}
@@ -75,23 +75,32 @@ def check_output(out, inputs: list[Path], force: bool, kind: str, option: str = 
             raise ValueError(f"{option} {path} contains the input {src}; choose an output folder that holds no input")
     cwd, home = Path.cwd().resolve(), Path.home().resolve()
     if _within(cwd, path) or path == home or len(path.parts) <= 1:
-        what = "the working directory" if _within(cwd, path) else "your home folder" if path == home else "a root folder"
-        raise ValueError(f"{option} {path} is or contains {what}; name a new folder for the output, e.g. "
-                         f"{option} runs/{kind}")
+        what = (
+            "the working directory" if _within(cwd, path) else "your home folder" if path == home else "a root folder"
+        )
+        raise ValueError(
+            f"{option} {path} is or contains {what}; name a new folder for the output, e.g. {option} runs/{kind}"
+        )
     if path.exists() or path.is_symlink():
         if resume and not force:
             reason = not_replaceable(path, kind)
             if reason:
-                raise ValueError(f"{option} {path} exists and is not an earlier `unlearnable {kind}` output to "
-                                 f"resume: it {reason}; choose another {option}")
+                raise ValueError(
+                    f"{option} {path} exists and is not an earlier `unlearnable {kind}` output to "
+                    f"resume: it {reason}; choose another {option}"
+                )
             return path
         if not force:
-            raise FileExistsError(f"{option} {path} already exists; choose another folder, or pass --force to replace "
-                                  f"an earlier output of `unlearnable {kind}`")
+            raise FileExistsError(
+                f"{option} {path} already exists; choose another folder, or pass --force to replace "
+                f"an earlier output of `unlearnable {kind}`"
+            )
         reason = not_replaceable(path, kind)
         if reason:
-            raise ValueError(f"--force replaces only an earlier output of `unlearnable {kind}`, and {path} {reason}; "
-                             "choose another --out, or move that folder away yourself")
+            raise ValueError(
+                f"--force replaces only an earlier output of `unlearnable {kind}`, and {path} {reason}; "
+                "choose another --out, or move that folder away yourself"
+            )
     return path
 
 
@@ -139,8 +148,12 @@ def not_replaceable(path: Path, kind: str) -> str | None:
 
         def allowed(rel: str) -> bool:
             parts = rel.split("/")
-            return (rel in ("config.yaml", "results.jsonl", "table.md", "results.csv") or parts[0] in ("plots", "checkpoints")
-                    or (parts[0] == "protected" and len(parts) >= 3) or (len(parts) == 1 and rel.startswith(".")))
+            return (
+                rel in ("config.yaml", "results.jsonl", "table.md", "results.csv")
+                or parts[0] in ("plots", "checkpoints")
+                or (parts[0] == "protected" and len(parts) >= 3)
+                or (len(parts) == 1 and rel.startswith("."))
+            )
     elif kind == "demo":
         if not (path / "demo.json").is_file() and not (path / "timings.json").is_file():
             return "is not a demo folder (it has no demo.json)"
@@ -155,8 +168,11 @@ def not_replaceable(path: Path, kind: str) -> str | None:
             if rel.startswith("protected/") and len(parts) >= 2:
                 return True  # checked above, folder by folder
             if len(parts) == 1:
-                return (rel in ("demo.json", "timings.json", "table.md") or (rel.startswith("curves-") and rel.endswith(".png"))
-                        or (rel.startswith(".") and (".checkpoint.pt" in rel or ".partial-" in rel or ".tmp" in rel)))
+                return (
+                    rel in ("demo.json", "timings.json", "table.md")
+                    or (rel.startswith("curves-") and rel.endswith(".png"))
+                    or (rel.startswith(".") and (".checkpoint.pt" in rel or ".partial-" in rel or ".tmp" in rel))
+                )
             if parts[0] == "records" and len(parts) == 2:
                 name = parts[1]
                 return name.endswith(".json") or (name.startswith(".") and (".checkpoint.pt" in name or ".tmp" in name))
@@ -168,7 +184,9 @@ def not_replaceable(path: Path, kind: str) -> str | None:
             return f"has no {name} written by unlearnable {kind}"
         if kind == "protect":
             listed = data.get("files")
-            own = {"manifest.json", "perturbation.safetensors", "preview.png"} | set(listed if isinstance(listed, dict) else ())
+            own = {"manifest.json", "perturbation.safetensors", "preview.png"} | set(
+                listed if isinstance(listed, dict) else ()
+            )
         else:
             own = {"record.json", "curves.png"}
 
@@ -194,8 +212,10 @@ def run_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise ValueError(f"another unlearnable run is writing {out} right now (it holds {lock}); wait for it to "
-                             "finish, or choose another --out") from None
+            raise ValueError(
+                f"another unlearnable run is writing {out} right now (it holds {lock}); wait for it to "
+                "finish, or choose another --out"
+            ) from None
         try:  # the file may have been removed by the run that held it just before: lock the current one
             if os.fstat(fd).st_ino == os.stat(lock).st_ino:
                 break

@@ -101,8 +101,12 @@ def budget_used(clean: torch.Tensor, protected: torch.Tensor, norm: str = "linf"
     l2 on the [0, 1] scale, l0 as a count of changed pixel positions. Computed `chunk` images at
     a time, so a large set is never copied as floats."""
     if len(clean) > chunk:
-        return torch.cat([budget_used(clean[i:i + chunk], protected[i:i + chunk], norm, chunk)
-                          for i in range(0, len(clean), chunk)])
+        return torch.cat(
+            [
+                budget_used(clean[i : i + chunk], protected[i : i + chunk], norm, chunk)
+                for i in range(0, len(clean), chunk)
+            ]
+        )
     d = (protected.float() - clean.float()) / 255
     if norm == "linf":
         return d.abs().flatten(1).amax(1)
@@ -173,12 +177,22 @@ class Perturbation:
             part = slice(i, i + chunk)
             rows = torch.arange(i, min(i + chunk, len(dataset)))
             protected[part] = quantize(images[part], self.for_batch(dataset.labels[part], rows), self.eps, self.norm)
-        return type(dataset)(protected, dataset.labels.clone(), list(dataset.classes),
-                             list(dataset.files) if dataset.files is not None else None)
+        return type(dataset)(
+            protected,
+            dataset.labels.clone(),
+            list(dataset.classes),
+            list(dataset.files) if dataset.files is not None else None,
+        )
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
-        info = {"eps": repr(self.eps), "norm": self.norm, "kind": self.kind, "method": self.method, "meta": json.dumps(self.meta)}
+        info = {
+            "eps": repr(self.eps),
+            "norm": self.norm,
+            "kind": self.kind,
+            "method": self.method,
+            "meta": json.dumps(self.meta),
+        }
         from .io import atomic_file
 
         with atomic_file(path) as tmp:
@@ -191,7 +205,7 @@ class Perturbation:
                 raise OSError(code, f"{os.strerror(code)} ({e})", str(path)) from e
 
     @classmethod
-    def load(cls, path: str | Path) -> "Perturbation":
+    def load(cls, path: str | Path) -> Perturbation:
         from safetensors import safe_open
 
         path = Path(path)
@@ -199,7 +213,13 @@ class Perturbation:
             with safe_open(str(path), framework="pt") as f:
                 info = f.metadata() or {}
             delta = load_file(str(path))["delta"]
-            return cls(delta, float(info["eps"]), info.get("kind", "classwise"), info.get("method", ""),
-                       json.loads(info.get("meta", "{}")), info.get("norm", "linf"))
+            return cls(
+                delta,
+                float(info["eps"]),
+                info.get("kind", "classwise"),
+                info.get("method", ""),
+                json.loads(info.get("meta", "{}")),
+                info.get("norm", "linf"),
+            )
         except Exception as e:  # safetensors raises its own error type for malformed files
             raise ValueError(f"{path}: not a perturbation file written by unlearnable ({e})") from e

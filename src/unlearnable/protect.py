@@ -35,10 +35,24 @@ def checkpoint_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.checkpoint.pt")
 
 
-def protect(source, out, *, method: str = "bait", preset: str = "cpu", eps: float | None = None,
-            options: dict | None = None, seed: int = 0, image_size: int | None = None,
-            train_per_class: int | None = None, force: bool = False, device=None, progress: bool = True,
-            download: bool = False, command: str | None = None, extra: dict | None = None) -> dict:
+def protect(
+    source,
+    out,
+    *,
+    method: str = "bait",
+    preset: str = "cpu",
+    eps: float | None = None,
+    options: dict | None = None,
+    seed: int = 0,
+    image_size: int | None = None,
+    train_per_class: int | None = None,
+    force: bool = False,
+    device=None,
+    progress: bool = True,
+    download: bool = False,
+    command: str | None = None,
+    extra: dict | None = None,
+) -> dict:
     """Protect the training split of `source` with `method` and write the folder `out`; returns
     its manifest. `extra` adds keys to the manifest (a bench's dataset entry)."""
     from .attacks import create_attack
@@ -51,11 +65,13 @@ def protect(source, out, *, method: str = "bait", preset: str = "cpu", eps: floa
 
     out = check_output(out, input_paths(source, download), force, "protect")
     ckpt = checkpoint_path(out)
-    attack = create_attack(method, eps=eps, seed=seed, preset=preset, device=device, progress=progress,
-                           checkpoint=ckpt, **(options or {}))
+    attack = create_attack(
+        method, eps=eps, seed=seed, preset=preset, device=device, progress=progress, checkpoint=ckpt, **(options or {})
+    )
     with run_lock(out) if is_main() else nullcontext():
-        ds, resolved = load_training_set(source, image_size=image_size, train_per_class=train_per_class, seed=seed,
-                                         download=download)
+        ds, resolved = load_training_set(
+            source, image_size=image_size, train_per_class=train_per_class, seed=seed, download=download
+        )
         t0 = time.perf_counter()
         perturbation = attack.fit(ds)
         protected = perturbation.apply(ds)
@@ -63,14 +79,28 @@ def protect(source, out, *, method: str = "bait", preset: str = "cpu", eps: floa
         warnings = []
         summary = change_summary(ds, protected)
         if attack.norm == "linf" and 0 < summary["max_abs_change_0_255"] < budget_levels(attack.eps) / 4:
-            warnings.append(f"the largest exported change is {summary['max_abs_change_0_255']}/255, under a quarter "
-                            f"of the budget {budget_levels(attack.eps)}/255: this protection is weak (more steps or "
-                            "rounds may help)")
-        manifest = {"method": method, "settings": attack.settings(), "seed": seed, "eps": attack.eps,
-                    "norm": attack.norm, "kind": perturbation.kind, "data": str(resolved),
-                    "data_source": None if source is None else str(source), "train_per_class": train_per_class,
-                    "image_size": image_size, "input_checksums": source_checksums(resolved), "versions": versions(),
-                    "seconds": round(seconds, 1), "warnings": warnings, **(extra or {})}
+            warnings.append(
+                f"the largest exported change is {summary['max_abs_change_0_255']}/255, under a quarter "
+                f"of the budget {budget_levels(attack.eps)}/255: this protection is weak (more steps or "
+                "rounds may help)"
+            )
+        manifest = {
+            "method": method,
+            "settings": attack.settings(),
+            "seed": seed,
+            "eps": attack.eps,
+            "norm": attack.norm,
+            "kind": perturbation.kind,
+            "data": str(resolved),
+            "data_source": None if source is None else str(source),
+            "train_per_class": train_per_class,
+            "image_size": image_size,
+            "input_checksums": source_checksums(resolved),
+            "versions": versions(),
+            "seconds": round(seconds, 1),
+            "warnings": warnings,
+            **(extra or {}),
+        }
         if command is not None:
             manifest["command"] = command
         if is_main():  # under torchrun every process holds the same perturbation; rank 0 writes it

@@ -44,12 +44,18 @@ class TrainConfig:
             value, kind = getattr(self, f.name), str(f.type)
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             ok = (value is None and "None" in kind) or (
-                isinstance(value, bool) if kind == "bool" else
-                isinstance(value, int) and not isinstance(value, bool) if kind == "int" else
-                number if kind.startswith("float") else isinstance(value, str))
+                isinstance(value, bool)
+                if kind == "bool"
+                else isinstance(value, int) and not isinstance(value, bool)
+                if kind == "int"
+                else number
+                if kind.startswith("float")
+                else isinstance(value, str)
+            )
             if not ok:
-                raise ValueError(f"training option {f.name} must be {'a whole number' if kind == 'int' else kind}, "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"training option {f.name} must be {'a whole number' if kind == 'int' else kind}, got {value!r}"
+                )
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -93,8 +99,14 @@ def autocast(device: torch.device):
 
 
 @torch.inference_mode()
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int | None = None,
-             device: torch.device | None = None, transform=None) -> float:
+def accuracy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int | None = None,
+    device: torch.device | None = None,
+    transform=None,
+) -> float:
     """Top-1 accuracy of `model` (eval mode) on uint8 images; `transform`, if given, maps each float
     batch before the model (what a defense does to inputs at inference)."""
     device = device or next(model.parameters()).device
@@ -108,12 +120,12 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     images = resident(images, device)
     correct = 0.0
     for i in range(0, len(images), batch_size):
-        x = to_float(images[i:i + batch_size], device)
+        x = to_float(images[i : i + batch_size], device)
         if transform is not None:
             x = transform(x)
         with autocast(device):
             pred = model(x).argmax(1)
-        correct += (pred.cpu() == labels[i:i + batch_size]).sum().item()
+        correct += (pred.cpu() == labels[i : i + batch_size]).sum().item()
     model.train(was_training)
     correct, total = sum_all(correct, len(images))
     return correct / max(1, total)
@@ -144,8 +156,9 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, protocol: str) -> torch.o
         groups = [g for g in groups if g["params"]]
     for g in groups:
         g["base_lr"] = g["lr"]
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                           nesterov=cfg.nesterov)
+    return torch.optim.SGD(
+        groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+    )
 
 
 def set_train_mode(model: nn.Module, protocol: str) -> None:
@@ -156,9 +169,21 @@ def set_train_mode(model: nn.Module, protocol: str) -> None:
         features.eval()
 
 
-def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=None, protocol: str = "finetune",
-                     seed: int = 0, device: torch.device | None = None, checkpoint: str | Path | None = None,
-                     progress: bool = True, desc: str = "train", defense=None, about: dict | None = None) -> dict:
+def train_classifier(
+    model: nn.Module,
+    train_set,
+    cfg: TrainConfig,
+    *,
+    test_set=None,
+    protocol: str = "finetune",
+    seed: int = 0,
+    device: torch.device | None = None,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    desc: str = "train",
+    defense=None,
+    about: dict | None = None,
+) -> dict:
     """Train `model` on `train_set` (an ImageDataset), testing on `test_set` after every epoch.
 
     Under torchrun, the model trains as a DistributedDataParallel replica on this process's shard
@@ -201,9 +226,17 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
     identity = None
     if checkpoint:  # the run a checkpoint belongs to: data, recipe, seed, the model and what the caller adds
         model_desc = [type(model).__name__] + [f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items()]
-        identity = run_identity(run="train", config=asdict(cfg), protocol=protocol, seed=seed, model=model_desc,
-                                train=train_set.digest(), test=test_set.digest() if test_set is not None else None,
-                                defense=defense.settings() if defense is not None else None, about=about)
+        identity = run_identity(
+            run="train",
+            config=asdict(cfg),
+            protocol=protocol,
+            seed=seed,
+            model=model_desc,
+            train=train_set.digest(),
+            test=test_set.digest() if test_set is not None else None,
+            defense=defense.settings() if defense is not None else None,
+            about=about,
+        )
     ckpt = Checkpoint(checkpoint, identity)  # also restores torch's RNG: dropout / stochastic depth draws
     if (state := ckpt.load()) is not None:
         model.load_state_dict(state["model"])
@@ -221,10 +254,15 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
             order = epoch_shard(n, seed, epoch)  # world size can resume any checkpoint
             gen.manual_seed(seed * 1_000_003 + epoch * 1_009 + rank)
         loss_sum, correct, seen = 0.0, 0.0, 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not progress or not is_main(), unit="batch")
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"{desc} {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=not progress or not is_main(),
+            unit="batch",
+        )
         for i in bar:
-            idx = order[i * local_bs:(i + 1) * local_bs]
+            idx = order[i * local_bs : (i + 1) * local_bs]
             x = to_float(images[idx], device)
             if defense is not None:
                 x = defense.pre_augment(x)
@@ -250,21 +288,43 @@ def train_classifier(model: nn.Module, train_set, cfg: TrainConfig, *, test_set=
             seen += len(idx)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         loss_sum, correct, seen = sum_all(loss_sum, correct, seen)
-        record = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
-                  "seconds": time.perf_counter() - t0}
+        record = {
+            "epoch": epoch + 1,
+            "loss": loss_sum / seen,
+            "train_acc": correct / seen,
+            "seconds": time.perf_counter() - t0,
+        }
         if test_set is not None and test_images is not None:
-            record["test_acc"] = accuracy(model, test_images, test_set.labels, device=device,
-                                          transform=defense.pre_test if defense is not None else None)
+            record["test_acc"] = accuracy(
+                model,
+                test_images,
+                test_set.labels,
+                device=device,
+                transform=defense.pre_test if defense is not None else None,
+            )
         history.append(record)
         if progress and is_main():
             msg = f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.3f} train {record['train_acc']:.3f}"
             if "test_acc" in record:
                 msg += f" test {record['test_acc']:.3f}"
             tqdm.write(msg)
-        ckpt.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                   "history": history, "epoch": epoch + 1})
-    result = {"history": history, "config": asdict(cfg), "protocol": protocol, "seed": seed,
-              "seconds": ckpt.seconds(), "resumed_from_epoch": start_epoch}
+        ckpt.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "generator": gen.get_state(),
+                "history": history,
+                "epoch": epoch + 1,
+            }
+        )
+    result = {
+        "history": history,
+        "config": asdict(cfg),
+        "protocol": protocol,
+        "seed": seed,
+        "seconds": ckpt.seconds(),
+        "resumed_from_epoch": start_epoch,
+    }
     tests = [h["test_acc"] for h in history if "test_acc" in h]
     if tests:
         result["final_test_acc"], result["best_test_acc"] = tests[-1], max(tests)
@@ -282,8 +342,9 @@ def run_identity(**parts) -> str:
 
     from . import __version__
 
-    return json.dumps({**parts, "versions": {"unlearnable": __version__, "torch": torch.__version__}},
-                      sort_keys=True, default=str)
+    return json.dumps(
+        {**parts, "versions": {"unlearnable": __version__, "torch": torch.__version__}}, sort_keys=True, default=str
+    )
 
 
 class Checkpoint:
@@ -312,15 +373,16 @@ class Checkpoint:
             if not isinstance(state, dict) or "torch_rng" not in state:
                 raise ValueError("it holds no run state")
         except Exception as e:
-            raise CheckpointError(f"checkpoint {self.path} cannot be read ({type(e).__name__}: {str(e)[:120]}); it is "
-                                  "truncated or was not written by unlearnable: delete it to start this run over"
-                                  ) from None
+            raise CheckpointError(
+                f"checkpoint {self.path} cannot be read ({type(e).__name__}: {str(e)[:120]}); it is "
+                "truncated or was not written by unlearnable: delete it to start this run over"
+            ) from None
         if self.identity is not None and state.get("identity") != self.identity:
             import json
 
             def flat(d, prefix=""):  # {"settings": {"seed": 0}} -> {"settings.seed": 0}
                 out = {}
-                for k, v in (d.items() if isinstance(d, dict) else ()):
+                for k, v in d.items() if isinstance(d, dict) else ():
                     out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
                 return out
 
@@ -330,9 +392,11 @@ class Checkpoint:
                 differ = differ or ["(unrecorded)"] if theirs else ["(it records no run: written by an older version)"]
             except (TypeError, ValueError):
                 differ = ["(unreadable)"]
-            raise CheckpointError(f"checkpoint {self.path} belongs to another run (it differs in: {', '.join(differ[:6])}); "
-                                  "run the command that made it to finish that run, or delete the checkpoint to start "
-                                  "this one over")
+            raise CheckpointError(
+                f"checkpoint {self.path} belongs to another run (it differs in: {', '.join(differ[:6])}); "
+                "run the command that made it to finish that run, or delete the checkpoint to start "
+                "this one over"
+            )
         torch.set_rng_state(state.pop("torch_rng"))
         self.resumed_seconds = float(state.pop("elapsed", 0.0))
         state.pop("identity", None)
@@ -340,8 +404,10 @@ class Checkpoint:
 
     def save(self, state: dict) -> None:
         if self.path and is_main():  # under torchrun the state is identical everywhere; rank 0 writes it
-            save_checkpoint(self.path, {**state, "torch_rng": torch.get_rng_state(), "elapsed": self.seconds(),
-                                        "identity": self.identity})
+            save_checkpoint(
+                self.path,
+                {**state, "torch_rng": torch.get_rng_state(), "elapsed": self.seconds(), "identity": self.identity},
+            )
 
     def remove(self) -> None:
         barrier()  # no process may still be reading it

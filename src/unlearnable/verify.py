@@ -31,8 +31,17 @@ def _manifest_problems(m) -> list[str]:
     if not isinstance(m, dict):
         return [f"it is a JSON {type(m).__name__}, not an object"]
     problems = []
-    want: dict[str, type | tuple[type, ...]] = {"method": str, "eps": (int, float), "norm": str, "kind": str, "seed": int, "data": str,
-            "files": dict, "perturbation_sha256": str, "input_checksums": dict}
+    want: dict[str, type | tuple[type, ...]] = {
+        "method": str,
+        "eps": (int, float),
+        "norm": str,
+        "kind": str,
+        "seed": int,
+        "data": str,
+        "files": dict,
+        "perturbation_sha256": str,
+        "input_checksums": dict,
+    }
     for key, kind in want.items():
         if key not in m or m[key] is None:
             problems.append(f"no {key!r}")
@@ -45,8 +54,11 @@ def _manifest_problems(m) -> list[str]:
     if isinstance(files, dict):
         if not files:
             problems.append("'files' is empty")
-        bad = [n for n, h in files.items() if not isinstance(h, str) or not n.startswith("train/")
-               or ".." in n.split("/") or n.startswith("/")]
+        bad = [
+            n
+            for n, h in files.items()
+            if not isinstance(h, str) or not n.startswith("train/") or ".." in n.split("/") or n.startswith("/")
+        ]
         if bad:
             problems.append(f"'files' has {len(bad)} entries that are not train/ paths with a sha256 (e.g. {bad[0]!r})")
     return problems
@@ -80,8 +92,14 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
         if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
             return rest("skipped", "needs the manifest's file list")
     else:
-        results.append(("manifest", "ok", f"{manifest['method']}, {manifest['kind']}, {manifest['norm']} "
-                                          f"eps {manifest['eps']:.6g}, seed {manifest['seed']}"))
+        results.append(
+            (
+                "manifest",
+                "ok",
+                f"{manifest['method']}, {manifest['kind']}, {manifest['norm']} "
+                f"eps {manifest['eps']:.6g}, seed {manifest['seed']}",
+            )
+        )
     listed: dict = manifest["files"]
 
     bad = []
@@ -92,12 +110,24 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
                 bad.append(n)
         except OSError:
             bad.append(n)
-    extra = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                   if (p.is_file() or p.is_symlink()) and p.relative_to(folder).as_posix() not in listed
-                   and p.relative_to(folder).as_posix() not in OWN_FILES and p.name not in OS_LITTER)
+    extra = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if (p.is_file() or p.is_symlink())
+        and p.relative_to(folder).as_posix() not in listed
+        and p.relative_to(folder).as_posix() not in OWN_FILES
+        and p.name not in OS_LITTER
+    )
     if bad or extra:
-        results.append(("files", "FAILED", f"{len(bad)} missing or changed (e.g. {bad[0]})" if bad else
-                        f"{len(extra)} file(s) not in the manifest (e.g. {extra[0]})"))
+        results.append(
+            (
+                "files",
+                "FAILED",
+                f"{len(bad)} missing or changed (e.g. {bad[0]})"
+                if bad
+                else f"{len(extra)} file(s) not in the manifest (e.g. {extra[0]})",
+            )
+        )
     else:
         results.append(("files", "ok", f"{len(listed)} images match their sha256, no other files"))
 
@@ -106,18 +136,39 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
     try:
         perturbation = Perturbation.load(ppath)
         want = manifest.get("perturbation_sha256")
-        differs = [k for k, mine in (("eps", manifest.get("eps")), ("norm", manifest.get("norm")),
-                                     ("kind", manifest.get("kind")))
-                   if not (mine == getattr(perturbation, k) or (k == "eps" and isinstance(mine, (int, float))
-                                                                 and abs(mine - perturbation.eps) < 1e-9))]
+        differs = [
+            k
+            for k, mine in (
+                ("eps", manifest.get("eps")),
+                ("norm", manifest.get("norm")),
+                ("kind", manifest.get("kind")),
+            )
+            if not (
+                mine == getattr(perturbation, k)
+                or (k == "eps" and isinstance(mine, (int, float)) and abs(mine - perturbation.eps) < 1e-9)
+            )
+        ]
         if want is None or file_sha256(ppath) != want:
-            results.append(("perturbation", "FAILED", "sha256 differs from the manifest" if want else
-                            "the manifest records no sha256 for it"))
+            results.append(
+                (
+                    "perturbation",
+                    "FAILED",
+                    "sha256 differs from the manifest" if want else "the manifest records no sha256 for it",
+                )
+            )
         elif differs:
-            results.append(("perturbation", "FAILED", "the manifest and the perturbation file disagree on "
-                            + ", ".join(f"{k} ({manifest.get(k)!r} vs {getattr(perturbation, k)!r})" for k in differs)))
+            results.append(
+                (
+                    "perturbation",
+                    "FAILED",
+                    "the manifest and the perturbation file disagree on "
+                    + ", ".join(f"{k} ({manifest.get(k)!r} vs {getattr(perturbation, k)!r})" for k in differs),
+                )
+            )
         else:
-            results.append(("perturbation", "ok", f"{perturbation.kind}, {perturbation.norm} eps {perturbation.eps:.6g}"))
+            results.append(
+                ("perturbation", "ok", f"{perturbation.kind}, {perturbation.norm} eps {perturbation.eps:.6g}")
+            )
     except (ValueError, OSError) as e:
         results.append(("perturbation", "FAILED", str(e) if ppath.exists() else f"{ppath.name} is missing"))
 
@@ -131,8 +182,13 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
     if recorded and sorted(map(str, now.values())) == sorted(map(str, recorded.values())):  # by content, any name
         results.append(("input", "ok", "input checksums match"))
     else:
-        results.append(("input", "FAILED", f"input {source} changed since protection" if recorded else
-                        "the manifest records no input checksums"))
+        results.append(
+            (
+                "input",
+                "FAILED",
+                f"input {source} changed since protection" if recorded else "the manifest records no input checksums",
+            )
+        )
     if perturbation is None:
         return rest("skipped", "needs a readable perturbation")
     try:
@@ -148,7 +204,11 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
         protected = _read_images(folder, names, clean)
     except ValueError as e:
         return rest("FAILED", str(e))
-    eps = min(perturbation.eps, float(manifest["eps"])) if isinstance(manifest.get("eps"), (int, float)) else perturbation.eps
+    eps = (
+        min(perturbation.eps, float(manifest["eps"]))
+        if isinstance(manifest.get("eps"), (int, float))
+        else perturbation.eps
+    )
     used = budget_used(clean.images, protected, perturbation.norm)
     ok = bool((used <= budget_limit(eps, perturbation.norm)).all())
     if perturbation.norm == "linf":  # in 8-bit levels, as the images hold it
@@ -161,9 +221,15 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
     except ValueError as e:
         results.append(("exact", "FAILED", f"the perturbation does not fit the input: {e}"))
         return results
-    results.append(("exact", "ok" if same else "FAILED",
-                    "every image equals clean + perturbation, quantized" if same
-                    else "some images differ from clean + perturbation"))
+    results.append(
+        (
+            "exact",
+            "ok" if same else "FAILED",
+            "every image equals clean + perturbation, quantized"
+            if same
+            else "some images differ from clean + perturbation",
+        )
+    )
     return results
 
 
@@ -180,7 +246,9 @@ def _read_images(folder: Path, names: list[str], clean) -> torch.Tensor:
         except (OSError, ValueError) as e:
             raise ValueError(f"cannot read {n}: {e}") from None
         if arr.shape[:2] != tuple(clean.images.shape[2:]):
-            raise ValueError(f"{n} is {arr.shape[1]}x{arr.shape[0]}, but its clean image is "
-                             f"{clean.images.shape[3]}x{clean.images.shape[2]}; is --data the input that was protected?")
+            raise ValueError(
+                f"{n} is {arr.shape[1]}x{arr.shape[0]}, but its clean image is "
+                f"{clean.images.shape[3]}x{clean.images.shape[2]}; is --data the input that was protected?"
+            )
         out[i] = torch.from_numpy(arr.transpose(2, 0, 1).copy())
     return out

@@ -35,7 +35,7 @@ def ar_generate(coeffs: torch.Tensor, height: int, width: int, gen: torch.Genera
     b = coeffs.double()
     for i in range(height + CROP - 2):
         for j in range(width + CROP - 2):
-            x[:, :, i + 2, j + 2] = (x[:, :, i:i + 3, j:j + 3] * b).sum((2, 3))
+            x[:, :, i + 2, j + 2] = (x[:, :, i : i + 3, j : j + 3] * b).sum((2, 3))
     return x[:, :, CROP:, CROP:].float()
 
 
@@ -46,8 +46,16 @@ def ar_filters(coeffs: torch.Tensor) -> torch.Tensor:
     return f
 
 
-def sample_processes(num_classes: int, channels: int, gen: torch.Generator, *, min_response: float = 10.0,
-                     max_norm: float = 50.0, max_tries: int = 100_000, chunk: int = 256) -> torch.Tensor:
+def sample_processes(
+    num_classes: int,
+    channels: int,
+    gen: torch.Generator,
+    *,
+    min_response: float = 10.0,
+    max_norm: float = 50.0,
+    max_tries: int = 100_000,
+    chunk: int = 256,
+) -> torch.Tensor:
     """Coefficients (K, C, 3, 3), each channel's 8 causal coefficients summing to 1.
 
     Candidates are drawn and tested in chunks (one vectorized generation per chunk), then
@@ -57,8 +65,10 @@ def sample_processes(num_classes: int, channels: int, gen: torch.Generator, *, m
     tries = 0
     while len(accepted) < num_classes:
         if tries >= max_tries:
-            raise RuntimeError(f"ar: found only {len(accepted)} of {num_classes} separable processes in {max_tries} "
-                               "tries; lower min_response")
+            raise RuntimeError(
+                f"ar: found only {len(accepted)} of {num_classes} separable processes in {max_tries} "
+                "tries; lower min_response"
+            )
         b = torch.randn((chunk, channels, 3, 3), generator=gen, dtype=torch.float64)
         tries += chunk
         b[:, :, 2, 2] = 0

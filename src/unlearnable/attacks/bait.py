@@ -47,8 +47,9 @@ class DirectDelta(torch.nn.Module):
         return self.w
 
 
-def choose_targets(stage: int, logits: torch.Tensor | None, y: torch.Tensor, num_classes: int,
-                   gen: torch.Generator) -> torch.Tensor:
+def choose_targets(
+    stage: int, logits: torch.Tensor | None, y: torch.Tensor, num_classes: int, gen: torch.Generator
+) -> torch.Tensor:
     """Incorrect target per sample: 0 hardest negative, 1 uniform random, 2 least likely."""
     if stage == 1:
         shift = torch.randint(1, num_classes, y.shape, generator=gen).to(y.device)
@@ -103,13 +104,28 @@ class BAIT(Attack):
         "paper": {},
         # CPU: direct class-wise delta on an 8x8 grid (4x4-pixel patches at 32 px), which survives the
         # trainer's crop/flip and a CNN's downsampling; full-resolution noise did not (see README).
-        "cpu": {"surrogate": "efficientnet_lite0", "parameterization": "direct", "direct_size": 8,
-                "stages": [30, 30, 30], "images_per_epoch": 3328, "batch_size": 128},
+        "cpu": {
+            "surrogate": "efficientnet_lite0",
+            "parameterization": "direct",
+            "direct_size": 8,
+            "stages": [30, 30, 30],
+            "images_per_epoch": 3328,
+            "batch_size": 128,
+        },
     }
 
     TYPES = {"direct_size": int, "images_per_epoch": int, "input_sizes": list}
-    POSITIVE = ("batch_size", "surrogate_lr", "lookahead_lr", "generator_lr", "generator_width", "direct_lr",
-                "direct_size", "images_per_epoch", "grad_clip")
+    POSITIVE = (
+        "batch_size",
+        "surrogate_lr",
+        "lookahead_lr",
+        "generator_lr",
+        "generator_width",
+        "direct_lr",
+        "direct_size",
+        "images_per_epoch",
+        "grad_clip",
+    )
     CHOICES = {"parameterization": ("generator", "direct"), "surrogate_init": ("imagenet", "scratch")}
 
     def validate(self):
@@ -121,8 +137,11 @@ class BAIT(Attack):
         if len(st) != 3 or any(int(s) != s or s < 0 for s in st) or sum(st) < 1:
             raise ValueError(f"bait: stages must be three non-negative epoch counts with a positive sum, got {st}")
         sizes = self.input_sizes
-        if sizes is not None and (not isinstance(sizes, (list, tuple)) or not sizes
-                                  or any(not isinstance(s, int) or isinstance(s, bool) or s < 8 for s in sizes)):
+        if sizes is not None and (
+            not isinstance(sizes, (list, tuple))
+            or not sizes
+            or any(not isinstance(s, int) or isinstance(s, bool) or s < 8 for s in sizes)
+        ):
             raise ValueError(f"bait: input_sizes must be a non-empty list of image sizes >= 8 (or null), got {sizes!r}")
 
     def _pick_size(self, model, gen: torch.Generator):
@@ -137,8 +156,10 @@ class BAIT(Attack):
 
     def fit(self, train_set):
         if train_set.num_classes < 2:
-            raise ValueError(f"bait binds each class to another class: it needs at least 2 classes, got "
-                             f"{train_set.num_classes} ({train_set.classes})")
+            raise ValueError(
+                f"bait binds each class to another class: it needs at least 2 classes, got "
+                f"{train_set.num_classes} ({train_set.classes})"
+            )
         gen = seed_everything(self.seed)
         dev, K = self.device, train_set.num_classes
         images, labels = resident(train_set.images, self.device), train_set.labels
@@ -198,14 +219,17 @@ class BAIT(Attack):
             else:
                 net.load_state_dict(state["net"])
         names = [k for k, _ in model.named_parameters()]
-        bar = tqdm(range(start, total), initial=start, total=total, desc="bait", disable=not self.progress,
-                   unit="epoch")
+        bar = tqdm(
+            range(start, total), initial=start, total=total, desc="bait", disable=not self.progress, unit="epoch"
+        )
         for epoch in bar:
             stage = self.stage_of(epoch)
             first = torch.randperm(n, generator=gen)[:bs]
             x0, y0 = to_float(images[first], dev), labels[first].to(dev)
-            more = [torch.randperm(n, generator=gen)[:bs]
-                    for _ in range(max(self.lookahead_steps, self.surrogate_steps) - 1)]
+            more = [
+                torch.randperm(n, generator=gen)[:bs]
+                for _ in range(max(self.lookahead_steps, self.surrogate_steps) - 1)
+            ]
             steps = [(x0, y0)] + [(to_float(images[b], dev), labels[b].to(dev)) for b in more]
             self._pick_size(model, gen)
             fast = None if self.hypergradient else self._lookahead(model, names, steps, buffer, gen, False)
@@ -215,7 +239,7 @@ class BAIT(Attack):
             hits = seen = 0
             loss_sum = 0.0
             for i in range(0, per_epoch, bs):
-                batch = order[i:i + bs]
+                batch = order[i : i + bs]
                 if len(batch) < max(2 * world, bs // 4):
                     continue  # a tiny tail batch gives noisy BatchNorm statistics
                 idx = batch[rank::world]
@@ -245,15 +269,27 @@ class BAIT(Attack):
                 loss_sum += loss.item() * len(idx)
             hits, seen, loss_sum = sum_all(hits, seen, loss_sum)
             self._pick_size(model, gen)
-            for xs, ys in steps[:self.surrogate_steps]:
+            for xs, ys in steps[: self.surrogate_steps]:
                 sgd_step(model, opt, perturbed_batch(xs, buffer[ys], self.augment, gen), ys, self.grad_clip)
-            record = {"epoch": epoch + 1, "stage": STAGE_NAMES[stage], "target_loss": loss_sum / max(1, seen),
-                      "target_acc": hits / max(1, seen)}
+            record = {
+                "epoch": epoch + 1,
+                "stage": STAGE_NAMES[stage],
+                "target_loss": loss_sum / max(1, seen),
+                "target_acc": hits / max(1, seen),
+            }
             history.append(record)
-            bar.set_postfix(stage=record["stage"], loss=f"{record['target_loss']:.3f}",
-                            target_acc=f"{record['target_acc']:.3f}")
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "gopt": gopt.state_dict(),
-                     "generator": gen.get_state(), "buffer": buffer.cpu(), "epoch": epoch + 1, "history": history}
+            bar.set_postfix(
+                stage=record["stage"], loss=f"{record['target_loss']:.3f}", target_acc=f"{record['target_acc']:.3f}"
+            )
+            state = {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "gopt": gopt.state_dict(),
+                "generator": gen.get_state(),
+                "buffer": buffer.cpu(),
+                "epoch": epoch + 1,
+                "history": history,
+            }
             state.update({"w": w.detach().cpu()} if net is None else {"net": net.state_dict()})
             ckpt.save(state)
         delta = self._final_delta(net, w if net is None else None, images, labels, K, bs)
@@ -271,7 +307,7 @@ class BAIT(Attack):
         params = dict(model.named_parameters())
         buffers = dict(model.named_buffers())
         fast = {k: params[k] for k in names}
-        for x0, y0 in steps[:self.lookahead_steps]:
+        for x0, y0 in steps[: self.lookahead_steps]:
             xp = perturbed_batch(x0, rows_of(delta if differentiable else delta.detach(), y0), self.augment, gen)
             with autocast(x0.device):
                 loss = F.cross_entropy(functional_call(model, {**params, **fast, **buffers}, (xp,)).float(), y0)
@@ -292,8 +328,8 @@ class BAIT(Attack):
         sums = torch.zeros((K, *images.shape[1:]), device=self.device)
         rank, world = rank_and_world()
         for i in range(rank * bs, len(images), bs * world):  # under torchrun: every world-th batch, then summed
-            x = to_float(images[i:i + bs], self.device)
-            sums.index_add_(0, labels[i:i + bs].to(self.device), self.eps * net(x).float())
+            x = to_float(images[i : i + bs], self.device)
+            sums.index_add_(0, labels[i : i + bs].to(self.device), self.eps * net(x).float())
         all_reduce_sum_(sums)
         counts = torch.bincount(labels, minlength=K).clamp(min=1).to(self.device).view(K, 1, 1, 1)
         return sums / counts

@@ -18,7 +18,7 @@ import torch
 from ..perturbation import Perturbation, check_eps
 from ..training import Checkpoint, run_identity
 
-ATTACKS: dict[str, type["Attack"]] = {}
+ATTACKS: dict[str, type[Attack]] = {}
 
 
 def register_attack(cls):
@@ -34,22 +34,27 @@ def list_attacks() -> list[str]:
 PRETRAINED_SURROGATES = {"cpu": "efficientnet_lite0", "paper": "resnet18_imagenet"}
 
 
-def create_attack(name: str, **kwargs) -> "Attack":
+def create_attack(name: str, **kwargs) -> Attack:
     """A method by name; `name*` (e.g. "em*") is the method with an ImageNet-pretrained surrogate,
     the variants the BAIT paper compares against. Explicit keyword options win over both."""
     key = name.lower().replace("-", "_")
     star = key.endswith("*")
     key = key.rstrip("*")
     if key not in ATTACKS:
-        raise ValueError(f"unknown method {name!r}; available: {', '.join(list_attacks())} "
-                         "(add * for a pretrained surrogate, e.g. em*)")
+        raise ValueError(
+            f"unknown method {name!r}; available: {', '.join(list_attacks())} "
+            "(add * for a pretrained surrogate, e.g. em*)"
+        )
     cls = ATTACKS[key]
     if star:
         if "surrogate" not in cls.DEFAULTS:
             raise ValueError(f"{name!r}: {key} trains no surrogate, so it has no pretrained variant")
         preset = kwargs.get("preset", "cpu")
-        pretrained = {"surrogate": PRETRAINED_SURROGATES.get(preset, "resnet18_imagenet"),
-                      "surrogate_init": "imagenet", **cls.PRETRAINED}
+        pretrained = {
+            "surrogate": PRETRAINED_SURROGATES.get(preset, "resnet18_imagenet"),
+            "surrogate_init": "imagenet",
+            **cls.PRETRAINED,
+        }
         kwargs = {**pretrained, **kwargs}
     return cls(**kwargs)
 
@@ -74,8 +79,17 @@ class Attack:
     POSITIVE: tuple[str, ...] = ()  # options that must be > 0: counts, sizes, rates
     CHOICES: dict[str, tuple] = {}  # options with a fixed set of values
 
-    def __init__(self, eps: float | None = None, *, seed: int = 0, preset: str = "cpu", device=None,
-                 progress: bool = True, checkpoint: str | Path | None = None, **options):
+    def __init__(
+        self,
+        eps: float | None = None,
+        *,
+        seed: int = 0,
+        preset: str = "cpu",
+        device=None,
+        progress: bool = True,
+        checkpoint: str | Path | None = None,
+        **options,
+    ):
         eps = check_eps(self.default_eps if eps is None else eps, self.norm)
         if preset not in self.PRESETS:
             raise ValueError(f"unknown preset {preset!r} for {self.name}; choose from {sorted(self.PRESETS)}")
@@ -92,17 +106,25 @@ class Attack:
         self.options = {**reference, **options}
         levels = eps * 255
         if self.norm in ("linf", "l2") and levels < 1 - 1e-6:
-            raise ValueError(f"--eps {eps:.4g} is below one 8-bit level (1/255 = {1 / 255:.4f}): no exported pixel "
-                             f"could change, so nothing would be protected; use at least 1/255 (default "
-                             f"{self.default_eps:.4g})")
+            raise ValueError(
+                f"--eps {eps:.4g} is below one 8-bit level (1/255 = {1 / 255:.4f}): no exported pixel "
+                f"could change, so nothing would be protected; use at least 1/255 (default "
+                f"{self.default_eps:.4g})"
+            )
         self.validate_options(reference)
         self.validate()
 
     def validate_options(self, reference: dict) -> None:
         """Types, signs and choices of the options (TYPES, POSITIVE, CHOICES), one line per error."""
+
         def kind_of(t):
-            return {bool: "true or false", int: "a whole number", float: "a number", str: "a name",
-                    list: "a list like [1, 2]"}.get(t, t.__name__)
+            return {
+                bool: "true or false",
+                int: "a whole number",
+                float: "a number",
+                str: "a name",
+                list: "a list like [1, 2]",
+            }.get(t, t.__name__)
 
         for key, value in self.options.items():
             want = self.TYPES.get(key) or (type(reference[key]) if reference.get(key) is not None else None)
@@ -110,22 +132,33 @@ class Attack:
                 continue
             if want is tuple:
                 want = list
-            ok = (isinstance(value, bool) if want is bool else
-                  isinstance(value, int) and not isinstance(value, bool) if want is int else
-                  isinstance(value, (int, float)) and not isinstance(value, bool) if want is float else
-                  isinstance(value, (list, tuple)) if want is list else isinstance(value, want))
+            ok = (
+                isinstance(value, bool)
+                if want is bool
+                else isinstance(value, int) and not isinstance(value, bool)
+                if want is int
+                else isinstance(value, (int, float)) and not isinstance(value, bool)
+                if want is float
+                else isinstance(value, (list, tuple))
+                if want is list
+                else isinstance(value, want)
+            )
             if not ok:
                 example = f" (e.g. --set {key}={reference[key]})" if reference.get(key) is not None else ""
                 raise ValueError(f"{self.name}: option {key} must be {kind_of(want)}, got {value!r}{example}")
         for key in self.POSITIVE:
             value = self.options.get(key)
             if value is not None and not value > 0:
-                raise ValueError(f"{self.name}: option {key} must be greater than 0, got {value!r}; with it the method "
-                                 "would not change the images")
+                raise ValueError(
+                    f"{self.name}: option {key} must be greater than 0, got {value!r}; with it the method "
+                    "would not change the images"
+                )
         for key, allowed in self.CHOICES.items():
             if self.options.get(key) not in allowed:
-                raise ValueError(f"{self.name}: option {key} must be one of {', '.join(map(str, allowed))}, "
-                                 f"got {self.options.get(key)!r}")
+                raise ValueError(
+                    f"{self.name}: option {key} must be one of {', '.join(map(str, allowed))}, "
+                    f"got {self.options.get(key)!r}"
+                )
 
     def validate(self) -> None:
         """Checks that involve several options, or the budget (a method's own)."""
@@ -137,7 +170,14 @@ class Attack:
         raise AttributeError(key)
 
     def settings(self) -> dict:
-        return {"method": self.name, "eps": self.eps, "norm": self.norm, "seed": self.seed, "preset": self.preset, **self.options}
+        return {
+            "method": self.name,
+            "eps": self.eps,
+            "norm": self.norm,
+            "seed": self.seed,
+            "preset": self.preset,
+            **self.options,
+        }
 
     def fit(self, train_set) -> Perturbation:
         raise NotImplementedError
@@ -147,7 +187,9 @@ class Attack:
         `resumed_seconds`. It belongs to this method, its settings and seed, and `train_set`: a
         checkpoint of any other run is refused. A fit never removes its checkpoint (the protect
         pipeline does, once the output is in place), so fitting again returns the same result."""
-        identity = run_identity(run="attack", settings=self.settings(), data=train_set.digest()) if self.checkpoint else None
+        identity = (
+            run_identity(run="attack", settings=self.settings(), data=train_set.digest()) if self.checkpoint else None
+        )
         self._checkpoint = Checkpoint(self.checkpoint, identity)
         return self._checkpoint
 

@@ -11,8 +11,9 @@ from ..distributed import all_reduce_sum_
 from ..perturbation import add_float
 
 
-def class_means(values: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                across_processes: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def class_means(
+    values: torch.Tensor, labels: torch.Tensor, num_classes: int, across_processes: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class mean of `values` (N, ...) by `labels` with one index_add; also the counts.
 
     Classes absent from the batch get a zero mean and count 0. With `across_processes`, sums and
@@ -37,8 +38,9 @@ def surrogate_optimizer(model: nn.Module, lr: float, momentum: float = 0.9, weig
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-def sgd_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-             grad_clip: float | None = 5.0) -> tuple[float, float]:
+def sgd_step(
+    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, grad_clip: float | None = 5.0
+) -> tuple[float, float]:
     """One real training step of a surrogate; returns (loss, accuracy) of the batch."""
     model.train()
     out = model(x)

@@ -57,8 +57,16 @@ class EM(Attack):
     }
 
     TYPES = {"attack_fraction": float, "attack_steps": int, "max_rounds": int, "augment": bool}
-    POSITIVE = ("surrogate_lr", "batch_size", "train_steps", "attack_fraction", "attack_steps", "step_size",
-                "max_rounds", "stop_acc")
+    POSITIVE = (
+        "surrogate_lr",
+        "batch_size",
+        "train_steps",
+        "attack_fraction",
+        "attack_steps",
+        "step_size",
+        "max_rounds",
+        "stop_acc",
+    )
     CHOICES = {"kind": ("classwise", "samplewise")}
 
     def validate(self):
@@ -87,8 +95,14 @@ class EM(Attack):
             model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
             delta, start, history = state["delta"].to(dev), state["round"], state["history"]
             gen.set_state(state["generator"])
-        bar = tqdm(range(start, self.max_rounds), initial=start, total=self.max_rounds, desc=f"em {self.kind}",
-                   disable=not self.progress, unit="round")
+        bar = tqdm(
+            range(start, self.max_rounds),
+            initial=start,
+            total=self.max_rounds,
+            desc=f"em {self.kind}",
+            disable=not self.progress,
+            unit="round",
+        )
         stop_acc = history[-1]["acc"] if history else 0.0
         for rnd in bar:
             if stop_acc > self.stop_acc:
@@ -107,7 +121,7 @@ class EM(Attack):
             model.eval()
             loss_sum = 0.0
             for i in range(0, len(order), bs):
-                idx = order[i:i + bs][rank::world]
+                idx = order[i : i + bs][rank::world]
                 mine_rows.append(idx)
                 x, y = to_float(images[idx], dev), labels[idx].to(dev)
                 r = rows(y, idx)
@@ -135,7 +149,16 @@ class EM(Attack):
             stop_acc = accuracy(model, protected, probe.labels, device=dev)
             history.append({"round": rnd + 1, "acc": stop_acc, "loss": loss_sum / len(order)})
             bar.set_postfix(acc=f"{stop_acc:.3f}", loss=f"{history[-1]['loss']:.3f}")
-            ckpt.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "delta": delta.cpu(),
-                       "round": rnd + 1, "history": history, "generator": gen.get_state()})
-        return self.perturbation(delta, self.kind, history=history, rounds=len(history),
-                                 stopped_early=bool(stop_acc > self.stop_acc))
+            ckpt.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "delta": delta.cpu(),
+                    "round": rnd + 1,
+                    "history": history,
+                    "generator": gen.get_state(),
+                }
+            )
+        return self.perturbation(
+            delta, self.kind, history=history, rounds=len(history), stopped_early=bool(stop_acc > self.stop_acc)
+        )

@@ -27,8 +27,14 @@ class ResidualBlock(nn.Module):
     def __init__(self, width: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3, bias=False), nn.BatchNorm2d(width))
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(width, width, 3, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(width, width, 3, bias=False),
+            nn.BatchNorm2d(width),
+        )
 
     def forward(self, x):
         return x + self.body(x)

@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from .base import Attack, register_attack, seed_everything
 
 
-def lsp_codes(labels: torch.Tensor, num_classes: int, dim: int, class_sep: float,
-              gen: torch.Generator) -> torch.Tensor:
+def lsp_codes(labels: torch.Tensor, num_classes: int, dim: int, class_sep: float, gen: torch.Generator) -> torch.Tensor:
     """One `dim`-vector per label: class c draws z @ A_c + m_c with z ~ N(0, I), A_c ~ U[-1, 1]
     and m_c a random vertex of the hypercube [-class_sep, class_sep]^dim (distinct per class)."""
     means = torch.empty(0, dim)

@@ -63,6 +63,10 @@ class OPS(Attack):
                 r, col = divmod(pos, w)
                 x = images[members][:, :, r, col].float() / 255
                 delta[members, :, r, col] = CORNERS[colour] - x
-            picks.append([{"row": divmod(p, w)[0], "col": divmod(p, w)[1], "colour": CORNERS[co].int().tolist()}
-                          for p, co in chosen])
+            picks.append(
+                [
+                    {"row": divmod(p, w)[0], "col": divmod(p, w)[1], "colour": CORNERS[co].int().tolist()}
+                    for p, co in chosen
+                ]
+            )
         return self.perturbation(delta, "samplewise", pixels=picks)

@@ -49,13 +49,32 @@ class REM(Attack):
     }
     PRESETS = {
         "paper": {},
-        "cpu": {"surrogate": "small_cnn", "surrogate_lr": 0.05, "train_steps": 100, "lr_decay_every": 70,
-                "batch_size": 128, "steps": 5, "eot": 2, "adv_steps": 2, "adv_step_size": 2 / 255},
+        "cpu": {
+            "surrogate": "small_cnn",
+            "surrogate_lr": 0.05,
+            "train_steps": 100,
+            "lr_decay_every": 70,
+            "batch_size": 128,
+            "steps": 5,
+            "eot": 2,
+            "adv_steps": 2,
+            "adv_step_size": 2 / 255,
+        },
     }
 
     TYPES = {"grad_clip": float}
-    POSITIVE = ("surrogate_lr", "lr_decay_every", "train_steps", "batch_size", "steps", "step_size", "eot",
-                "adv_steps", "adv_step_size", "grad_clip")
+    POSITIVE = (
+        "surrogate_lr",
+        "lr_decay_every",
+        "train_steps",
+        "batch_size",
+        "steps",
+        "step_size",
+        "eot",
+        "adv_steps",
+        "adv_step_size",
+        "grad_clip",
+    )
     CHOICES = {"surrogate_init": ("imagenet", "scratch")}
 
     def validate(self):
@@ -84,7 +103,7 @@ class REM(Attack):
                 b = step % per_epoch
                 if b == 0 and step > 0:
                     order = torch.randperm(n, generator=gen)
-                idx = order[b * bs:(b + 1) * bs]
+                idx = order[b * bs : (b + 1) * bs]
             else:  # final pass: every image, in index order
                 b = step - self.train_steps
                 idx = torch.arange(b * bs, min(n, (b + 1) * bs))
@@ -100,8 +119,16 @@ class REM(Attack):
             step += 1
             bar.update(1)
             if step % 10 == 0 or step == total:
-                ckpt.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "delta": delta,
-                           "step": step, "order": order, "generator": gen.get_state()})
+                ckpt.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "delta": delta,
+                        "step": step,
+                        "order": order,
+                        "generator": gen.get_state(),
+                    }
+                )
         bar.close()
         return self.perturbation(delta, "samplewise")
 

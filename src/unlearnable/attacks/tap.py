@@ -24,7 +24,9 @@ from .base import Attack, build_surrogate, register_attack, seed_everything
 @register_attack
 class TAP(Attack):
     name = "tap"
-    summary = "targeted adversarial poisoning (Fowl et al. 2021): PGD towards class (y+1) mod K on a clean-trained model"
+    summary = (
+        "targeted adversarial poisoning (Fowl et al. 2021): PGD towards class (y+1) mod K on a clean-trained model"
+    )
     DEFAULTS = {
         "surrogate": "resnet18",
         "surrogate_init": "scratch",
@@ -40,13 +42,27 @@ class TAP(Attack):
     }
     PRESETS = {
         "paper": {},
-        "cpu": {"surrogate": "small_cnn", "surrogate_epochs": 15, "surrogate_lr": 0.05, "steps": 40,
-                "step_size": 1 / 255, "batch_size": 256},
+        "cpu": {
+            "surrogate": "small_cnn",
+            "surrogate_epochs": 15,
+            "surrogate_lr": 0.05,
+            "steps": 40,
+            "step_size": 1 / 255,
+            "batch_size": 256,
+        },
     }
 
     TYPES = {"step_size": float}
-    POSITIVE = ("surrogate_epochs", "surrogate_lr", "surrogate_batch_size", "steps", "step_size", "restarts",
-                "batch_size", "target_shift")
+    POSITIVE = (
+        "surrogate_epochs",
+        "surrogate_lr",
+        "surrogate_batch_size",
+        "steps",
+        "step_size",
+        "restarts",
+        "batch_size",
+        "target_shift",
+    )
     CHOICES = {"surrogate_init": ("imagenet", "scratch")}
 
     def fit(self, train_set):
@@ -62,13 +78,30 @@ class TAP(Attack):
         ckpt = self.open_checkpoint(train_set)
         state = ckpt.load()
         if state is None:
-            cfg = TrainConfig(epochs=self.surrogate_epochs, batch_size=self.surrogate_batch_size,
-                              lr=self.surrogate_lr, schedule="onecycle")
+            cfg = TrainConfig(
+                epochs=self.surrogate_epochs,
+                batch_size=self.surrogate_batch_size,
+                lr=self.surrogate_lr,
+                schedule="onecycle",
+            )
             part = self.checkpoint.with_name(self.checkpoint.name + ".surrogate") if self.checkpoint else None
-            result = train_classifier(model, train_set, cfg, seed=self.seed, device=dev, progress=self.progress,
-                                      desc="tap surrogate", checkpoint=part)
-            state = {"model": model.state_dict(), "delta": torch.zeros((n, *images.shape[1:])), "done": 0,
-                     "generator": gen.get_state(), "surrogate_train_acc": result["final_train_acc"]}
+            result = train_classifier(
+                model,
+                train_set,
+                cfg,
+                seed=self.seed,
+                device=dev,
+                progress=self.progress,
+                desc="tap surrogate",
+                checkpoint=part,
+            )
+            state = {
+                "model": model.state_dict(),
+                "delta": torch.zeros((n, *images.shape[1:])),
+                "done": 0,
+                "generator": gen.get_state(),
+                "surrogate_train_acc": result["final_train_acc"],
+            }
             ckpt.save(state)
             if part and part.exists():
                 part.unlink()

@@ -6,5 +6,15 @@ from .dataset import ImageDataset, balanced_subset
 from .official import DATASETS, dataset_names, dataset_preset
 from .sources import CIFAR10_CLASSES, DataError, download_cifar10, load_dataset, resolve_source
 
-__all__ = ["ImageDataset", "balanced_subset", "load_dataset", "DataError", "download_cifar10",
-           "CIFAR10_CLASSES", "resolve_source", "DATASETS", "dataset_names", "dataset_preset"]
+__all__ = [
+    "ImageDataset",
+    "balanced_subset",
+    "load_dataset",
+    "DataError",
+    "download_cifar10",
+    "CIFAR10_CLASSES",
+    "resolve_source",
+    "DATASETS",
+    "dataset_names",
+    "dataset_preset",
+]

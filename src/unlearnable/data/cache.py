@@ -37,8 +37,17 @@ from safetensors import safe_open
 from ..io import atomic_file, atomic_write_text, cache_root
 from .dataset import ImageDataset
 
-__all__ = ["FORMAT_VERSION", "cache_root", "dataset_cache_dir", "source_fingerprint", "cache_key",
-           "load_cached", "save_cached", "mmap_threshold", "disk_array"]
+__all__ = [
+    "FORMAT_VERSION",
+    "cache_root",
+    "dataset_cache_dir",
+    "source_fingerprint",
+    "cache_key",
+    "load_cached",
+    "save_cached",
+    "mmap_threshold",
+    "disk_array",
+]
 
 # Bump when decoding changes (colour conversion, resizing, ordering): old entries then miss.
 FORMAT_VERSION = 2  # 2: EXIF orientation applied on decoding
@@ -91,7 +100,7 @@ def _write_safetensors(path: str, tensors: dict[str, torch.Tensor], metadata: di
             flat = t.reshape(-1)
             step = max(1, (64 << 20) // t.element_size())
             for i in range(0, flat.numel(), step):
-                f.write(flat[i:i + step].contiguous().numpy().tobytes())
+                f.write(flat[i : i + step].contiguous().numpy().tobytes())
         f.flush()
         os.fsync(f.fileno())
 
@@ -127,18 +136,22 @@ def source_fingerprint(path: str | os.PathLike) -> list:
     return [st.st_size, st.st_mtime_ns]
 
 
-def cache_key(kind: str, path: str | os.PathLike, split: str, image_size: int | None,
-              fingerprint: list | None = None) -> str:
+def cache_key(
+    kind: str, path: str | os.PathLike, split: str, image_size: int | None, fingerprint: list | None = None
+) -> str:
     """Hex sha256 naming the cache entry; pass `fingerprint` to reuse one already computed."""
     p = Path(path).resolve()
-    payload = json.dumps({
-        "kind": kind,
-        "path": str(p),
-        "fingerprint": fingerprint if fingerprint is not None else source_fingerprint(p),
-        "split": split,
-        "image_size": image_size,
-        "version": FORMAT_VERSION,
-    }, sort_keys=True)
+    payload = json.dumps(
+        {
+            "kind": kind,
+            "path": str(p),
+            "fingerprint": fingerprint if fingerprint is not None else source_fingerprint(p),
+            "split": split,
+            "image_size": image_size,
+            "version": FORMAT_VERSION,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -169,8 +182,11 @@ def load_cached(key: str, root: Path | None = None) -> ImageDataset | None:
         assert images is not None
         return ImageDataset(images, labels, list(meta["classes"]), meta.get("files"))
     except Exception as exc:  # any damage means: rebuild
-        warnings.warn(f"ignoring unreadable dataset cache entry {tensors_path} ({exc}); decoding again",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"ignoring unreadable dataset cache entry {tensors_path} ({exc}); decoding again",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None
 
 
@@ -194,8 +210,10 @@ def save_cached(key: str, ds: ImageDataset, source: dict, root: Path | None = No
             _write_safetensors(str(tmp), tensors, {"token": token})
         atomic_write_text(meta_path, json.dumps(meta))
     except OSError as exc:
-        warnings.warn(f"could not write the dataset cache {tensors_path} ({exc}); continuing without it",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"could not write the dataset cache {tensors_path} ({exc}); continuing without it",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None
     return tensors_path
-

@@ -49,8 +49,10 @@ class ImageDataset:
             lo, hi = int(self.labels.min()), int(self.labels.max())
             if lo < 0 or hi >= len(self.classes):
                 bad = lo if lo < 0 else hi
-                raise ValueError(f"label {bad} is out of range for {len(self.classes)} classes "
-                                 f"(labels must be in [0, {len(self.classes) - 1}])")
+                raise ValueError(
+                    f"label {bad} is out of range for {len(self.classes)} classes "
+                    f"(labels must be in [0, {len(self.classes) - 1}])"
+                )
         if self.files is not None:
             self.files = [str(f) for f in self.files]
             if len(self.files) != n:
@@ -70,7 +72,7 @@ class ImageDataset:
         """Height of the images (the toolkit works on square images, so also the width)."""
         return int(self.images.shape[2])
 
-    def subset(self, indices: torch.Tensor | list[int]) -> "ImageDataset":
+    def subset(self, indices: torch.Tensor | list[int]) -> ImageDataset:
         """The images at `indices` (a list, an index tensor or a boolean mask), in that order."""
         idx = torch.as_tensor(indices)
         if idx.dtype == torch.bool:
@@ -90,14 +92,15 @@ class ImageDataset:
             files = [self.files[i] for i in idx.tolist()]
         return ImageDataset(self.images[idx].contiguous(), self.labels[idx].clone(), list(self.classes), files)
 
-    def with_images(self, images: torch.Tensor) -> "ImageDataset":
+    def with_images(self, images: torch.Tensor) -> ImageDataset:
         """The same labelled set with other pixels (same shape), e.g. after a transformation."""
         if images.shape != self.images.shape:
             raise ValueError(f"new images have shape {tuple(images.shape)}, expected {tuple(self.images.shape)}")
-        return ImageDataset(images, self.labels.clone(), list(self.classes),
-                            list(self.files) if self.files is not None else None)
+        return ImageDataset(
+            images, self.labels.clone(), list(self.classes), list(self.files) if self.files is not None else None
+        )
 
-    def with_class_order(self, classes: list[str]) -> "ImageDataset":
+    def with_class_order(self, classes: list[str]) -> ImageDataset:
         """The same images labelled by their class's index in `classes` (the same names in another
         order): a protected copy read back from folders lists classes alphabetically, while an
         official test set (Fashion-MNIST) keeps its own order."""
@@ -107,8 +110,9 @@ class ImageDataset:
             raise ValueError(f"class names differ: {list(self.classes)} vs {list(classes)}")
         where = {c: i for i, c in enumerate(classes)}
         mapping = torch.tensor([where[c] for c in self.classes], dtype=torch.int64)
-        return ImageDataset(self.images, mapping[self.labels], list(classes),
-                            list(self.files) if self.files is not None else None)
+        return ImageDataset(
+            self.images, mapping[self.labels], list(classes), list(self.files) if self.files is not None else None
+        )
 
     def digest(self) -> str:
         """sha256 over the pixels, labels, classes and file names: what a checkpoint records of its
@@ -119,7 +123,7 @@ class ImageDataset:
         flat = self.images.reshape(-1)
         step = 64 << 20
         for i in range(0, flat.numel(), step):
-            h.update(flat[i:i + step].contiguous().cpu().numpy().tobytes())
+            h.update(flat[i : i + step].contiguous().cpu().numpy().tobytes())
         h.update(self.labels.contiguous().cpu().numpy().tobytes())
         return h.hexdigest()
 
@@ -128,8 +132,9 @@ class ImageDataset:
         return torch.bincount(self.labels, minlength=self.num_classes)
 
 
-def balanced_subset(ds: ImageDataset, per_class: int, seed: int = 0, *,
-                    option: str = "--train-per-class") -> ImageDataset:
+def balanced_subset(
+    ds: ImageDataset, per_class: int, seed: int = 0, *, option: str = "--train-per-class"
+) -> ImageDataset:
     """`per_class` images of every class, drawn at random (seeded), in ascending original order.
 
     The same dataset, per_class and seed always give the same images. `option` is the command-line
@@ -141,8 +146,7 @@ def balanced_subset(ds: ImageDataset, per_class: int, seed: int = 0, *,
     short = (counts < per_class).nonzero().flatten()
     if short.numel():
         k = int(short[0])
-        raise ValueError(f"{option} {per_class} but class '{ds.classes[k]}' has only "
-                         f"{int(counts[k])} images")
+        raise ValueError(f"{option} {per_class} but class '{ds.classes[k]}' has only {int(counts[k])} images")
     gen = torch.Generator().manual_seed(int(seed))
     # Stable sort by label: each class's indices form one contiguous, ascending block.
     order = torch.sort(ds.labels, stable=True).indices

@@ -36,9 +36,9 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -60,9 +60,21 @@ from .sources import (
     download_file,
 )
 
-__all__ = ["OfficialDataset", "DATASETS", "dataset_names", "dataset_preset", "get_dataset", "find_official", "find_file",
-           "read_official", "read_cifar10",
-           "read_cifar100_python", "read_svhn_mat", "read_idx", "read_fashion_mnist"]
+__all__ = [
+    "OfficialDataset",
+    "DATASETS",
+    "dataset_names",
+    "dataset_preset",
+    "get_dataset",
+    "find_official",
+    "find_file",
+    "read_official",
+    "read_cifar10",
+    "read_cifar100_python",
+    "read_svhn_mat",
+    "read_idx",
+    "read_fashion_mnist",
+]
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,7 @@ class OfficialDataset:
 
 # --------------------------------------------------------------------------- readers
 
+
 def read_cifar10(paths: list[Path], split: str) -> ImageDataset:
     """One split of CIFAR-10 from whichever local form holds it: the official python archive or
     its extracted folder, or a tarball of the images as an ImageFolder tree (cifar10-jpg.tar.gz)."""
@@ -115,8 +128,10 @@ def read_cifar100_python(paths: list[Path], split: str, labels: str = "fine") ->
     blobs = archive_members(path, ("train", "test", "meta"))
     missing = [m for m in (split, "meta") if m not in blobs]
     if missing:
-        raise DataError(f"{path} is missing {', '.join(missing)}; expected the official CIFAR-100 python archive "
-                        f"(cifar-100-python/train, test, meta)")
+        raise DataError(
+            f"{path} is missing {', '.join(missing)}; expected the official CIFAR-100 python archive "
+            f"(cifar-100-python/train, test, meta)"
+        )
     meta_where = f"{path}:meta"
     names = _field(_unpickle(blobs["meta"], meta_where), f"{labels}_label_names", meta_where)
     classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
@@ -150,8 +165,10 @@ def read_svhn_mat(paths: list[Path], split: str) -> ImageDataset:
         try:
             mat = loadmat(p, variable_names=("X", "y"))
         except Exception as exc:
-            raise DataError(f"cannot read {p} ({type(exc).__name__}: {exc}); expected an official SVHN "
-                            f"*_32x32.mat file (MATLAB 5 format with X and y)") from None
+            raise DataError(
+                f"cannot read {p} ({type(exc).__name__}: {exc}); expected an official SVHN "
+                f"*_32x32.mat file (MATLAB 5 format with X and y)"
+            ) from None
         x, y = mat.get("X"), mat.get("y")
         if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
             desc = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else "missing"
@@ -167,8 +184,14 @@ def read_svhn_mat(paths: list[Path], split: str) -> ImageDataset:
     return ImageDataset(torch.cat(images), torch.cat(labels), [str(d) for d in range(10)])
 
 
-_IDX_TYPES: dict[int, np.dtype] = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_TYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -186,12 +209,14 @@ def read_idx(path: Path) -> np.ndarray:
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
         raise DataError(f"{path}: IDX header is truncated")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_TYPES[raw[2]])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise DataError(f"{path}: the header says shape {shape} ({expected} bytes) but {len(raw) - header} bytes follow; "
-                        f"the file is truncated or not the official one")
+        raise DataError(
+            f"{path}: the header says shape {shape} ({expected} bytes) but {len(raw) - header} bytes follow; "
+            f"the file is truncated or not the official one"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
 
@@ -206,8 +231,9 @@ def read_fashion_mnist(paths: list[Path], split: str) -> ImageDataset:
     y = labels.astype(np.int64)
     _check_labels(y, images.shape[0], 10, f"{img_path} and {lab_path}")
     grey = torch.from_numpy(images.copy())
-    return ImageDataset(grey[:, None].expand(-1, 3, -1, -1).contiguous(), torch.from_numpy(y),
-                        list(FASHION_MNIST_CLASSES))
+    return ImageDataset(
+        grey[:, None].expand(-1, 3, -1, -1).contiguous(), torch.from_numpy(y), list(FASHION_MNIST_CLASSES)
+    )
 
 
 # --------------------------------------------------------------------------- the registry
@@ -217,8 +243,18 @@ def read_fashion_mnist(paths: list[Path], split: str) -> ImageDataset:
 CIFAR100_NORM = {"mean": (0.5071, 0.4865, 0.4409), "std": (0.2673, 0.2564, 0.2762)}
 SVHN_NORM = {"mean": (0.4377, 0.4438, 0.4728), "std": (0.1980, 0.2010, 0.1970)}
 FASHION_NORM = {"mean": (0.2860,) * 3, "std": (0.3530,) * 3}
-FASHION_MNIST_CLASSES = ("T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                         "Bag", "Ankle_boot")
+FASHION_MNIST_CLASSES = (
+    "T-shirt_top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle_boot",
+)
 
 _CIFAR100: dict = dict(
     split_files={"train": ("cifar-100-python.tar.gz",), "test": ("cifar-100-python.tar.gz",)},
@@ -227,48 +263,99 @@ _CIFAR100: dict = dict(
     reader=read_cifar100_python,
     alternatives={"cifar-100-python.tar.gz": ("cifar-100-python",)},
 )
-_SVHN_MD5 = {"train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
-             "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
-             "extra_32x32.mat": "a93ce644f1a588dc4d68dda5feec44a7"}
-_FASHION_FILES: dict[str, tuple[str, ...]] = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-                  "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+_SVHN_MD5 = {
+    "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
+    "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
+    "extra_32x32.mat": "a93ce644f1a588dc4d68dda5feec44a7",
+}
+_FASHION_FILES: dict[str, tuple[str, ...]] = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
 
 CIFAR10_PRESET = {"num_classes": 10, "image_size": 32, "mean": CIFAR10_MEAN, "std": CIFAR10_STD, "paper_epochs": 60}
 
-DATASETS: dict[str, OfficialDataset] = {d.name: d for d in (
-    OfficialDataset("cifar10", "CIFAR-10, 10 classes, 50k train / 10k test, 32x32", CIFAR10_CLASSES,
-                    {"train": (CIFAR10_ARCHIVE,), "test": (CIFAR10_ARCHIVE,)}, "https://www.cs.toronto.edu/~kriz/",
-                    {CIFAR10_ARCHIVE: CIFAR10_MD5}, read_cifar10,
-                    alternatives={CIFAR10_ARCHIVE: (CIFAR10_JPEG_ARCHIVE, CIFAR10_ARCHIVE, CIFAR10_FOLDER)},
-                    preset=CIFAR10_PRESET, env_file=True),
-    OfficialDataset("cifar100", "CIFAR-100, 100 fine classes, 50k train / 10k test, 32x32", (), **_CIFAR100,
-                    preset={"num_classes": 100, "image_size": 32, **CIFAR100_NORM, "paper_epochs": 100,
-                            "paper_weight_decay": 5e-5}),
-    OfficialDataset("cifar100-coarse", "CIFAR-100 with its 20 coarse superclasses as labels", (), **_CIFAR100,
-                    reader_options={"labels": "coarse"},
-                    preset={"num_classes": 20, "image_size": 32, **CIFAR100_NORM, "paper_epochs": 100,
-                            "paper_weight_decay": 5e-5}),
-    OfficialDataset("svhn", "SVHN cropped digits, 73,257 train / 26,032 test, 32x32", tuple(map(str, range(10))),
-                    {"train": ("train_32x32.mat",), "test": ("test_32x32.mat",)},
-                    "http://ufldl.stanford.edu/housenumbers/", _SVHN_MD5, read_svhn_mat,
-                    preset={"num_classes": 10, "image_size": 32, **SVHN_NORM, "paper_epochs": 30}),
-    OfficialDataset("svhn-extra", "SVHN with the 531,131 'extra' digits added to the training split",
-                    tuple(map(str, range(10))),
-                    {"train": ("train_32x32.mat", "extra_32x32.mat"), "test": ("test_32x32.mat",)},
-                    "http://ufldl.stanford.edu/housenumbers/", _SVHN_MD5, read_svhn_mat,
-                    preset={"num_classes": 10, "image_size": 32, **SVHN_NORM, "paper_epochs": 30}),
-    OfficialDataset("fashion-mnist", "Fashion-MNIST, 10 clothing classes, 60k train / 10k test, 28x28 grey",
-                    FASHION_MNIST_CLASSES, _FASHION_FILES,
-                    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                    {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                     "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-                     "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-                     "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12e480ee83cd310"},
-                    read_fashion_mnist,
-                    alternatives={f: (f[:-3],) for files in _FASHION_FILES.values() for f in files},
-                    system_dirs=("/usr/share/datasets/fashion-mnist",),
-                    preset={"num_classes": 10, "image_size": 28, **FASHION_NORM, "paper_epochs": 60}),
-)}
+DATASETS: dict[str, OfficialDataset] = {
+    d.name: d
+    for d in (
+        OfficialDataset(
+            "cifar10",
+            "CIFAR-10, 10 classes, 50k train / 10k test, 32x32",
+            CIFAR10_CLASSES,
+            {"train": (CIFAR10_ARCHIVE,), "test": (CIFAR10_ARCHIVE,)},
+            "https://www.cs.toronto.edu/~kriz/",
+            {CIFAR10_ARCHIVE: CIFAR10_MD5},
+            read_cifar10,
+            alternatives={CIFAR10_ARCHIVE: (CIFAR10_JPEG_ARCHIVE, CIFAR10_ARCHIVE, CIFAR10_FOLDER)},
+            preset=CIFAR10_PRESET,
+            env_file=True,
+        ),
+        OfficialDataset(
+            "cifar100",
+            "CIFAR-100, 100 fine classes, 50k train / 10k test, 32x32",
+            (),
+            **_CIFAR100,
+            preset={
+                "num_classes": 100,
+                "image_size": 32,
+                **CIFAR100_NORM,
+                "paper_epochs": 100,
+                "paper_weight_decay": 5e-5,
+            },
+        ),
+        OfficialDataset(
+            "cifar100-coarse",
+            "CIFAR-100 with its 20 coarse superclasses as labels",
+            (),
+            **_CIFAR100,
+            reader_options={"labels": "coarse"},
+            preset={
+                "num_classes": 20,
+                "image_size": 32,
+                **CIFAR100_NORM,
+                "paper_epochs": 100,
+                "paper_weight_decay": 5e-5,
+            },
+        ),
+        OfficialDataset(
+            "svhn",
+            "SVHN cropped digits, 73,257 train / 26,032 test, 32x32",
+            tuple(map(str, range(10))),
+            {"train": ("train_32x32.mat",), "test": ("test_32x32.mat",)},
+            "http://ufldl.stanford.edu/housenumbers/",
+            _SVHN_MD5,
+            read_svhn_mat,
+            preset={"num_classes": 10, "image_size": 32, **SVHN_NORM, "paper_epochs": 30},
+        ),
+        OfficialDataset(
+            "svhn-extra",
+            "SVHN with the 531,131 'extra' digits added to the training split",
+            tuple(map(str, range(10))),
+            {"train": ("train_32x32.mat", "extra_32x32.mat"), "test": ("test_32x32.mat",)},
+            "http://ufldl.stanford.edu/housenumbers/",
+            _SVHN_MD5,
+            read_svhn_mat,
+            preset={"num_classes": 10, "image_size": 32, **SVHN_NORM, "paper_epochs": 30},
+        ),
+        OfficialDataset(
+            "fashion-mnist",
+            "Fashion-MNIST, 10 clothing classes, 60k train / 10k test, 28x28 grey",
+            FASHION_MNIST_CLASSES,
+            _FASHION_FILES,
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            {
+                "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+                "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+                "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12e480ee83cd310",
+            },
+            read_fashion_mnist,
+            alternatives={f: (f[:-3],) for files in _FASHION_FILES.values() for f in files},
+            system_dirs=("/usr/share/datasets/fashion-mnist",),
+            preset={"num_classes": 10, "image_size": 28, **FASHION_NORM, "paper_epochs": 60},
+        ),
+    )
+}
 
 
 def dataset_preset(name) -> dict:
@@ -294,8 +381,9 @@ def _env_data() -> Path | None:
         return None
     p = Path(env).expanduser()
     if not p.exists():
-        raise DataError(f"UNLEARNABLE_DATA={env} does not exist; point it at a data folder or a dataset's file, or "
-                        "unset it")
+        raise DataError(
+            f"UNLEARNABLE_DATA={env} does not exist; point it at a data folder or a dataset's file, or unset it"
+        )
     return p
 
 
@@ -323,9 +411,11 @@ def find_official(spec: OfficialDataset, split: str, download: bool = False) -> 
         download_official(spec, split, dest)
         return dest.resolve()
     need = ", ".join(" or ".join(spec.alternatives.get(f, (f,))) for f in spec.files_for(split))
-    raise DataError(f"{spec.name} ({split}) was not found: it needs {need}; searched, in order: "
-                    f"{'; '.join(searched)}. To fix it: put the files in one of these folders (or set UNLEARNABLE_DATA to the folder "
-                    f"holding them), pass --data PATH, or pass --download to fetch them from {spec.url} into {dest}.")
+    raise DataError(
+        f"{spec.name} ({split}) was not found: it needs {need}; searched, in order: "
+        f"{'; '.join(searched)}. To fix it: put the files in one of these folders (or set UNLEARNABLE_DATA to the "
+        f"folder holding them), pass --data PATH, or pass --download to fetch them from {spec.url} into {dest}."
+    )
 
 
 def find_file(spec: OfficialDataset, split: str, download: bool = False) -> Path:
@@ -356,11 +446,12 @@ def read_official(spec: OfficialDataset, folder: Path, split: str, verify: bool 
     for name, p in zip(spec.files_for(split), paths) if verify else ():
         got = _file_md5(p) if p is not None and p.is_file() else "(a folder)"
         if got != spec.md5[name]:
-            raise DataError(f"{p}: md5 is {got} but the official {name} has {spec.md5[name]}; the file is corrupt, "
-                            f"repacked or not the official one. Delete it and download it again from {spec.url}{name} "
-                            f"(or use --download).")
+            raise DataError(
+                f"{p}: md5 is {got} but the official {name} has {spec.md5[name]}; the file is corrupt, "
+                f"repacked or not the official one. Delete it and download it again from {spec.url}{name} "
+                f"(or use --download)."
+            )
     ds = spec.reader(paths, split, **spec.reader_options)
     if list(spec.classes) and list(ds.classes) != list(spec.classes):
         raise DataError(f"{folder}: {spec.name} should have classes {list(spec.classes)}, found {ds.classes}")
     return ds
-

@@ -68,9 +68,21 @@ from .cache import cache_key, disk_array, load_cached, mmap_threshold, save_cach
 from .dataset import ImageDataset
 
 __all__ = [
-    "CIFAR10_CLASSES", "CIFAR10_URL", "CIFAR10_MD5", "CIFAR10_ARCHIVE", "CIFAR10_JPEG_ARCHIVE",
-    "CIFAR10_FOLDER", "DataError", "decode_image", "read_imagefolder", "read_tarball",
-    "read_cifar10_python", "download_cifar10", "resolve_source", "load_dataset", "default_data_dir",
+    "CIFAR10_CLASSES",
+    "CIFAR10_URL",
+    "CIFAR10_MD5",
+    "CIFAR10_ARCHIVE",
+    "CIFAR10_JPEG_ARCHIVE",
+    "CIFAR10_FOLDER",
+    "DataError",
+    "decode_image",
+    "read_imagefolder",
+    "read_tarball",
+    "read_cifar10_python",
+    "download_cifar10",
+    "resolve_source",
+    "load_dataset",
+    "default_data_dir",
 ]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -93,6 +105,7 @@ class DataError(ValueError):
 
 
 # --------------------------------------------------------------------------- image decoding
+
 
 def _composite_on_white(img: Image.Image) -> np.ndarray:
     rgba = np.asarray(img.convert("RGBA")).astype(np.uint32)
@@ -154,25 +167,30 @@ def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.nd
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > limit:
-                raise DataError(f"image {name} is {img.width} x {img.height} pixels, more than the limit of {limit} "
-                                "(a guard against decompression bombs); shrink it, or raise the limit with "
-                                "UNLEARNABLE_MAX_PIXELS")
+                raise DataError(
+                    f"image {name} is {img.width} x {img.height} pixels, more than the limit of {limit} "
+                    "(a guard against decompression bombs); shrink it, or raise the limit with "
+                    "UNLEARNABLE_MAX_PIXELS"
+                )
             img.load()
             arr = _to_rgb_array(upright(img))
         if image_size is not None and arr.shape[:2] != (image_size, image_size):
             resized = Image.fromarray(np.ascontiguousarray(arr), "RGB").resize(
-                (image_size, image_size), Image.Resampling.BICUBIC)
+                (image_size, image_size), Image.Resampling.BICUBIC
+            )
             arr = np.asarray(resized)
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(f"cannot decode image {name}: {type(exc).__name__}: {exc}. Expected a complete "
-                        f"image file (PNG, JPEG, BMP, ...) in {_LAYOUT_HINT}; remove or replace this file."
-                        ) from None
+        raise DataError(
+            f"cannot decode image {name}: {type(exc).__name__}: {exc}. Expected a complete "
+            f"image file (PNG, JPEG, BMP, ...) in {_LAYOUT_HINT}; remove or replace this file."
+        ) from None
     return arr
 
 
 # --------------------------------------------------------------------------- ImageFolder trees
+
 
 def _skipped(part: str) -> bool:
     return part.startswith(".") or part in _SKIP_NAMES
@@ -258,25 +276,31 @@ def _split_layout(tree: _Tree) -> dict[str, tuple[list[str], list[tuple[str, str
     others = [t for t in tops if t not in SPLITS]
     if others:  # a class called "train" or "test" beside other classes: neither layout can be meant whole
         where = f"{tree.where}/{root}" if root else tree.where
-        raise DataError(f"{where} holds both split folders ({', '.join(t + '/' for t in tops if t in SPLITS)}) and "
-                        f"other folders ({', '.join(t + '/' for t in others[:3])}{' ...' if len(others) > 3 else ''}); "
-                        "use either train/ and test/ with class folders inside, or class folders only (rename a "
-                        "class folder called train or test)")
+        raise DataError(
+            f"{where} holds both split folders ({', '.join(t + '/' for t in tops if t in SPLITS)}) and "
+            f"other folders ({', '.join(t + '/' for t in others[:3])}{' ...' if len(others) > 3 else ''}); "
+            "use either train/ and test/ with class folders inside, or class folders only (rename a "
+            "class folder called train or test)"
+        )
     layout = {}
     for s in SPLITS:
         if s in tops:
             layout[s] = one_split(join(root, s), f"{tree.where}/{join(root, s)}")
     if len(layout) == 2 and layout["train"][0] != layout["test"][0]:
-        raise DataError(f"{tree.where}: train/ has classes {layout['train'][0]} but test/ has "
-                        f"{layout['test'][0]}; both splits need the same class folders")
+        raise DataError(
+            f"{tree.where}: train/ has classes {layout['train'][0]} but test/ has "
+            f"{layout['test'][0]}; both splits need the same class folders"
+        )
     return layout
 
 
 def _missing_split(tree_where: str, layout: dict, split: str) -> DataError:
     if set(layout) == {"train"} and split == "test":
-        return DataError(f"{tree_where} has no test split: it is a plain ImageFolder (<root>/<class>/<image>) "
-                         f"with no train/ and test/ subfolders. Use a source with both, or pass the test "
-                         f"images as a separate source.")
+        return DataError(
+            f"{tree_where} has no test split: it is a plain ImageFolder (<root>/<class>/<image>) "
+            f"with no train/ and test/ subfolders. Use a source with both, or pass the test "
+            f"images as a separate source."
+        )
     return DataError(f"{tree_where} has no {split}/ folder (found: {', '.join(sorted(layout)) or 'nothing'})")
 
 
@@ -289,8 +313,9 @@ def _read_payload(display: str, payload: bytes | Path) -> bytes:
         raise DataError(f"cannot read {display}: {exc}") from None
 
 
-def _decode_items(tree: _Tree, classes: list[str], items: list[tuple[str, str, int]],
-                  image_size: int | None, desc: str) -> ImageDataset:
+def _decode_items(
+    tree: _Tree, classes: list[str], items: list[tuple[str, str, int]], image_size: int | None, desc: str
+) -> ImageDataset:
     n = len(items)
     out: np.ndarray | None = None
     first = ""
@@ -304,9 +329,11 @@ def _decode_items(tree: _Tree, classes: list[str], items: list[tuple[str, str, i
             first = display
         elif arr.shape[:2] != out.shape[2:]:
             h, w = arr.shape[:2]
-            raise DataError(f"image {display} is {w}x{h} but {first} is {out.shape[3]}x{out.shape[2]}: "
-                            f"without --image-size all images must have the same size. Pass "
-                            f"--image-size N (image_size=N) to resize every image to N x N.")
+            raise DataError(
+                f"image {display} is {w}x{h} but {first} is {out.shape[3]}x{out.shape[2]}: "
+                f"without --image-size all images must have the same size. Pass "
+                f"--image-size N (image_size=N) to resize every image to N x N."
+            )
         out[i] = arr.transpose(2, 0, 1)
     assert out is not None
     labels = torch.tensor([k for _, _, k in items], dtype=torch.int64)
@@ -318,8 +345,10 @@ def _inside(path: Path, real_root: Path) -> None:
     if path.is_symlink():
         target = path.resolve()
         if target != real_root and real_root not in target.parents:
-            raise DataError(f"{path} is a symbolic link to {target}, outside {real_root}; copy the file into the "
-                            "folder (or link to something inside it)")
+            raise DataError(
+                f"{path} is a symbolic link to {target}, outside {real_root}; copy the file into the "
+                "folder (or link to something inside it)"
+            )
 
 
 def _scan_dir(root: Path) -> _Tree:
@@ -334,8 +363,10 @@ def _scan_dir(root: Path) -> _Tree:
             _inside(Path(dirpath) / d, real_root)
             real = (Path(dirpath) / d).resolve()
             if real in seen:
-                raise DataError(f"{Path(dirpath) / d} leads back to a folder already read (a symbolic link loop "
-                                "or a second link to one folder); remove the link")
+                raise DataError(
+                    f"{Path(dirpath) / d} leads back to a folder already read (a symbolic link loop "
+                    "or a second link to one folder); remove the link"
+                )
             seen.add(real)
             tree.add_dir(f"{rel_dir}/{d}" if rel_dir else d)
         for f in filenames:
@@ -373,8 +404,9 @@ def _norm_member(name: str) -> str | None:
     return "/".join(parts)
 
 
-def read_tarball(path: str | os.PathLike, image_size: int | None = None,
-                 want: str | None = None) -> dict[str, ImageDataset]:
+def read_tarball(
+    path: str | os.PathLike, image_size: int | None = None, want: str | None = None
+) -> dict[str, ImageDataset]:
     """Decode every split of a tar archive holding an ImageFolder tree, in one pass over the archive.
 
     Returns split -> ImageDataset ("train" only for a tree without train/ and test/). With
@@ -395,18 +427,23 @@ def read_tarball(path: str | os.PathLike, image_size: int | None = None,
                     f = tf.extractfile(m)
                     tree.add_file(rel, f"{path}:{m.name}", f.read() if f is not None else b"")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot read archive {path}: {exc}; the file is corrupt or truncated "
-                        f"(expected a .tar/.tar.gz/.tgz holding {_LAYOUT_HINT})") from None
+        raise DataError(
+            f"cannot read archive {path}: {exc}; the file is corrupt or truncated "
+            f"(expected a .tar/.tar.gz/.tgz holding {_LAYOUT_HINT})"
+        ) from None
     if not tree.files:
         raise DataError(f"archive {path} holds no files; expected {_LAYOUT_HINT}")
     layout = _split_layout(tree)
     if want is not None and want not in layout:
         raise _missing_split(str(path), layout, want)
-    return {s: _decode_items(tree, classes, items, image_size, f"decoding {path.name}:{s}")
-            for s, (classes, items) in layout.items()}
+    return {
+        s: _decode_items(tree, classes, items, image_size, f"decoding {path.name}:{s}")
+        for s, (classes, items) in layout.items()
+    }
 
 
 # --------------------------------------------------------------------------- official CIFAR-10 archive
+
 
 def _numpy_reconstruct():
     for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
@@ -433,9 +470,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
-            raise DataError(f"{self.where}: refusing to unpickle {module}.{name}; the official CIFAR-10 and "
-                            f"CIFAR-100 files hold only dicts, lists, bytes and numpy arrays, so this file is not "
-                            f"an official batch (and loading it could run code)")
+            raise DataError(
+                f"{self.where}: refusing to unpickle {module}.{name}; the official CIFAR-10 and "
+                f"CIFAR-100 files hold only dicts, lists, bytes and numpy arrays, so this file is not "
+                f"an official batch (and loading it could run code)"
+            )
         if name == "_reconstruct":
             return _numpy_reconstruct()
         return np.ndarray if name == "ndarray" else np.dtype
@@ -447,8 +486,10 @@ def _unpickle(blob: bytes, where: str):
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(f"{where}: cannot unpickle ({type(exc).__name__}: {exc}); expected an official "
-                        f"CIFAR-10 or CIFAR-100 python file") from None
+        raise DataError(
+            f"{where}: cannot unpickle ({type(exc).__name__}: {exc}); expected an official "
+            f"CIFAR-10 or CIFAR-100 python file"
+        ) from None
 
 
 def _field(d, key: str, where: str):
@@ -484,8 +525,9 @@ def archive_members(path: Path, members: tuple[str, ...]) -> dict[str, bytes]:
                     f = tf.extractfile(m)
                     blobs[base] = f.read() if f is not None else b""
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot read archive {path}: {exc}; the file is corrupt or truncated "
-                        f"(download it again, see --download)") from None
+        raise DataError(
+            f"cannot read archive {path}: {exc}; the file is corrupt or truncated (download it again, see --download)"
+        ) from None
     return blobs
 
 
@@ -497,8 +539,9 @@ def _resize_all(images: torch.Tensor, size: int, desc: str) -> torch.Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
-def read_cifar10_python(path: str | os.PathLike, image_size: int | None = None, *,
-                        verify: bool = False) -> dict[str, ImageDataset]:
+def read_cifar10_python(
+    path: str | os.PathLike, image_size: int | None = None, *, verify: bool = False
+) -> dict[str, ImageDataset]:
     """Both splits of the official CIFAR-10 python archive (or its extracted cifar-10-batches-py/).
 
     With verify=True and the archive named exactly cifar-10-python.tar.gz, its md5 is checked
@@ -508,14 +551,18 @@ def read_cifar10_python(path: str | os.PathLike, image_size: int | None = None, 
     if verify and path.is_file() and path.name == CIFAR10_ARCHIVE:
         got = _file_md5(path)
         if got != CIFAR10_MD5:
-            raise DataError(f"{path}: md5 is {got} but the official {CIFAR10_ARCHIVE} has {CIFAR10_MD5}; "
-                            f"the file is corrupt or not the official archive. Delete it and download it "
-                            f"again from {CIFAR10_URL} (or use --download).")
+            raise DataError(
+                f"{path}: md5 is {got} but the official {CIFAR10_ARCHIVE} has {CIFAR10_MD5}; "
+                f"the file is corrupt or not the official archive. Delete it and download it "
+                f"again from {CIFAR10_URL} (or use --download)."
+            )
     blobs = archive_members(path, _CIFAR10_MEMBERS)
     missing = [m for m in _CIFAR10_MEMBERS if m not in blobs]
     if missing:
-        raise DataError(f"{path} is missing {', '.join(missing)}; expected the official CIFAR-10 python "
-                        f"archive ({CIFAR10_FOLDER}/data_batch_1..5, test_batch, batches.meta)")
+        raise DataError(
+            f"{path} is missing {', '.join(missing)}; expected the official CIFAR-10 python "
+            f"archive ({CIFAR10_FOLDER}/data_batch_1..5, test_batch, batches.meta)"
+        )
     meta_where = f"{path}:batches.meta"
     names = _field(_unpickle(blobs["batches.meta"], meta_where), "label_names", meta_where)
     if not isinstance(names, (list, tuple)) or not names:
@@ -550,8 +597,9 @@ def read_cifar10_python(path: str | os.PathLike, image_size: int | None = None, 
             except DataError:
                 pass
             if files is not None and isinstance(names_, list) and len(names_) == len(y):
-                files.extend(f"{classes[k]}/{n.decode() if isinstance(n, bytes) else n}"
-                             for n, k in zip(names_, y.tolist()))
+                files.extend(
+                    f"{classes[k]}/{n.decode() if isinstance(n, bytes) else n}" for n, k in zip(names_, y.tolist())
+                )
             else:
                 files = None
         # Each row holds the R, G and B planes of a 32x32 image, row-major: that is (3, 32, 32).
@@ -567,8 +615,9 @@ def default_data_dir() -> Path:
     return cache_root() / "data"
 
 
-def download_cifar10(dest_dir: str | os.PathLike | None = None, *, url: str = CIFAR10_URL,
-                     md5: str = CIFAR10_MD5) -> Path:
+def download_cifar10(
+    dest_dir: str | os.PathLike | None = None, *, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5
+) -> Path:
     """Download the official CIFAR-10 python archive (md5 checked) into dest_dir (default
     <cache>/data/cifar10, where `--download` puts every named dataset)."""
     dest = Path(dest_dir) if dest_dir is not None else default_data_dir() / "cifar10"
@@ -581,16 +630,20 @@ def download_file(url: str, dest: Path, filename: str, md5: str) -> Path:
     from ..io import ChecksumMismatch, DownloadError, download
 
     target = dest / filename
-    manual = (f"If this machine is offline, download {url} elsewhere and put it at {target}, or set "
-              f"UNLEARNABLE_DATA to its folder.")
+    manual = (
+        f"If this machine is offline, download {url} elsewhere and put it at {target}, or set "
+        f"UNLEARNABLE_DATA to its folder."
+    )
     try:
         dest.mkdir(parents=True, exist_ok=True)
         if target.is_file() and _file_md5(target) == md5:
             return target
         return download(url, target, algorithm="md5", expected=md5)
     except ChecksumMismatch as exc:
-        raise DataError(f"downloaded {url} but its md5 is {exc.digest}, expected {md5}; the download is "
-                        f"corrupt. Try again, or: {manual}") from None
+        raise DataError(
+            f"downloaded {url} but its md5 is {exc.digest}, expected {md5}; the download is "
+            f"corrupt. Try again, or: {manual}"
+        ) from None
     except DownloadError as exc:
         raise DataError(f"could not download {url}: {exc}. {manual}") from None
     except OSError as exc:
@@ -598,6 +651,7 @@ def download_file(url: str, dest: Path, filename: str, md5: str) -> Path:
 
 
 # --------------------------------------------------------------------------- resolving a source
+
 
 def _is_tar_name(name: str) -> bool:
     return name.lower().endswith(_TAR_SUFFIXES)
@@ -644,14 +698,17 @@ def _resolve_path(p: Path) -> tuple[str, Path]:
             return "official:cifar100", p.parent
         if _is_tar_name(p.name):
             return ("cifar10-python" if _looks_like_cifar_python(p) else "tarball"), p
-        raise DataError(f"unsupported data file {p}: expected a .tar, .tar.gz or .tgz archive of "
-                        f"{_LAYOUT_HINT}, the official {CIFAR10_ARCHIVE} or cifar-100-python.tar.gz, or a "
-                        f"directory (an ImageFolder tree, or a folder of a dataset's official files)")
+        raise DataError(
+            f"unsupported data file {p}: expected a .tar, .tar.gz or .tgz archive of "
+            f"{_LAYOUT_HINT}, the official {CIFAR10_ARCHIVE} or cifar-100-python.tar.gz, or a "
+            f"directory (an ImageFolder tree, or a folder of a dataset's official files)"
+        )
     raise DataError(f"data source {p} does not exist")
 
 
-def resolve_source(source: str | os.PathLike | None = None, *, download: bool = False,
-                   split: str = "train") -> tuple[str, Path]:
+def resolve_source(
+    source: str | os.PathLike | None = None, *, download: bool = False, split: str = "train"
+) -> tuple[str, Path]:
     """(kind, path) of a data source; kind is "imagefolder", "tarball", "cifar10-python" or
     "official:<name>" (a dataset of official.py, path the folder of its files).
 
@@ -668,14 +725,15 @@ def resolve_source(source: str | os.PathLike | None = None, *, download: bool = 
         return f"official:{spec.name}", find_official(spec, split, download)
     p = Path(source).expanduser()
     if not p.exists():
-        raise DataError(f"data source {source} does not exist; expected a directory holding {_LAYOUT_HINT}, "
-                        f"a .tar/.tar.gz/.tgz archive of one, a folder of a dataset's official files, or a "
-                        f"dataset name ({', '.join(dataset_names())})")
+        raise DataError(
+            f"data source {source} does not exist; expected a directory holding {_LAYOUT_HINT}, "
+            f"a .tar/.tar.gz/.tgz archive of one, a folder of a dataset's official files, or a "
+            f"dataset name ({', '.join(dataset_names())})"
+        )
     return _resolve_path(p)
 
 
-def _decode_source(kind: str, path: Path, split: str, image_size: int | None,
-                   verify: bool) -> dict[str, ImageDataset]:
+def _decode_source(kind: str, path: Path, split: str, image_size: int | None, verify: bool) -> dict[str, ImageDataset]:
     if kind == "imagefolder":
         return {split: read_imagefolder(path, split, image_size)}
     if kind == "tarball":
@@ -687,15 +745,22 @@ def _decode_source(kind: str, path: Path, split: str, image_size: int | None,
 
         ds = read_official(DATASETS[kind.partition(":")[2]], path, split, verify)
         if image_size is not None and tuple(ds.images.shape[-2:]) != (image_size, image_size):
-            ds = ImageDataset(_resize_all(ds.images, image_size, f"resizing {kind[9:]} {split}"), ds.labels,
-                              ds.classes, ds.files)
+            ds = ImageDataset(
+                _resize_all(ds.images, image_size, f"resizing {kind[9:]} {split}"), ds.labels, ds.classes, ds.files
+            )
         return {split: ds}
     raise ValueError(f"unknown source kind {kind!r}")
 
 
-def load_dataset(source: str | os.PathLike | None = None, split: str = "train", *,
-                 image_size: int | None = None, cache: bool = True, download: bool = False,
-                 verify: bool = False) -> ImageDataset:
+def load_dataset(
+    source: str | os.PathLike | None = None,
+    split: str = "train",
+    *,
+    image_size: int | None = None,
+    cache: bool = True,
+    download: bool = False,
+    verify: bool = False,
+) -> ImageDataset:
     """Load one split ("train" or "test") of a data source as a uint8 ImageDataset.
 
     source: see the module doc (a path, None, "cifar10", or another dataset name of official.py:
@@ -706,8 +771,7 @@ def load_dataset(source: str | os.PathLike | None = None, split: str = "train", 
     """
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
-                                   or image_size <= 0):
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0):
         raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
     kind, path = resolve_source(source, download=download, split=split)
     fingerprint = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-DEFENSES: dict[str, type["Defense"]] = {}
+DEFENSES: dict[str, type[Defense]] = {}
 
 
 def register_defense(cls):
@@ -31,7 +31,7 @@ def list_defenses() -> list[str]:
     return sorted(DEFENSES)
 
 
-def create_defense(name: str | None, **options) -> "Defense | None":
+def create_defense(name: str | None, **options) -> Defense | None:
     """A defense by name with its options; None or "none" gives no defense."""
     if name is None or name == "none":
         if options:
@@ -52,7 +52,9 @@ class Defense:
     def __init__(self, **options):
         unknown = set(options) - set(self.DEFAULTS)
         if unknown:
-            raise ValueError(f"defense {self.name} has no option(s) {sorted(unknown)}; options: {sorted(self.DEFAULTS)}")
+            raise ValueError(
+                f"defense {self.name} has no option(s) {sorted(unknown)}; options: {sorted(self.DEFAULTS)}"
+            )
         self.options = {**self.DEFAULTS, **options}
         self.validate()
 
@@ -82,8 +84,9 @@ class Defense:
     def batch(self, model, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
         return x, y
 
-    def loss(self, model, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
-             label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(
+        self, model, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, label_smoothing: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(training loss, logits whose argmax is scored against y for the train accuracy)."""
         x, target = self.batch(model, x, y, gen)
         out = model(x)

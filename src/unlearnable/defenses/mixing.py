@@ -10,16 +10,21 @@ import torch.nn.functional as F
 from .base import Defense, register_defense
 
 
-def box_masks(n: int, h: int, w: int, size_h: torch.Tensor, size_w: torch.Tensor, gen: torch.Generator,
-              device) -> torch.Tensor:
+def box_masks(
+    n: int, h: int, w: int, size_h: torch.Tensor, size_w: torch.Tensor, gen: torch.Generator, device
+) -> torch.Tensor:
     """(n, 1, h, w) boolean masks of one box per image, centred uniformly (clipped at the border)."""
     cy = torch.randint(0, h, (n,), generator=gen)
     cx = torch.randint(0, w, (n,), generator=gen)
     y0, y1 = (cy - size_h // 2).clamp(0, h), (cy + (size_h + 1) // 2).clamp(0, h)
     x0, x1 = (cx - size_w // 2).clamp(0, w), (cx + (size_w + 1) // 2).clamp(0, w)
     rows, cols = torch.arange(h), torch.arange(w)
-    inside = ((rows[None, :, None] >= y0[:, None, None]) & (rows[None, :, None] < y1[:, None, None])
-              & (cols[None, None, :] >= x0[:, None, None]) & (cols[None, None, :] < x1[:, None, None]))
+    inside = (
+        (rows[None, :, None] >= y0[:, None, None])
+        & (rows[None, :, None] < y1[:, None, None])
+        & (cols[None, None, :] >= x0[:, None, None])
+        & (cols[None, None, :] < x1[:, None, None])
+    )
     return inside[:, None].to(device)
 
 

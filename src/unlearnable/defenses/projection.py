@@ -22,8 +22,17 @@ from tqdm.auto import tqdm
 from .base import Defense, register_defense
 
 
-def fit_linear(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *, epochs: int, lr: float,
-               batch_size: int, gen: torch.Generator, progress: bool = False) -> torch.Tensor:
+def fit_linear(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    gen: torch.Generator,
+    progress: bool = False,
+) -> torch.Tensor:
     """Multinomial logistic regression without bias on flattened [0, 1] pixels, plain SGD with the
     learning rate divided by 10 at 50% and 75% of the epochs; returns the weights (K, D).
 
@@ -40,7 +49,7 @@ def fit_linear(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *, 
         opt.param_groups[0]["lr"] = lr * 0.1 ** ((epoch >= epochs // 2) + (epoch >= 3 * epochs // 4))
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             loss = F.cross_entropy(x[idx] @ w.T, labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -74,11 +83,19 @@ class OrthogonalProjection(Defense):
 
     def prepare(self, train_set, test_set):
         gen = torch.Generator().manual_seed(int(self.seed))
-        w = fit_linear(train_set.images, train_set.labels, train_set.num_classes, epochs=int(self.epochs),
-                       lr=self.lr, batch_size=int(self.batch_size), gen=gen)
+        w = fit_linear(
+            train_set.images,
+            train_set.labels,
+            train_set.num_classes,
+            epochs=int(self.epochs),
+            lr=self.lr,
+            batch_size=int(self.batch_size),
+            gen=gen,
+        )
         self.basis = orthogonal_projector(w)
-        self.linear_train_acc = float(((train_set.images.flatten(1).float() / 255 @ w.T).argmax(1)
-                                       == train_set.labels).float().mean())
+        self.linear_train_acc = float(
+            ((train_set.images.flatten(1).float() / 255 @ w.T).argmax(1) == train_set.labels).float().mean()
+        )
         return train_set, test_set
 
     def pre_augment(self, x: torch.Tensor) -> torch.Tensor:

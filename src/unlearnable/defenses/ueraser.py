@@ -30,8 +30,9 @@ def plasma(n: int, h: int, w: int, gen: torch.Generator, device, octaves: int = 
     return ((field - lo) / (hi - lo).clamp(min=1e-6)).to(device)
 
 
-def strong_augment(x: torch.Tensor, gen: torch.Generator, *, brightness: float, contrast: float,
-                   p: float) -> torch.Tensor:
+def strong_augment(
+    x: torch.Tensor, gen: torch.Generator, *, brightness: float, contrast: float, p: float
+) -> torch.Tensor:
     """Each of the three augmentations applied to each image with probability p."""
     n, c, h, w = x.shape
 
@@ -63,8 +64,9 @@ class UEraser(Defense):
 
     def loss(self, model, x, y, gen, label_smoothing=0.0):
         k, n = int(self.repeats), len(x)
-        copies = torch.cat([strong_augment(x, gen, brightness=self.brightness, contrast=self.contrast,
-                                           p=self.p) for _ in range(k)])
+        copies = torch.cat(
+            [strong_augment(x, gen, brightness=self.brightness, contrast=self.contrast, p=self.p) for _ in range(k)]
+        )
         out = model(copies)
         per = F.cross_entropy(out, y.repeat(k), reduction="none", label_smoothing=label_smoothing).view(k, n)
         worst = per.argmax(0)

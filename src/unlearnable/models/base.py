@@ -83,9 +83,7 @@ class ImageClassifier(nn.Module):
         """Resize (if ``input_size`` is set and differs) and normalize a [0, 1] batch."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
-        if self.input_size is not None and (
-            x.shape[-2] != self.input_size or x.shape[-1] != self.input_size
-        ):
+        if self.input_size is not None and (x.shape[-2] != self.input_size or x.shape[-1] != self.input_size):
             x = F.interpolate(
                 x,
                 size=(self.input_size, self.input_size),

@@ -126,8 +126,9 @@ def _native_same_padding(net: nn.Module) -> None:
             k = conv.kernel_size[0]
             if k % 2 == 0 or conv.kernel_size[0] != conv.kernel_size[1] or tuple(conv.dilation) != (1, 1):
                 continue
-            native = nn.Conv2d(conv.in_channels, conv.out_channels, k, 1, k // 2, groups=conv.groups,
-                               bias=conv.bias is not None)
+            native = nn.Conv2d(
+                conv.in_channels, conv.out_channels, k, 1, k // 2, groups=conv.groups, bias=conv.bias is not None
+            )
             native.weight, native.bias = conv.weight, conv.bias
             setattr(module, child_name, native)
 

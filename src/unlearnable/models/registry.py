@@ -84,9 +84,7 @@ def _entry(name: str) -> _Entry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(
-            f"unknown model {name!r}; available models: {', '.join(list_models())}"
-        ) from None
+        raise ValueError(f"unknown model {name!r}; available models: {', '.join(list_models())}") from None
 
 
 def create_model(

@@ -121,8 +121,13 @@ def load_torchvision_resnet_state_dict(
     absent), and no extra keys are allowed; offending keys are named in the error.
     """
     sd = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
-    check_state_dict(trunk.state_dict(), sd, source, "is not a torchvision-format ResNet-18 state dict",
-                     optional_suffix="num_batches_tracked")
+    check_state_dict(
+        trunk.state_dict(),
+        sd,
+        source,
+        "is not a torchvision-format ResNet-18 state dict",
+        optional_suffix="num_batches_tracked",
+    )
     trunk.load_state_dict(sd, strict=False)
 
 
@@ -213,9 +218,7 @@ def resnet18_imagenet(
         state_dict = load_state_dict_file(
             src,
             sha256_prefix=prefix,
-            download_hint=(
-                f"Alternatively set {RESNET18_WEIGHTS_ENV}=/path/to/{_RESNET18_FILENAME}."
-            ),
+            download_hint=(f"Alternatively set {RESNET18_WEIGHTS_ENV}=/path/to/{_RESNET18_FILENAME}."),
         )
         load_torchvision_resnet_state_dict(trunk, state_dict, source=src)
     return ImageClassifier(

@@ -102,8 +102,7 @@ def _verify(path: Path, prefix: str, *, what: str) -> None:
     digest = sha256_file(path)
     if not digest.startswith(prefix):
         raise ChecksumError(
-            f"sha256 mismatch for {what} ({path}): expected a hash starting with {prefix}, "
-            f"got {digest}"
+            f"sha256 mismatch for {what} ({path}): expected a hash starting with {prefix}, got {digest}"
         )
 
 
@@ -142,9 +141,15 @@ def download_weights(
 
     cache.mkdir(parents=True, exist_ok=True)
     try:
-        download(url, dest, algorithm="sha256", expected=prefix, timeout=_DOWNLOAD_TIMEOUT_S,
-                 headers={"User-Agent": "unlearnable"},
-                 on_start=lambda: print(f"unlearnable: downloading {url} -> {dest}", file=sys.stderr))
+        download(
+            url,
+            dest,
+            algorithm="sha256",
+            expected=prefix,
+            timeout=_DOWNLOAD_TIMEOUT_S,
+            headers={"User-Agent": "unlearnable"},
+            on_start=lambda: print(f"unlearnable: downloading {url} -> {dest}", file=sys.stderr),
+        )
     except DownloadError as exc:
         hint = f" {download_hint}" if download_hint else ""
         raise WeightsDownloadError(
@@ -174,8 +179,7 @@ def _file_kind(path: Path) -> str:
     if len(head) == 9 and head[8:9] == b"{":
         return "safetensors"
     raise WeightsError(
-        f"cannot tell the format of {path}: expected a .safetensors file or a "
-        f"torch.save'd .pth/.pt state dict"
+        f"cannot tell the format of {path}: expected a .safetensors file or a torch.save'd .pth/.pt state dict"
     )
 
 
@@ -208,16 +212,11 @@ def normalize_state_dict(obj, source: str = "weights") -> dict[str, torch.Tensor
     (DataParallel/DDP) or ``_orig_mod.`` (torch.compile) prefix shared by all keys.
     """
     if not isinstance(obj, Mapping):
-        raise WeightsError(
-            f"{source} does not hold a state dict: expected a dict of tensors, "
-            f"got {type(obj).__name__}"
-        )
+        raise WeightsError(f"{source} does not hold a state dict: expected a dict of tensors, got {type(obj).__name__}")
     for _ in range(4):
         if any(isinstance(v, torch.Tensor) for v in obj.values()):
             break
-        inner = next(
-            (obj[k] for k in _WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping)), None
-        )
+        inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
         if inner is None:
             break
         obj = inner
@@ -227,7 +226,7 @@ def normalize_state_dict(obj, source: str = "weights") -> dict[str, torch.Tensor
         raise WeightsError(f"{source} contains no tensors (top-level keys: {keys})")
     for prefix in _KEY_PREFIXES:
         if all(k.startswith(prefix) for k in tensors):
-            tensors = {k[len(prefix):]: v for k, v in tensors.items()}
+            tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
     return tensors
 
 
@@ -254,9 +253,7 @@ def load_state_dict_file(
     src = os.fspath(path_or_url)
     prefix = _check_prefix(sha256_prefix)
     if _is_url(src):
-        path = download_weights(
-            src, sha256_prefix=prefix, cache_dir=cache_dir, download_hint=download_hint
-        )
+        path = download_weights(src, sha256_prefix=prefix, cache_dir=cache_dir, download_hint=download_hint)
     else:
         path = Path(src).expanduser()
         if not path.is_file():
