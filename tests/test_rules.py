@@ -162,6 +162,15 @@ def test_rule1_force_replaces_only_an_earlier_output_of_the_same_command(world, 
     assert main([*args, str(mine)]) == 2
     assert "did not write" in one_line_error(capsys)
     (mine / "train" / "cat" / "my-notes.txt").unlink()
+    # the one atomic mechanism checks again when it replaces: a folder that appeared meanwhile is kept
+    from unlearnable.export import export_protected
+    from unlearnable.perturbation import Perturbation
+
+    ds = load_dataset(photos, "train")
+    p = Perturbation.load(mine / "perturbation.safetensors")
+    with pytest.raises(FileExistsError, match="nothing was replaced"):
+        export_protected(foreign, ds, p.apply(ds), p, {}, replace=True)
+    assert tree_hash(foreign) == before[foreign]
     assert main([*args, str(mine), "--seed", "3"]) == 0  # its own earlier output is replaced
     assert json.loads((mine / "manifest.json").read_text())["seed"] == 3
     assert main([*eval_args, str(evaluated)]) == 0
@@ -407,6 +416,12 @@ def test_rule4_every_input_image_gives_exactly_one_output(tmp_path, monkeypatch,
     assert manifest["sources"]["train/dog/deep/er/c.png"] == "dog/deep/er/c.bmp"
     assert main(["verify", str(out)]) == 0
 
+    cased = tmp_path / "cased"  # one folder on a case-insensitive disk
+    for n in ("Cat/a.png", "cat/b.png"):
+        png(cased / n, 0)
+    assert main(["protect", "--data", str(cased), *RANDOM, "--out", str(tmp_path / "o3")]) == 2
+    assert "differ only in case" in one_line_error(capsys) and not (tmp_path / "o3").exists()
+
     mixed = tmp_path / "mixed"  # a class called "train" beside other classes
     for n in ("train/a.png", "cat/a.png", "dog/a.png"):
         png(mixed / n, 0)
@@ -638,6 +653,16 @@ def test_rule7_every_error_is_one_line_naming_the_option_or_file(world, tmp_path
     assert "\n" not in err and "No space left on device" in err and "perturbation.safetensors" in err
     monkeypatch.undo()
 
+    # a full disk while a checkpoint is written (torch reports it as a RuntimeError)
+    def no_space(*a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1234 vs 0")
+
+    monkeypatch.setattr(torch, "save", no_space)
+    assert main([*prot[:-2], "--out", str(tmp_path / "ck"), *EM_TINY[:-2]]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot write the checkpoint" in err and ".ck.checkpoint.pt" in err
+    monkeypatch.undo()
+
     # bench: a malformed results file, and options checked before any protection
     cfg = tmp_path / "b.yaml"
     good = {
@@ -647,6 +672,7 @@ def test_rule7_every_error_is_one_line_naming_the_option_or_file(world, tmp_path
     }
     for victim, message in (
         ({"name": "s", "init": "scratch", "epochs": "abc"}, "epochs must be a whole number"),
+        ({"name": "s", "init": "scratch", "lr": [1]}, "lr must be"),
         ({"name": "s", "init": "scratch", "victim": "resnet1000"}, "unknown model"),
         ({"name": "s", "init": "sideways"}, "--init"),
     ):
@@ -654,6 +680,17 @@ def test_rule7_every_error_is_one_line_naming_the_option_or_file(world, tmp_path
         assert main(["bench", str(cfg), "--out", str(tmp_path / "bench"), "--quiet"]) == 2
         assert message in one_line_error(capsys)
         assert not (tmp_path / "bench").exists()  # nothing protected first
+    for change, message in (
+        ({"methods": {"em": {"eps": "abc"}}}, "eps must be a number"),
+        ({"methods": {"em": {"max_rounds": 0}}}, "max_rounds must be greater than 0"),
+        ({"datasets": [{"name": "d", "source": photos, "train_per_class": "abc"}]}, "train_per_class"),
+        ({"datasets": [{"name": "d", "source": photos, "train_size": 3}]}, "unknown key"),
+        ({"datasets": [{"name": "d", "source": str(tmp_path / "nowhere")}]}, "does not exist"),
+    ):
+        cfg.write_text(yaml.safe_dump({**good, **change}))
+        assert main(["bench", str(cfg), "--out", str(tmp_path / "bench"), "--quiet"]) == 2, change
+        assert message in one_line_error(capsys), change
+        assert not (tmp_path / "bench").exists()
     cfg.write_text(yaml.safe_dump(good))
     assert main(["bench", str(cfg), "--out", str(tmp_path / "bench"), "--quiet", "--device", "cpu"]) == 0
     capsys.readouterr()

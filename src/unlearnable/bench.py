@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from .report import markdown_table, plot_curves
 
+DATASET_KEYS = {"name", "source", "train_per_class", "test_per_class", "image_size"}
 VICTIM_KEYS = {"name", "init", "protocol", "victim", "input_size", "epochs", "lr", "batch_size"}
 
 
@@ -84,8 +85,17 @@ def load_config(path: str | Path) -> dict:
         cfg["methods"] = {m: {} for m in cfg["methods"]}
     names = set()
     for d in cfg["datasets"]:
-        if "name" not in d or "source" not in d:
+        if not isinstance(d, dict) or "name" not in d or "source" not in d:
             raise ValueError(f"{path}: every dataset needs a name and a source, got {d}")
+        unknown = set(d) - DATASET_KEYS
+        if unknown:
+            raise ValueError(
+                f"{path}: dataset {d['name']!r} has unknown key(s) {sorted(unknown)}; known: {sorted(DATASET_KEYS)}"
+            )
+        for key in ("train_per_class", "test_per_class", "image_size"):
+            value = d.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{path}: dataset {d['name']!r}: {key} must be a positive whole number, got {value!r}")
         names.add(d["name"])
     if len(names) != len(cfg["datasets"]):
         raise ValueError(f"{path}: dataset names must be unique")
@@ -233,7 +243,7 @@ def run_bench(
     config: str | Path, out: str | Path | None = None, *, device=None, progress: bool = True, download: bool = False
 ) -> dict:
     from . import evaluate
-    from .data import balanced_subset, load_dataset
+    from .data import balanced_subset, load_dataset, resolve_source
     from .defenses import create_defense
     from .distributed import barrier, is_main
     from .io import atomic_write_text
@@ -246,6 +256,12 @@ def run_bench(
     out = check_output(
         Path("runs") / "bench" / cfg["name"] if out is None else out, inputs, False, "bench", resume=True
     )
+    for d in cfg["datasets"] if not download else ():  # every dataset is there before the first cell starts
+        for split in ("train", "test"):
+            try:
+                resolve_source(d["source"], split=split)
+            except ValueError as e:
+                raise ValueError(f"{config}: dataset {d['name']!r}: {e}") from None
     main = is_main()  # under torchrun every process trains; rank 0 alone writes
     progress = progress and main
     if (out / "config.yaml").exists():

@@ -167,7 +167,7 @@ def cmd_evaluate(args) -> int:
             f"best {pct(rec['best_test_acc'])}%, train {pct(rec['final_train_acc'])}%, {rec['seconds']:.0f} s"
         )
         if out:
-            with atomic_dir(out, replace=args.force) as tmp:
+            with atomic_dir(out, replace=args.force, kind="evaluate") as tmp:
                 (tmp / "record.json").write_text(json.dumps(rec, indent=2))
                 plot_curves({rec["victim"]: rec}, tmp / "curves.png", title=f"trained on {Path(args.train).name}")
             if ckpt is not None:

@@ -23,7 +23,14 @@ from PIL import Image
 
 def check_class_names(classes) -> None:
     """Class names become folder names: refuse any that would leave the output folder."""
+    folded: dict[str, str] = {}
     for c in classes:
+        if c.casefold() in folded:
+            raise ValueError(
+                f"classes {folded[c.casefold()]!r} and {c!r} differ only in case: on a case-insensitive disk they "
+                "would be one folder (one class); rename one of them in the input"
+            )
+        folded[c.casefold()] = c
         if c in ("", ".", "..") or any(ch in c for ch in "/\\\0") or Path(c).is_absolute():
             raise ValueError(
                 f"class name {c!r} cannot be a folder name inside the output (it is empty, '.', '..', "
@@ -155,7 +162,7 @@ def export_protected(
     }
     if protected.files is not None:  # output -> input name, for every image (sub-folders and renames included)
         manifest["sources"] = {f"train/{n}": f for n, f in zip(names, protected.files)}
-    with atomic_dir(out, replace=replace) as tmp:
+    with atomic_dir(out, replace=replace, kind="protect") as tmp:
         write_image_folder(protected, tmp / "train", names, progress)
         perturbation.save(tmp / "perturbation.safetensors")
         preview(clean, protected, tmp / "preview.png")

@@ -76,12 +76,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 @contextmanager
-def atomic_dir(out: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
+def atomic_dir(out: str | os.PathLike, replace: bool = False, kind: str | None = None) -> Iterator[Path]:
     """Yield a new temporary sibling folder of `out`; on success it becomes `out` in one rename.
 
     With replace=True an existing `out` is renamed away first and removed once the new folder is
     in place; whether it may be replaced is the caller's decision (outputs.check_output), made
-    before any work. Without it an existing `out` is an error, and the new folder is discarded.
+    before any work, and made again here for a `kind` of output (something else may have
+    appeared there meanwhile). Without it an existing `out` is an error, and the new folder is
+    discarded.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -93,9 +95,17 @@ def atomic_dir(out: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if out.exists() or out.is_symlink():
-        if not replace:
+        reason = None
+        if replace and kind is not None:
+            from .outputs import not_replaceable
+
+            reason = not_replaceable(out, kind)
+        if not replace or reason:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise FileExistsError(f"{out} already exists; pass --force to replace it")
+            raise FileExistsError(
+                f"{out} already exists"
+                + (f" and {reason}; nothing was replaced" if reason else "; pass --force to replace it")
+            )
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
         os.rename(out, old / "x")
         os.rename(tmp, out)

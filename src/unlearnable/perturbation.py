@@ -31,6 +31,8 @@ def check_eps(eps: float, norm: str = "linf") -> float:
     """The budget, validated for its norm; raises ValueError saying what is expected."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps != eps:
+        raise ValueError(f"eps must be a number on the [0, 1] image scale (e.g. 8/255 = {8 / 255:.4f}), got {eps!r}")
     if norm == "linf" and not 0 < eps <= 1:
         raise ValueError(f"eps must be in (0, 1] on the [0,1] image scale (8/255 = {8 / 255:.4f}), got {eps}")
     if norm == "l2" and not eps > 0:

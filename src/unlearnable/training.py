@@ -8,6 +8,7 @@ last checkpoint when asked.
 
 from __future__ import annotations
 
+import errno
 import math
 import time
 from contextlib import nullcontext
@@ -420,4 +421,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
     from .io import atomic_file
 
     with atomic_file(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as e:  # torch reports a failed write (a full disk) as a RuntimeError
+            raise OSError(errno.EIO, f"cannot write the checkpoint ({str(e).splitlines()[0]})", str(path)) from e
