@@ -557,15 +557,18 @@ def test_rule5_verify_passes_on_folders_made_by_bench_and_demo(world, tmp_path, 
             key,
             {**evaluate.VICTIM_PRESETS[key], "epochs": 1, "batch_size": 8, "input_size": None},
         )
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--train-per-class", "6", "--quiet", "--device", "cpu"]) == 0
+    demo = ["demo", "--out", str(tmp_path / "demo"), "--train-per-class", "6", "--quiet", "--device", "cpu"]
+    from unlearnable import training
+
+    real = training.Checkpoint.save
+    stop_after_saves(monkeypatch, 4)  # killed inside its BAIT protection
+    assert main(demo) == 130
+    assert (tmp_path / "demo" / "protected" / ".bait.checkpoint.pt").exists()
+    monkeypatch.setattr(training.Checkpoint, "save", real)
+    assert main(demo) == 0  # the same command resumes it
     for m in ("em", "bait"):
         assert verify_report(tmp_path / "demo" / "protected" / m, capsys)[0] == 0, m
-    assert (
-        main(
-            ["demo", "--out", str(tmp_path / "demo"), "--train-per-class", "6", "--quiet", "--device", "cpu", "--force"]
-        )
-        == 0
-    )  # its own earlier output
+    assert main([*demo, "--force"]) == 0  # its own earlier output
 
 
 # --------------------------------------------------------------------------- rule 6

@@ -69,6 +69,10 @@ def check_output(out, inputs: list[Path], force: bool, kind: str, option: str = 
     path = Path(out).expanduser().resolve()
     for src in inputs:
         src = Path(src).resolve()
+        if path == src:
+            raise ValueError(
+                f"{option} {path} is the input; choose a new folder for the output, e.g. {option} {src.name}-protected"
+            )
         if _within(path, src):
             raise ValueError(f"{option} {path} is inside the input {src}; choose an output folder outside the input")
         if _within(src, path):
@@ -160,7 +164,8 @@ def not_replaceable(path: Path, kind: str) -> str | None:
         if (path / "demo.json").is_file() and _marker_ok(path / "demo.json", "demo") is None:
             return "has a demo.json that this tool did not write"
         for sub in sorted((path / "protected").glob("*")) if (path / "protected").is_dir() else []:
-            if (why := not_replaceable(sub, "protect")) is not None:
+            # hidden entries are an unfinished protection's checkpoint, lock or partial folder
+            if not sub.name.startswith(".") and (why := not_replaceable(sub, "protect")) is not None:
                 return f"holds protected/{sub.name}, which {why}"
 
         def allowed(rel: str) -> bool:
