@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .data.augment import crop_flip
 from .distributed import barrier, epoch_shard, is_main, rank_and_world, sum_all
+from .options import describe, has_type
 
 
 @dataclass
@@ -42,21 +43,10 @@ class TrainConfig:
 
     def __post_init__(self):
         for f in fields(self):  # a value from a config file or the command line, checked before any work
-            value, kind = getattr(self, f.name), str(f.type)
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            ok = (value is None and "None" in kind) or (
-                isinstance(value, bool)
-                if kind == "bool"
-                else isinstance(value, int) and not isinstance(value, bool)
-                if kind == "int"
-                else number
-                if kind.startswith("float")
-                else isinstance(value, str)
-            )
-            if not ok:
-                raise ValueError(
-                    f"training option {f.name} must be {'a whole number' if kind == 'int' else kind}, got {value!r}"
-                )
+            value, annotation = getattr(self, f.name), str(f.type)  # "int", "float | None", ...
+            want = {"int": int, "float": float, "bool": bool, "str": str}[annotation.split(" | ")[0]]
+            if not ((value is None and "None" in annotation) or has_type(value, want)):
+                raise ValueError(f"training option {f.name} must be {describe(want)}, got {value!r}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..options import describe, has_type
 from ..perturbation import Perturbation, check_eps
 from ..training import Checkpoint, run_identity
 
@@ -116,43 +117,15 @@ class Attack:
 
     def validate_options(self, reference: dict) -> None:
         """Types, signs and choices of the options (TYPES, POSITIVE, CHOICES), one line per error."""
-
-        def kind_of(t):
-            return {
-                bool: "true or false",
-                int: "a whole number",
-                float: "a number",
-                str: "a name",
-                list: "a list like [1, 2]",
-            }.get(t, t.__name__)
-
         for key, value in self.options.items():
             want = self.TYPES.get(key) or (type(reference[key]) if reference.get(key) is not None else None)
-            if value is None or want is None:
-                continue
-            if want is tuple:
-                want = list
-            ok = (
-                isinstance(value, bool)
-                if want is bool
-                else isinstance(value, int) and not isinstance(value, bool)
-                if want is int
-                else isinstance(value, (int, float)) and not isinstance(value, bool)
-                if want is float
-                else isinstance(value, (list, tuple))
-                if want is list
-                else isinstance(value, want)
-            )
-            if not ok:
+            if value is not None and want is not None and not has_type(value, want):
                 example = f" (e.g. --set {key}={reference[key]})" if reference.get(key) is not None else ""
-                raise ValueError(f"{self.name}: option {key} must be {kind_of(want)}, got {value!r}{example}")
+                raise ValueError(f"{self.name}: option {key} must be {describe(want)}, got {value!r}{example}")
         for key in self.POSITIVE:
             value = self.options.get(key)
             if value is not None and not value > 0:
-                raise ValueError(
-                    f"{self.name}: option {key} must be greater than 0, got {value!r}; with it the method "
-                    "would not change the images"
-                )
+                raise ValueError(f"{self.name}: option {key} must be greater than 0, got {value!r}")
         for key, allowed in self.CHOICES.items():
             if self.options.get(key) not in allowed:
                 raise ValueError(
