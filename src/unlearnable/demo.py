@@ -44,15 +44,12 @@ def run_demo(args) -> dict:
 def _demo(args, out: Path) -> dict:
     from . import evaluate
     from .data import balanced_subset, load_dataset
-    from .io import atomic_write_text, read_json
+    from .io import atomic_write_text, read_json, set_aside
     from .outputs import marker
     from .protect import protect
 
     if out.exists() and args.force:  # check_output made sure it holds only an earlier demo
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        shutil.rmtree(old)
+        shutil.rmtree(set_aside(out))
     (out / "records").mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "demo.json", json.dumps({**marker("demo"), "versions": evaluate.versions()}, indent=2))
     progress = not args.quiet

@@ -27,6 +27,7 @@ __all__ = [
     "file_sha256",
     "file_digest",
     "read_json",
+    "set_aside",
     "source_checksums",
     "download",
     "DownloadError",
@@ -106,12 +107,19 @@ def atomic_dir(out: str | os.PathLike, replace: bool = False, kind: str | None =
                 f"{out} already exists"
                 + (f" and {reason}; nothing was replaced" if reason else "; pass --force to replace it")
             )
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.rename(out, old / "x")
+        old = set_aside(out)
         os.rename(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, out)
+
+
+def set_aside(path: Path) -> Path:
+    """Move `path` into a new hidden sibling folder (one rename: the name is free at once) and
+    return that folder, for the caller to delete once the replacement is in place."""
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+    os.rename(path, old / path.name)
+    return old
 
 
 def read_json(path: str | os.PathLike, kind: type = dict, fix: str = "delete it and run the command again"):
