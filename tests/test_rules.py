@@ -1,7 +1,6 @@
 """The rules every command keeps with people's data (docs/trust.md), one test per rule."""
 
 import errno
-import hashlib
 import io
 import json
 import os
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from cli_helpers import sets, tree_hash
 from PIL import Image
 
 from unlearnable.attacks import create_attack
@@ -25,27 +25,9 @@ EM_TINY = [
     "--quiet",
     "--device",
     "cpu",
-    "--set",
-    "surrogate=small_cnn",
-    "--set",
-    "max_rounds=4",
-    "--set",
-    "batch_size=16",
-    "--set",
-    "train_steps=2",
-    "--set",
-    "stop_acc=1.0",
+    *sets(surrogate="small_cnn", max_rounds=4, batch_size=16, train_steps=2, stop_acc=1.0),
 ]
 FAST_EVAL = ["--init", "scratch", "--epochs", "1", "--batch-size", "16", "--quiet", "--device", "cpu"]
-
-
-def tree_hash(root: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(Path(root).rglob("*")):
-        h.update(str(f.relative_to(root)).encode())
-        if f.is_file():
-            h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def png(path: Path, seed: int, size=(16, 16)) -> None:

@@ -1,6 +1,5 @@
 """Bad input, untouched inputs, safe loading and `unlearnable verify` (see docs/trust.md)."""
 
-import hashlib
 import json
 import os
 import pickle
@@ -9,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import sets, tree_hash
 from PIL import Image
 
 from unlearnable.cli import main
@@ -23,15 +23,6 @@ FAST_EVAL = ["--init", "scratch", "--epochs", "1", "--batch-size", "16", "--quie
 def folder(tmp_path, make_image_folder):
     """train/ and test/ with 2 classes of 16x16 PNGs, one named with spaces and non-ASCII letters."""
     return make_image_folder(tmp_path / "in put", ["chat noir", "größe"], {"train": 8, "test": 4}, "é {i}.png")
-
-
-def tree_hash(root: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*")):
-        h.update(str(f.relative_to(root)).encode())
-        if f.is_file():
-            h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def test_no_command_changes_its_input(folder, tmp_path):
@@ -198,89 +189,32 @@ def test_sigkill_then_resume_is_bit_identical(folder, tmp_path):
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    protect = [
-        "protect",
-        "--data",
-        str(folder),
-        "--method",
-        "bait",
-        "--quiet",
-        "--device",
-        "cpu",
-        "--set",
-        "surrogate=small_cnn",
-        "--set",
-        "surrogate_init=scratch",
-        "--set",
-        "stages=[12,12,12]",
-        "--set",
-        "batch_size=8",
-    ]
-    subprocess.run(
-        [sys.executable, "-m", "unlearnable", *protect, "--out", str(tmp_path / "p1")],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    run_killed_then_resumed([*protect, "--out", str(tmp_path / "p2")], tmp_path / ".p2.checkpoint.pt", env, tmp_path)
-    a, b = (Perturbation.load(tmp_path / p / "perturbation.safetensors") for p in ("p1", "p2"))
-    assert torch.equal(a.delta, b.delta)  # the same bytes
-    assert a.meta["history"] == b.meta["history"]
 
-    em = [
-        "protect",
-        "--data",
-        str(folder),
-        "--method",
-        "em",
-        "--quiet",
-        "--device",
-        "cpu",
-        "--set",
-        "surrogate=small_cnn",
-        "--set",
-        "max_rounds=8",
-        "--set",
-        "batch_size=8",
-        "--set",
-        "stop_acc=1.0",
-    ]
-    subprocess.run(
-        [sys.executable, "-m", "unlearnable", *em, "--out", str(tmp_path / "m1")],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    run_killed_then_resumed([*em, "--out", str(tmp_path / "m2")], tmp_path / ".m2.checkpoint.pt", env, tmp_path)
-    a, b = (Perturbation.load(tmp_path / p / "perturbation.safetensors") for p in ("m1", "m2"))
-    assert torch.equal(a.delta, b.delta) and a.meta["history"] == b.meta["history"]
+    def uninterrupted_and_killed(argv: list[str], name: str) -> None:
+        """`name`1 from one uninterrupted run, `name`2 from a run killed after its first checkpoint and resumed."""
+        cmd = [sys.executable, "-m", "unlearnable", *argv, "--quiet", "--device", "cpu"]
+        subprocess.run(
+            [*cmd, "--out", str(tmp_path / f"{name}1")], env=env, check=True, capture_output=True, timeout=300
+        )
+        run_killed_then_resumed(
+            [*argv, "--quiet", "--device", "cpu", "--out", str(tmp_path / f"{name}2")],
+            tmp_path / f".{name}2.checkpoint.pt",
+            env,
+            tmp_path,
+        )
 
-    evaluate = [
-        "evaluate",
-        "--train",
-        str(tmp_path / "p1"),
-        "--data",
-        str(folder),
-        "--init",
-        "scratch",
-        "--epochs",
-        "40",
-        "--batch-size",
-        "4",
-        "--quiet",
-        "--device",
-        "cpu",
-    ]
-    subprocess.run(
-        [sys.executable, "-m", "unlearnable", *evaluate, "--out", str(tmp_path / "e1")],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    run_killed_then_resumed([*evaluate, "--out", str(tmp_path / "e2")], tmp_path / ".e2.checkpoint.pt", env, tmp_path)
+    def same_perturbation(name: str) -> bool:
+        a, b = (Perturbation.load(tmp_path / f"{name}{k}" / "perturbation.safetensors") for k in (1, 2))
+        return torch.equal(a.delta, b.delta) and a.meta["history"] == b.meta["history"]
+
+    bait = sets(surrogate="small_cnn", surrogate_init="scratch", stages="[12,12,12]", batch_size=8)
+    uninterrupted_and_killed(["protect", "--data", str(folder), "--method", "bait", *bait], "p")
+    assert same_perturbation("p")
+    em = sets(surrogate="small_cnn", max_rounds=8, batch_size=8, stop_acc=1.0)
+    uninterrupted_and_killed(["protect", "--data", str(folder), "--method", "em", *em], "m")
+    assert same_perturbation("m")
+    victim = ["--init", "scratch", "--epochs", "40", "--batch-size", "4"]
+    uninterrupted_and_killed(["evaluate", "--train", str(tmp_path / "p1"), "--data", str(folder), *victim], "e")
 
     def history(p):
         rec = json.loads((tmp_path / p / "record.json").read_text())

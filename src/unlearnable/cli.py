@@ -110,17 +110,17 @@ def cmd_evaluate(args) -> int:
     # every option is checked before any data is read
     device = parse_device(args.device)
     defense = create_defense(args.defense, **parse_sets(args.defense_set))
-    evaluate.check_victim(
-        victim=args.victim,
-        init=args.init,
-        protocol=args.protocol,
-        preset=args.preset,
-        dataset=args.data,
-        defense=defense,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-    )
+    victim = {
+        "victim": args.victim,
+        "init": args.init,
+        "protocol": args.protocol,
+        "preset": args.preset,
+        "dataset": args.data,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+    }
+    evaluate.check_victim(**victim, defense=defense)
     ckpt = out.with_name(f".{out.name}.checkpoint.pt") if out else None
     with run_lock(out) if out and is_main() else nullcontext():
         train, _ = load_training_set(
@@ -136,20 +136,13 @@ def cmd_evaluate(args) -> int:
         rec = evaluate.run(
             train,
             test,
-            victim=args.victim,
-            init=args.init,
-            protocol=args.protocol,
-            preset=args.preset,
+            **victim,
+            defense=defense,
             seed=args.seed,
             input_size=args.input_size,
             device=device,
             progress=not args.quiet,
-            epochs=args.epochs,
-            lr=args.lr,
-            batch_size=args.batch_size,
             compile=args.compile or None,
-            defense=defense,
-            dataset=args.data,
             checkpoint=ckpt,
         )
         rec.update(
