@@ -42,7 +42,8 @@ def output_names(dataset) -> list[str]:
     """One relative PNG path per image (under train/), unique, so that every input gives exactly
     one output: the source's relative path (sub-folders kept) with its suffix made .png; where
     two would meet (a.jpg and a.png), the one that was not a .png keeps its suffix before .png
-    (a.jpg.png). Names that meet only on a case-insensitive disk stop the export when written
+    (a.jpg.png); a name an archive gives twice is numbered by its index the second time.
+    Names that meet only on a case-insensitive disk stop the export when written
     (write_image_folder never overwrites). Images with no known file name are numbered within
     their class. The manifest records every mapping."""
     classes = dataset.classes
@@ -57,9 +58,12 @@ def output_names(dataset) -> list[str]:
         if parts[0] != classes[y]:  # the class folder decides the label when the folder is read back
             parts = [classes[y], *parts]
         rels.append("/".join(parts))
-    if len(set(rels)) != len(rels):
-        dup = next(r for r in rels if rels.count(r) > 1)
-        raise ValueError(f"two input images have the same name {dup!r}; rename one of them in the input")
+    if len(set(rels)) != len(rels):  # an archive or a dataset's batches can name two images alike: number them
+        seen: set[str] = set()
+        for i, r in enumerate(rels):
+            if r in seen:
+                rels[i] = f"{Path(r).with_suffix('')}.{i:05d}{Path(r).suffix}"
+            seen.add(r)
     plain = [str(Path(r).with_suffix(".png")) for r in rels]
     count: dict[str, int] = {}
     for n in plain:
