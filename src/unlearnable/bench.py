@@ -262,6 +262,7 @@ def run_bench(
                 resolve_source(d["source"], split=split)
             except ValueError as e:
                 raise ValueError(f"{config}: dataset {d['name']!r}: {e}") from None
+    barrier()  # under torchrun: every process has checked the folder before rank 0 writes into it
     main = is_main()  # under torchrun every process trains; rank 0 alone writes
     progress = progress and main
     if (out / "config.yaml").exists():

@@ -64,6 +64,7 @@ def protect(
     from .perturbation import budget_levels
 
     out = check_output(out, input_paths(source, download), force, "protect")
+    barrier()  # under torchrun: every process has checked the output before rank 0 may write it
     ckpt = checkpoint_path(out)
     attack = create_attack(
         method, eps=eps, seed=seed, preset=preset, device=device, progress=progress, checkpoint=ckpt, **(options or {})
