@@ -116,9 +116,10 @@ def check_victim(
     dataset: str | None = None,
     defense=None,
     **overrides,
-) -> tuple[str, int | None, TrainConfig]:
-    """(model name, preset input size, training config) of a victim, every option checked (init,
-    protocol, the model's name, the recipe's values) before any data is read."""
+) -> tuple[str, str, int | None, TrainConfig]:
+    """(model name, protocol, preset input size, training config) of a victim, every option checked
+    (init, protocol, the model's name, the recipe's values) before any data is read; a defense
+    that imposes a protocol (the linear probe) sets it."""
     from .models import model_info
 
     if defense is not None and defense.protocol:
@@ -132,7 +133,7 @@ def check_victim(
     name, preset_size, cfg = victim_recipe(preset, init, protocol, dataset=dataset, **overrides)
     name = victim or name
     model_info(name)  # an unknown model name fails here
-    return name, preset_size, cfg
+    return name, protocol, preset_size, cfg
 
 
 def versions() -> dict:
@@ -174,11 +175,9 @@ def run(
 
     if not isinstance(defense, Defense):
         defense = create_defense(defense)
-    name, preset_size, cfg = check_victim(
+    name, protocol, preset_size, cfg = check_victim(
         victim=victim, init=init, protocol=protocol, preset=preset, dataset=dataset, defense=defense, **overrides
     )
-    if defense is not None and defense.protocol:
-        protocol = defense.protocol
     device = parse_device(device)
     if train_set.num_classes < 2:
         raise ValueError(f"a classifier needs at least 2 classes; the training data has {train_set.classes}")

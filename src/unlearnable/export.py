@@ -119,17 +119,27 @@ def preview(clean, protected, path: Path, per_row: int = 10) -> None:
     Image.fromarray(np.ascontiguousarray(grid)).resize((w * zoom, h * zoom), Image.Resampling.NEAREST).save(path)
 
 
-def change_summary(clean, protected) -> dict:
-    """How much the exported images differ from the clean ones, on the 8-bit scale."""
-    from .perturbation import budget_used
+def change_summary(linf, perturbation) -> dict:
+    """How much the exported images differ from the clean ones, on the 8-bit scale (from each
+    image's largest change `linf`), and a warning when an Linf protection uses under a quarter of
+    its budget."""
+    from .perturbation import budget_levels
 
-    linf = budget_used(clean.images, protected.images, "linf")
-    changed = budget_used(clean.images, protected.images, "l0")
-    return {
-        "max_abs_change_0_255": round(linf.max().item() * 255) if len(linf) else 0,
-        "images_changed": int((changed > 0).sum()),
+    top = round(linf.max().item() * 255) if len(linf) else 0
+    levels = budget_levels(perturbation.eps)
+    warnings = []
+    if perturbation.norm == "linf" and 0 < top < levels / 4:
+        warnings.append(
+            f"the largest exported change is {top}/255, under a quarter of the budget {levels}/255: this "
+            "protection is weak (more steps or rounds may help)"
+        )
+    summary = {
+        "max_abs_change_0_255": top,
+        "images_changed": int((linf > 0).sum()),
         "mean_max_change_0_255": round(linf.mean().item() * 255, 3) if len(linf) else 0.0,
+        "warnings": warnings,
     }
+    return summary
 
 
 def export_protected(
@@ -144,12 +154,13 @@ def export_protected(
     from .perturbation import budget_limit, budget_used
 
     p = perturbation
-    used = budget_used(clean.images, protected.images, p.norm)
+    linf = budget_used(clean.images, protected.images, "linf")
+    used = linf if p.norm == "linf" else budget_used(clean.images, protected.images, p.norm)
     if not bool((used <= budget_limit(p.eps, p.norm)).all()):
         raise RuntimeError(f"protected images exceed the {p.norm} budget {p.eps}; refusing to export")
     check_class_names(protected.classes)
     names = output_names(protected)
-    summary = change_summary(clean, protected)
+    summary = change_summary(linf, p)
     if len(protected) and summary["images_changed"] == 0:
         raise ValueError(
             "the protection changed no pixel of any image (its perturbation rounds to zero on the 8-bit "

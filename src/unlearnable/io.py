@@ -136,7 +136,7 @@ def read_json(path: str | os.PathLike, kind: type = dict, fix: str = "delete it 
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
-    h = hashlib.new(algorithm, usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
+    h = hashlib.new(algorithm, usedforsecurity=False)  # integrity checks, not security
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
@@ -195,12 +195,12 @@ def download(
     target = Path(target)
     request = urllib.request.Request(url, headers=headers or {})
     with atomic_file(target) as tmp:
-        h = hashlib.new(algorithm, usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
+        h = hashlib.new(algorithm, usedforsecurity=False)
         if on_start is not None:
             on_start()
         try:
             with open(tmp, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
-                total = getattr(resp, "headers", {}).get("Content-Length") if hasattr(resp, "headers") else None
+                total = getattr(resp, "headers", {}).get("Content-Length")
                 with tqdm(
                     total=int(total) if total and str(total).isdigit() else None,
                     unit="B",

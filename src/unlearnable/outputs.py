@@ -41,7 +41,7 @@ def input_paths(source, download: bool = False) -> list[Path]:
 
     if source is not None and not isinstance(source, str):
         source = os.fspath(source)
-    named = source is None or source.strip().lower() == "cifar10" or get_dataset(source) is not None
+    named = source is None or get_dataset(source) is not None
     if not named:
         return [Path(source).expanduser().resolve()]
     paths = []
@@ -137,6 +137,15 @@ def _foreign_files(folder: Path, allowed) -> list[str]:
     return found
 
 
+def _foreign_protect_folder(path: Path, pattern: str) -> str | None:
+    """Why one of the protected folders a demo or bench holds is not this tool's, or None; hidden
+    entries are an unfinished protection's checkpoint, lock or partial folder."""
+    for sub in sorted(path.glob(pattern)):
+        if not sub.name.startswith(".") and (why := not_replaceable(sub, "protect")) is not None:
+            return f"holds {sub.relative_to(path).as_posix()}, which {why}"
+    return None
+
+
 def not_replaceable(path: Path, kind: str) -> str | None:
     """Why `path` is not an earlier `kind` output of this tool holding only its own files, or None."""
     if path.is_symlink():
@@ -146,9 +155,8 @@ def not_replaceable(path: Path, kind: str) -> str | None:
     if kind == "bench":
         if not (path / "config.yaml").is_file():
             return "is not a bench results folder (it has no config.yaml)"
-        for sub in sorted((path / "protected").glob("*/*")) if (path / "protected").is_dir() else []:
-            if not sub.name.startswith(".") and (why := not_replaceable(sub, "protect")) is not None:
-                return f"holds protected/{sub.parent.name}/{sub.name}, which {why}"
+        if (why := _foreign_protect_folder(path, "protected/*/*")) is not None:
+            return why
 
         def allowed(rel: str) -> bool:
             parts = rel.split("/")
@@ -163,10 +171,8 @@ def not_replaceable(path: Path, kind: str) -> str | None:
             return "is not a demo folder (it has no demo.json)"
         if (path / "demo.json").is_file() and _marker_ok(path / "demo.json", "demo") is None:
             return "has a demo.json that this tool did not write"
-        for sub in sorted((path / "protected").glob("*")) if (path / "protected").is_dir() else []:
-            # hidden entries are an unfinished protection's checkpoint, lock or partial folder
-            if not sub.name.startswith(".") and (why := not_replaceable(sub, "protect")) is not None:
-                return f"holds protected/{sub.name}, which {why}"
+        if (why := _foreign_protect_folder(path, "protected/*")) is not None:
+            return why
 
         def allowed(rel: str) -> bool:
             parts = rel.split("/")

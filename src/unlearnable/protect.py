@@ -58,10 +58,9 @@ def protect(
     from .attacks import create_attack
     from .distributed import barrier, is_main
     from .evaluate import versions
-    from .export import change_summary, export_protected
+    from .export import export_protected
     from .io import source_checksums
     from .outputs import check_output, input_paths, run_lock
-    from .perturbation import budget_levels
 
     out = check_output(out, input_paths(source, download), force, "protect")
     barrier()  # under torchrun: every process has checked the output before rank 0 may write it
@@ -77,14 +76,6 @@ def protect(
         perturbation = attack.fit(ds)
         protected = perturbation.apply(ds)
         seconds = time.perf_counter() - t0 + attack.resumed_seconds  # a resumed run: the whole attack's time
-        warnings = []
-        summary = change_summary(ds, protected)
-        if attack.norm == "linf" and 0 < summary["max_abs_change_0_255"] < budget_levels(attack.eps) / 4:
-            warnings.append(
-                f"the largest exported change is {summary['max_abs_change_0_255']}/255, under a quarter "
-                f"of the budget {budget_levels(attack.eps)}/255: this protection is weak (more steps or "
-                "rounds may help)"
-            )
         manifest = {
             "method": method,
             "settings": attack.settings(),
@@ -99,14 +90,13 @@ def protect(
             "input_checksums": source_checksums(resolved),
             "versions": versions(),
             "seconds": round(seconds, 1),
-            "warnings": warnings,
             **(extra or {}),
         }
         if command is not None:
             manifest["command"] = command
         if is_main():  # under torchrun every process holds the same perturbation; rank 0 writes it
             manifest = export_protected(out, ds, protected, perturbation, manifest, replace=force, progress=progress)
-            for w in warnings:
+            for w in manifest["warnings"]:
                 tqdm.write(f"warning: {w}", file=sys.stderr)
         barrier()
         attack.remove_checkpoint()  # only now: the output is in place
