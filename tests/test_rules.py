@@ -546,6 +546,9 @@ def test_rule5_verify_passes_on_folders_made_by_bench_and_demo(world, tmp_path, 
     assert main(demo) == 0  # the same command resumes it
     for m in ("em", "bait"):
         assert verify_report(tmp_path / "demo" / "protected" / m, capsys)[0] == 0, m
+    changed = [*demo[:3], "--train-per-class", "5", *demo[5:]]  # a demo resumes only the demo started there
+    assert main(changed) == 2
+    assert "made with other settings" in one_line_error(capsys)
     assert main([*demo, "--force"]) == 0  # its own earlier output
 
 

@@ -41,6 +41,19 @@ def run_demo(args) -> dict:
         return _demo(args, out)
 
 
+def earlier_settings(out: Path) -> dict:
+    """The settings an existing demo folder was made with: its demo.json's, or for a demo written
+    before demo.json recorded them, the subset and seed its protected folders' manifests record."""
+    from .io import read_json
+
+    if (out / "demo.json").is_file() and "settings" in (marker := read_json(out / "demo.json")):
+        return dict(marker["settings"])
+    for manifest in sorted((out / "protected").glob("*/manifest.json")):
+        m = read_json(manifest)
+        return {"train_per_class": m.get("train_per_class"), "seed": m.get("seed")}
+    return {}
+
+
 def _demo(args, out: Path) -> dict:
     from . import evaluate
     from .data import balanced_subset, load_dataset
@@ -48,10 +61,28 @@ def _demo(args, out: Path) -> dict:
     from .outputs import marker
     from .protect import protect
 
+    settings = {
+        "data": str(args.data),
+        "train_per_class": args.train_per_class,
+        "test_per_class": args.test_per_class,
+        "seed": args.seed,
+    }
     if out.exists() and args.force:  # check_output made sure it holds only an earlier demo
         shutil.rmtree(set_aside(out))
+    elif out.exists():  # a demo resumes only the demo that was started there: its protections and records are reused
+        made = earlier_settings(out)
+        differ = [f"{k}: {made[k]!r} -> {v!r}" for k, v in settings.items() if k in made and made[k] != v]
+        if differ:
+            raise ValueError(
+                f"{out} holds a demo made with other settings ({'; '.join(differ)}); resuming would mix "
+                "its protections and records with new ones. Pass the same options, another --out, or "
+                "--force to start over"
+            )
     (out / "records").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "demo.json", json.dumps({**marker("demo"), "versions": evaluate.versions()}, indent=2))
+    atomic_write_text(
+        out / "demo.json",
+        json.dumps({**marker("demo"), "settings": settings, "versions": evaluate.versions()}, indent=2),
+    )
     progress = not args.quiet
     t_start = time.perf_counter()
     timings = read_json(out / "timings.json") if (out / "timings.json").exists() else {}
