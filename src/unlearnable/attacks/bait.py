@@ -126,7 +126,7 @@ class BAIT(Attack):
         "images_per_epoch",
         "grad_clip",
     )
-    CHOICES = {"parameterization": ("generator", "direct"), "surrogate_init": ("imagenet", "scratch")}
+    CHOICES = {"parameterization": ("generator", "direct")}
 
     def validate(self):
         st = list(self.stages)

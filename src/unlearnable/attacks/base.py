@@ -79,6 +79,7 @@ class Attack:
     TYPES: dict[str, type] = {}  # the type of an option whose default is None (otherwise: its default's type)
     POSITIVE: tuple[str, ...] = ()  # options that must be > 0: counts, sizes, rates
     CHOICES: dict[str, tuple] = {}  # options with a fixed set of values
+    SHARED_CHOICES = {"surrogate_init": ("imagenet", "scratch")}  # for every method that has the option
 
     def __init__(
         self,
@@ -126,8 +127,8 @@ class Attack:
             value = self.options.get(key)
             if value is not None and not value > 0:
                 raise ValueError(f"{self.name}: option {key} must be greater than 0, got {value!r}")
-        for key, allowed in self.CHOICES.items():
-            if self.options.get(key) not in allowed:
+        for key, allowed in {**self.SHARED_CHOICES, **self.CHOICES}.items():
+            if key in self.options and self.options[key] not in allowed:
                 raise ValueError(
                     f"{self.name}: option {key} must be one of {', '.join(map(str, allowed))}, "
                     f"got {self.options.get(key)!r}"

@@ -75,7 +75,6 @@ class REM(Attack):
         "adv_step_size",
         "grad_clip",
     )
-    CHOICES = {"surrogate_init": ("imagenet", "scratch")}
 
     def validate(self):
         if not 0 <= self.adv_eps < self.eps:

@@ -63,7 +63,6 @@ class TAP(Attack):
         "batch_size",
         "target_shift",
     )
-    CHOICES = {"surrogate_init": ("imagenet", "scratch")}
 
     def fit(self, train_set):
         gen = seed_everything(self.seed)
