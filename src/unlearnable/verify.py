@@ -234,15 +234,14 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
 
 
 def _read_images(folder: Path, names: list[str], clean) -> torch.Tensor:
-    """The listed images, in the manifest's order (the training set's), as one uint8 tensor."""
-    import numpy as np
-    from PIL import Image
+    """The listed images, in the manifest's order (the training set's), as one uint8 tensor, read
+    by the toolkit's one image decoder (as a victim reading the folder would)."""
+    from .data.sources import decode_image
 
     out = torch.empty_like(clean.images)
     for i, n in enumerate(names):
         try:
-            with Image.open(folder / n) as img:
-                arr = np.asarray(img.convert("RGB"))
+            arr = decode_image((folder / n).read_bytes(), n)
         except (OSError, ValueError) as e:
             raise ValueError(f"cannot read {n}: {e}") from None
         if arr.shape[:2] != tuple(clean.images.shape[2:]):
