@@ -82,6 +82,11 @@ def cmd_protect(args) -> int:
         progress=not args.quiet,
         download=args.download,
         command=command_line(),
+        labels=args.labels,
+        working_size=args.working_size,
+        fmt=args.format,
+        quality=args.quality,
+        strip_metadata=args.strip_metadata,
     )
     if is_main():
         print(
@@ -102,7 +107,7 @@ def cmd_evaluate(args) -> int:
     from .distributed import is_main, parse_device
     from .io import atomic_dir
     from .outputs import check_output, input_paths, marker, run_lock
-    from .protect import load_training_set
+    from .protect import is_photo_folder, load_training_set
     from .report import pct, plot_curves
 
     inputs = input_paths(args.train, args.download) + input_paths(args.data, args.download)
@@ -122,15 +127,44 @@ def cmd_evaluate(args) -> int:
     }
     evaluate.check_victim(**victim, defense=defense)
     ckpt = out.with_name(f".{out.name}.checkpoint.pt") if out else None
+    if args.protected_fraction is not None or args.protected_classes:
+        if not (Path(args.train) / "manifest.json").is_file():
+            raise ValueError(
+                "--protected-fraction and --protected-classes need --train to be a `protect` output folder"
+            )
+    partial = {}
     with run_lock(out) if out and is_main() else nullcontext():
-        train, _ = load_training_set(
-            args.train,
-            image_size=args.image_size,
-            train_per_class=args.train_per_class,
-            seed=args.seed,
-            download=args.download,
-        )
-        test = load_dataset(args.data, "test", image_size=args.image_size, download=args.download)
+        if is_photo_folder(args.train, args.image_size) and is_photo_folder(args.data, args.image_size):
+            # photos of any size: the trainer's resize + centre crop to the victim's input size
+            from .models import model_info
+            from .photos import views
+
+            name, _, preset_size, _ = evaluate.check_victim(**victim, defense=defense)
+            size = args.input_size or preset_size or model_info(name)["natural_input_size"]
+            train, test = views(args.train, "train", size), views(args.data, "test", size)
+        else:
+            train, _ = load_training_set(
+                args.train,
+                image_size=args.image_size,
+                train_per_class=args.train_per_class,
+                seed=args.seed,
+                download=args.download,
+            )
+            test = load_dataset(args.data, "test", image_size=args.image_size, download=args.download)
+        if args.protected_fraction is not None or args.protected_classes:
+            classes = [c for c in (args.protected_classes or "").split(",") if c]
+            train, mask = evaluate.partly_protected(
+                train,
+                clean_counterpart(args.train, train),
+                fraction=args.protected_fraction,
+                classes=classes,
+                seed=args.seed,
+            )
+            partial = {
+                "protected_fraction": args.protected_fraction,
+                "protected_classes": classes,
+                "protected_images": int(mask.sum()),
+            }
         if args.test_per_class:
             test = balanced_subset(test, args.test_per_class, seed=args.seed, option="--test-per-class")
         rec = evaluate.run(
@@ -145,6 +179,9 @@ def cmd_evaluate(args) -> int:
             compile=args.compile or None,
             checkpoint=ckpt,
         )
+        rec.update(partial)
+        if partial.get("protected_classes"):
+            rec.update(evaluate.class_split_accuracy(rec, train.classes, partial["protected_classes"]))
         rec.update(
             {
                 **marker("evaluate"),
@@ -167,6 +204,53 @@ def cmd_evaluate(args) -> int:
                 ckpt.unlink(missing_ok=True)  # only now: the record is in place
             print(f"record and plot -> {out}")
     return 0
+
+
+def cmd_check(args) -> int:
+    from .check import run_check
+
+    report = run_check(
+        args.folder,
+        args.out or Path(args.folder).with_name(Path(args.folder).name + "-check"),
+        test=args.data,
+        test_fraction=args.test_fraction,
+        test_per_class=args.test_per_class,
+        inits=tuple(args.init or ("scratch", "imagenet")),
+        steps=tuple(s for s in args.steps.split(",") if s)
+        if args.steps is not None
+        else ("jpeg90", "jpeg75", "half", "long1080"),
+        rrc=not args.no_rrc,
+        preset=args.preset,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+        force=args.force,
+        command=command_line(),
+        **({"epochs": args.epochs} if args.epochs else {}),
+    )
+    from .check import render_report
+
+    print(render_report(report))
+    return 0
+
+
+def clean_counterpart(folder, protected):
+    """The clean images of a `protect` output, in the order its protected images were read (its
+    manifest's data, subset, image size and seed; matched by the manifest's source names)."""
+    from .protect import load_training_set
+
+    m = json.loads((Path(folder) / "manifest.json").read_text())
+    if m.get("photos"):
+        raise ValueError("--protected-fraction and --protected-classes take a benchmark set's protect output")
+    clean, _ = load_training_set(
+        m["data"], image_size=m.get("image_size"), train_per_class=m.get("train_per_class"), seed=m.get("seed", 0)
+    )
+    sources = m.get("sources")
+    if sources and protected.files is not None and clean.files is not None:
+        where = {f: i for i, f in enumerate(clean.files)}
+        order = [where[sources[f"train/{f}"]] for f in protected.files]
+        clean = clean.subset(order)
+    return clean
 
 
 def cmd_demo(args) -> int:
@@ -255,6 +339,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. --set stages=[5,5,5]")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    photos = p.add_argument_group(
+        "photos",
+        "a folder of photos (no --image-size) is protected at full resolution; see README, Protecting your photos",
+    )
+    photos.add_argument(
+        "--labels",
+        default="folders",
+        help="which photos belong together: folders (one sub-folder per class, the default), top (the first "
+        "folder level, any depth below), leaf (the folder holding each photo), clusters or clusters:K (groups of "
+        "similar photos, for a flat folder), or a CSV file of file,label rows",
+    )
+    photos.add_argument(
+        "--working-size",
+        type=positive_int,
+        default=None,
+        help="square size the method is fitted at (default: 64 "
+        "for --preset cpu, 224 for paper, or the smallest photo's short side)",
+    )
+    photos.add_argument(
+        "--format",
+        default="png",
+        choices=["png", "jpeg", "same"],
+        help="png (lossless, the default), jpeg (with --quality, default 95) or same (each photo in its own "
+        "format; a JPEG keeps its own quality)",
+    )
+    photos.add_argument("--quality", type=positive_int, default=None, help="JPEG quality 1-100 for --format jpeg")
+    photos.add_argument(
+        "--strip-metadata",
+        action="store_true",
+        help="drop EXIF, ICC profile and XMP (default: kept, without the EXIF orientation and thumbnail)",
+    )
     p.set_defaults(func=cmd_protect)
 
     p = sub.add_parser("evaluate", help="train a victim on (protected) data, test on the clean test set")
@@ -278,6 +393,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--defense-set", action="append", metavar="KEY=VALUE", help="defense option, e.g. --defense-set quality=30"
     )
+    p.add_argument(
+        "--protected-fraction",
+        type=float,
+        default=None,
+        help="train on this part of every class protected and the rest clean (e.g. 0.25); --train must be a "
+        "protect output folder, whose clean input supplies the rest",
+    )
+    p.add_argument(
+        "--protected-classes",
+        default=None,
+        help="comma-separated classes that are protected (the others clean); reports accuracy on both groups",
+    )
     p.add_argument("--out", default=None, help="folder for record.json and curves.png")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -293,6 +420,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--force", action="store_true", help="start over, discarding a previous demo in --out")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "check",
+        help="am I protected? train victims on your protected photos and on the clean ones, test on held-out "
+        "originals, also after JPEG re-encoding and resizing; writes report.md",
+    )
+    p.add_argument("folder", help="a folder written by `unlearnable protect` from a folder of photos")
+    p.add_argument("--out", default=None, help="report folder (default: FOLDER-check beside it)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="test photos (a folder with test/ or class folders); default: hold out part of the photos",
+    )
+    p.add_argument("--test-fraction", type=float, default=0.2, help="part of every class held out (default 0.2)")
+    p.add_argument("--test-per-class", type=positive_int, default=None, help="class-balanced test subset")
+    p.add_argument("--init", action="append", choices=["scratch", "imagenet"], help="victims (default both)")
+    p.add_argument(
+        "--steps",
+        default=None,
+        help="publishing steps, comma-separated: jpeg90,jpeg75,half,long1080 (default all; empty for none)",
+    )
+    p.add_argument("--no-rrc", action="store_true", help="skip the RandomResizedCrop rows")
+    p.add_argument("--epochs", type=positive_int, default=None, help="victim epochs (default: the preset's)")
+    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--force", action="store_true", help="replace an earlier report folder")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("methods", help="list protection methods and their preset defaults")
     p.set_defaults(func=cmd_methods)

@@ -136,6 +136,45 @@ def check_victim(
     return name, protocol, preset_size, cfg
 
 
+def partly_protected(protected, clean, *, fraction: float | None = None, classes=None, seed: int = 0):
+    """A training set in which only part of the images are protected: an owner's photos are usually
+    a part of what a trainer collects. `protected` and `clean` hold the same images in the same
+    order; `classes` (names) limits protection to those classes, `fraction` to that part of every
+    class's images (drawn with `seed`). Returns (the mixed set, the boolean mask of protected images)."""
+    if len(protected) != len(clean) or not torch.equal(protected.labels, clean.labels):
+        raise ValueError("the protected and clean sets must hold the same images in the same order")
+    mask = torch.ones(len(clean), dtype=torch.bool)
+    if classes:
+        unknown = [c for c in classes if c not in clean.classes]
+        if unknown:
+            raise ValueError(f"--protected-classes: no class {unknown[0]!r}; classes: {', '.join(clean.classes)}")
+        mask &= torch.isin(clean.labels, torch.tensor([clean.classes.index(c) for c in classes]))
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"--protected-fraction must be in (0, 1], got {fraction}")
+        gen = torch.Generator().manual_seed(seed)
+        chosen = torch.zeros_like(mask)
+        for c in range(clean.num_classes):
+            idx = (clean.labels == c).nonzero().flatten()
+            chosen[idx[torch.randperm(len(idx), generator=gen)[: round(fraction * len(idx))]]] = True
+        mask &= chosen
+    images = torch.where(mask.view(-1, 1, 1, 1), protected.images, clean.images)
+    return clean.with_images(images), mask
+
+
+def class_split_accuracy(record: dict, classes: list[str], protected_classes) -> dict:
+    """Final-epoch test accuracy on the protected classes and on the others (means over classes)."""
+    per = record["history"][-1].get("test_class_acc")
+    if not per or not protected_classes:
+        return {}
+    inside = [per[classes.index(c)] for c in protected_classes]
+    outside = [a for c, a in zip(classes, per) if c not in protected_classes]
+    return {
+        "protected_classes_acc": sum(inside) / len(inside),
+        "other_classes_acc": sum(outside) / len(outside) if outside else None,
+    }
+
+
 def versions() -> dict:
     return {
         "unlearnable": __version__,

@@ -186,3 +186,103 @@ def export_protected(
         manifest["perturbation_sha256"] = file_sha256(tmp / "perturbation.safetensors")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
+
+
+def export_photos(
+    out,
+    collection,
+    working,
+    perturbation,
+    names,
+    manifest: dict,
+    fmt: str,
+    quality,
+    strip: bool,
+    *,
+    replace: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Write a folder of photos protected at full resolution (photos.render, one photo at a time)
+    atomically; returns the manifest written. Every photo keeps its size, orientation and name
+    (with the output format's suffix); its largest change is checked against the budget before
+    encoding, and for a lossy format the change a viewer decodes is recorded too."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from .io import atomic_dir, file_sha256
+    from .outputs import marker
+    from .perturbation import budget_levels
+    from .photos import render
+
+    p = perturbation
+    levels = budget_levels(p.eps)
+    t0 = time.perf_counter()
+    labels = collection.labels.tolist()
+    entries: dict[str, dict] = {}
+    files: dict[str, str] = {}
+    tops = []
+    with atomic_dir(out, replace=replace, kind="protect") as tmp:
+        total = sum(ph.width * ph.height for ph in collection.photos) / 1e6
+        bar = tqdm(
+            total=round(total, 1),
+            desc="writing protected photos",
+            unit="MP",
+            disable=not progress,
+            leave=False,
+            bar_format="{desc}: {percentage:3.0f}% | {remaining} left",
+        )
+        for i, (photo, name) in enumerate(zip(collection.photos, names)):
+            delta = p.delta[labels[i] if p.kind == "classwise" else i]
+            data, top, seen, kept = render(collection, i, delta, p.eps, fmt, quality or 0, strip)
+            if top > levels:
+                raise RuntimeError(f"{photo.rel}: change {top}/255 over the budget {levels}/255; refusing to export")
+            path = tmp / "train" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(path, "xb") as f:
+                    f.write(data)
+            except FileExistsError:
+                raise ValueError(f"two photos would both be written as {name!r}; rename one of them") from None
+            except OSError as e:
+                raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+            files[f"train/{name}"] = file_sha256(path)
+            entries[f"train/{name}"] = {
+                "source": photo.rel,
+                "label": collection.classes[labels[i]],
+                "width": photo.width,
+                "height": photo.height,
+                "max_change_0_255": top,
+                "decoded_max_change_0_255": seen,
+                "metadata": kept,
+            }
+            tops.append(top)
+            bar.update(round(photo.width * photo.height / 1e6, 1))
+        bar.close()
+        linf = torch.tensor(tops, dtype=torch.float32) / 255
+        summary = change_summary(linf, p)
+        if summary["images_changed"] == 0:
+            raise ValueError(
+                "the protection changed no pixel of any photo (its perturbation rounds to zero on the 8-bit "
+                "scale), so nothing is protected and nothing was written; raise --eps or the method's steps"
+            )
+        perturbation.save(tmp / "perturbation.safetensors")
+        preview(working, p.apply(working), tmp / "preview.png")
+        export_seconds = time.perf_counter() - t0
+        manifest = {
+            **marker("protect"),
+            **manifest,
+            **summary,
+            "budget": {"norm": p.norm, "eps": p.eps, "max_used": max(tops) / 255},
+            "images": len(names),
+            "classes": list(collection.classes),
+            "sources": {n: e["source"] for n, e in entries.items()},
+            "photo_files": entries,
+            "ignored_files": collection.ignored,
+            "export_seconds": round(export_seconds, 1),
+            "seconds": round(manifest.get("fit_seconds", 0.0) + export_seconds, 1),
+            "files": files,
+            "perturbation_sha256": file_sha256(tmp / "perturbation.safetensors"),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return manifest

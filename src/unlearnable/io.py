@@ -135,15 +135,19 @@ def read_json(path: str | os.PathLike, kind: type = dict, fix: str = "delete it 
     return data
 
 
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+def file_digest(path: str | os.PathLike | bytes, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """The digest of a file's contents, or of `path` itself when it is bytes (data not yet written)."""
     h = hashlib.new(algorithm, usedforsecurity=False)  # integrity checks, not security
+    if isinstance(path, bytes):
+        h.update(path)
+        return h.hexdigest()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike | bytes) -> str:
     return file_digest(path, "sha256")
 
 

@@ -5,7 +5,7 @@
   folder or a file-system root.
 - An existing output is replaced only with --force, and only when it is an earlier output of the
   same command of this tool (its marker: a protect folder's manifest.json, an evaluate folder's
-  record.json, a demo's demo.json) holding nothing else: a folder with one foreign file is
+  record.json, a demo's demo.json, a check's report.json) holding nothing else: a folder with one foreign file is
   refused, so --force can never delete a person's files.
 - demo and bench resume an existing output folder only if it is theirs (demo.json; a bench's
   config.yaml), holding only their own files.
@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 TOOL = "unlearnable"
-MARKERS = {"protect": "manifest.json", "evaluate": "record.json", "demo": "demo.json"}
+MARKERS = {"protect": "manifest.json", "evaluate": "record.json", "demo": "demo.json", "check": "report.json"}
 
 
 def marker(kind: str) -> dict:
@@ -198,6 +198,8 @@ def not_replaceable(path: Path, kind: str) -> str | None:
             own = {"manifest.json", "perturbation.safetensors", "preview.png"} | set(
                 listed if isinstance(listed, dict) else ()
             )
+        elif kind == "check":
+            own = {"report.json", "report.md", "accuracy.png"}
         else:
             own = {"record.json", "curves.png"}
 

@@ -1,7 +1,13 @@
 """The one protect pipeline, used by `unlearnable protect`, `bench` and `demo`:
 
     check the output against the inputs -> build the method (options checked) -> load the data
-    -> fit (checkpointed, resumable) -> apply -> export + manifest (atomic) -> remove the checkpoint
+    -> say the plan -> fit (checkpointed, resumable) -> apply -> export + manifest (atomic)
+    -> remove the checkpoint
+
+Two kinds of input go through it. A folder of photos (no --image-size) is protected at full
+resolution: the method is fitted on a small working view of every photo and the perturbation
+is drawn onto each photo at its own size (photos.py). A benchmark set (a named dataset, an
+archive, or any source with --image-size) is one tensor of equal-size images, protected as it is.
 
 Everything that must hold for a protected folder holds here once: the output never touches an
 input and replaces only this tool's own earlier output, a checkpoint resumes only the run that
@@ -30,6 +36,14 @@ def load_training_set(source, *, image_size=None, train_per_class=None, seed: in
     return ds, resolve_source(source, download=False)[1]
 
 
+def is_photo_folder(source, image_size) -> bool:
+    """A folder read at full resolution: a directory of images (not a dataset's own files), with
+    no --image-size asking for a square benchmark set."""
+    from .data import resolve_source
+
+    return image_size is None and source is not None and resolve_source(source)[0] == "imagefolder"
+
+
 def checkpoint_path(out: Path) -> Path:
     """Where an unfinished protection of `out` keeps its state: beside it, named after it."""
     return out.with_name(f".{out.name}.checkpoint.pt")
@@ -52,22 +66,90 @@ def protect(
     download: bool = False,
     command: str | None = None,
     extra: dict | None = None,
+    labels: str = "folders",
+    working_size: int | None = None,
+    fmt: str = "png",
+    quality: int | None = None,
+    strip_metadata: bool = False,
 ) -> dict:
     """Protect the training split of `source` with `method` and write the folder `out`; returns
-    its manifest. `extra` adds keys to the manifest (a bench's dataset entry)."""
+    its manifest. `extra` adds keys to the manifest (a bench's dataset entry). For a folder of
+    photos: `labels` (photos.py), `working_size`, `fmt` (png | jpeg | same), `quality` (JPEG,
+    1-100) and `strip_metadata`."""
     from .attacks import create_attack
-    from .distributed import barrier, is_main
-    from .evaluate import versions
-    from .export import export_protected
-    from .io import source_checksums
-    from .outputs import check_output, input_paths, run_lock
+    from .distributed import barrier
+    from .outputs import check_output, input_paths
 
-    out = check_output(out, input_paths(source, download), force, "protect")
+    photos = is_photo_folder(source, image_size)
+    check_photo_options(photos, labels, working_size, fmt, quality, strip_metadata, train_per_class)
+    inputs = input_paths(source, download)
+    if labels.lower().endswith(".csv"):
+        inputs.append(Path(labels).expanduser().resolve())
+    out = check_output(out, inputs, force, "protect")
     barrier()  # under torchrun: every process has checked the output before rank 0 may write it
     ckpt = checkpoint_path(out)
     attack = create_attack(
         method, eps=eps, seed=seed, preset=preset, device=device, progress=progress, checkpoint=ckpt, **(options or {})
     )
+    common = dict(method=method, seed=seed, force=force, progress=progress, command=command, extra=extra)
+    if photos:
+        return _protect_photos(
+            source,
+            out,
+            attack,
+            labels,
+            working_size,
+            fmt,
+            quality,
+            strip_metadata,
+            **common,
+        )
+    return _protect_set(source, out, attack, image_size, train_per_class, download, **common)
+
+
+def check_photo_options(photos, labels, working_size, fmt, quality, strip_metadata, train_per_class) -> None:
+    """Options that only a folder of photos takes, checked before any work."""
+    from .photos import FORMATS, parse_labels
+
+    parse_labels(labels)
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if quality is not None and (fmt != "jpeg" or not 1 <= quality <= 100):
+        raise ValueError("--quality Q (1-100) goes with --format jpeg")
+    if working_size is not None and working_size < 8:
+        raise ValueError(f"--working-size must be at least 8 pixels, got {working_size}")
+    if photos:
+        if train_per_class:
+            raise ValueError(
+                "--train-per-class picks a subset of a benchmark set; a folder of photos is protected whole"
+            )
+        return
+    given = [
+        name
+        for name, on in (
+            ("--labels", labels != "folders"),
+            ("--working-size", working_size is not None),
+            ("--format", fmt != "png"),
+            ("--strip-metadata", strip_metadata),
+        )
+        if on
+    ]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} apply to a folder of photos protected at full resolution; this input is a "
+            "benchmark set (a named dataset, an archive, or --image-size), written as square PNGs"
+        )
+
+
+def _protect_set(
+    source, out, attack, image_size, train_per_class, download, *, method, seed, force, progress, command, extra
+):
+    from .distributed import barrier, is_main
+    from .evaluate import versions
+    from .export import export_protected
+    from .io import source_checksums
+    from .outputs import run_lock
+
     with run_lock(out) if is_main() else nullcontext():
         ds, resolved = load_training_set(
             source, image_size=image_size, train_per_class=train_per_class, seed=seed, download=download
@@ -100,4 +182,76 @@ def protect(
                 tqdm.write(f"warning: {w}", file=sys.stderr)
         barrier()
         attack.remove_checkpoint()  # only now: the output is in place
+    return manifest
+
+
+def _protect_photos(
+    source, out, attack, labels, working_size, fmt, quality, strip, *, method, seed, force, progress, command, extra
+):
+    from .distributed import barrier, is_main
+    from .evaluate import versions
+    from .export import export_photos
+    from .io import source_checksums
+    from .outputs import run_lock
+    from .photos import default_working_size, output_names, scan, working_set
+    from .plan import describe_plan
+
+    if attack.norm != "linf":
+        raise ValueError(
+            f"{method} has an {attack.norm} budget, which depends on the image size; protect photos at full "
+            "resolution with an Linf method (bait, em, tap, rem, random), or pass --image-size for square copies"
+        )
+    with run_lock(out) if is_main() else nullcontext():
+        collection = scan(source, labels, seed=seed, progress=progress)
+        size = working_size or default_working_size(collection, attack.working_size())
+        names, renamed = output_names(collection, fmt)
+        if progress and is_main():
+            tqdm.write(describe_plan(collection, attack, size, method), file=sys.stderr)
+            for w in renamed:
+                tqdm.write(f"note: {w}", file=sys.stderr)
+        ds = working_set(collection, size, progress)
+        t0 = time.perf_counter()
+        perturbation = attack.fit(ds)
+        seconds = time.perf_counter() - t0 + attack.resumed_seconds
+        manifest = {
+            "method": method,
+            "settings": attack.settings(),
+            "seed": seed,
+            "eps": attack.eps,
+            "norm": attack.norm,
+            "kind": perturbation.kind,
+            "data": str(Path(source).expanduser().resolve()),
+            "data_source": str(source),
+            "photos": True,
+            "photo_root": str(collection.root),
+            "labels": labels,
+            "working_size": size,
+            "format": fmt,
+            "quality": quality,
+            "strip_metadata": strip,
+            "input_checksums": source_checksums(Path(source).expanduser().resolve()),
+            "versions": versions(),
+            "fit_seconds": round(seconds, 1),
+            **(extra or {}),
+        }
+        if command is not None:
+            manifest["command"] = command
+        if is_main():
+            manifest = export_photos(
+                out,
+                collection,
+                ds,
+                perturbation,
+                names,
+                manifest,
+                fmt,
+                quality,
+                strip,
+                replace=force,
+                progress=progress,
+            )
+            for w in [*renamed, *manifest["warnings"]]:
+                tqdm.write(f"warning: {w}", file=sys.stderr)
+        barrier()
+        attack.remove_checkpoint()
     return manifest

@@ -191,6 +191,8 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
         )
     if perturbation is None:
         return rest("skipped", "needs a readable perturbation")
+    if manifest.get("photos"):
+        return results + _check_photos(folder, manifest, perturbation, data)
     try:
         clean = load_dataset(source, "train", image_size=manifest.get("image_size"))
         if manifest.get("train_per_class"):
@@ -231,6 +233,53 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
         )
     )
     return results
+
+
+def _check_photos(folder: Path, manifest: dict, perturbation, data) -> list[tuple[str, str, str]]:
+    """budget and exact for photos protected at full resolution: every photo is drawn again from
+    its original (photos.render, as protect did) and must give the very bytes in the folder."""
+    from .io import file_sha256
+    from .perturbation import budget_levels
+    from .photos import originals_of, render
+
+    try:
+        originals, names = originals_of(manifest, data)
+    except (ValueError, KeyError, OSError) as e:
+        return [(c, "FAILED", f"cannot rebuild the originals: {e}") for c in ("budget", "exact")]
+    levels = budget_levels(perturbation.eps)
+    labels = originals.labels.tolist()
+    top, differ = 0, []
+    for i, name in enumerate(names):
+        row = labels[i] if perturbation.kind == "classwise" else i
+        try:
+            encoded, change, _, _ = render(
+                originals,
+                i,
+                perturbation.delta[row],
+                perturbation.eps,
+                manifest.get("format", "png"),
+                manifest.get("quality") or 0,
+                bool(manifest.get("strip_metadata")),
+            )
+        except (ValueError, OSError) as e:
+            return [(c, "FAILED", f"cannot redraw {name}: {e}") for c in ("budget", "exact")]
+        top = max(top, change)
+        if file_sha256(folder / name) != file_sha256(encoded):
+            differ.append(name)
+    lossy = manifest.get("format") == "jpeg" or any(
+        e.get("decoded_max_change_0_255", 0) > e.get("max_change_0_255", 0) for e in manifest["photo_files"].values()
+    )
+    after = " before JPEG encoding (JPEG adds its own error; see the manifest)" if lossy else ""
+    return [
+        ("budget", "ok" if top <= levels else "FAILED", f"largest change {top}/255{after} (budget {levels}/255)"),
+        (
+            "exact",
+            "FAILED" if differ else "ok",
+            f"{len(differ)} photos differ from original + perturbation (e.g. {differ[0]})"
+            if differ
+            else "every photo equals its original + perturbation, drawn at its size and encoded as recorded",
+        ),
+    ]
 
 
 def _read_images(folder: Path, names: list[str], clean) -> torch.Tensor:

@@ -34,6 +34,11 @@ from .common import class_means, perturbed_batch, sgd_step, surrogate_optimizer
 from .generator import PerturbationGenerator
 
 STAGE_NAMES = ("hard", "random", "least")
+STAGE_WORDS = (  # the curriculum in plain words, for the progress line
+    "pointing each class at the class it is most easily mistaken for",
+    "pointing each photo at a random other class",
+    "pointing each class at the class it is least like",
+)
 
 
 class DirectDelta(torch.nn.Module):
@@ -144,6 +149,15 @@ class BAIT(Attack):
         ):
             raise ValueError(f"bait: input_sizes must be a non-empty list of image sizes >= 8 (or null), got {sizes!r}")
 
+    def passes(self, n: int) -> float:
+        bs = min(self.batch_size, n)
+        per = min(n, self.images_per_epoch or n)
+        per = per // bs * bs + (per % bs if per % bs >= max(2, bs // 4) else 0)  # the tail batch fit skips
+        steps = (self.lookahead_steps + self.surrogate_steps) * bs
+        inner = per * (3 * self.lookahead_steps if self.hypergradient else 1)
+        st = self.stages
+        return sum(st) * (inner + steps) + per * (st[0] + st[2]) / 3  # + the no-grad target logits
+
     def _pick_size(self, model, gen: torch.Generator):
         """Input diversity: resize the surrogate's input to a size drawn from `input_sizes`, so that
         the perturbation does not depend on the one resolution a victim happens to train at."""
@@ -220,7 +234,13 @@ class BAIT(Attack):
                 net.load_state_dict(state["net"])
         names = [k for k, _ in model.named_parameters()]
         bar = tqdm(
-            range(start, total), initial=start, total=total, desc="bait", disable=not self.progress, unit="epoch"
+            range(start, total),
+            initial=start,
+            total=total,
+            desc="bait: learning the protection",
+            disable=not self.progress,
+            unit="round",
+            bar_format="{desc}: round {n_fmt} of {total_fmt}, {remaining} left{postfix}",
         )
         for epoch in bar:
             stage = self.stage_of(epoch)
@@ -278,9 +298,7 @@ class BAIT(Attack):
                 "target_acc": hits / max(1, seen),
             }
             history.append(record)
-            bar.set_postfix(
-                stage=record["stage"], loss=f"{record['target_loss']:.3f}", target_acc=f"{record['target_acc']:.3f}"
-            )
+            bar.set_postfix_str(f"stage {stage + 1} of 3, {STAGE_WORDS[stage]}")
             state = {
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),

@@ -80,6 +80,9 @@ class Attack:
     POSITIVE: tuple[str, ...] = ()  # options that must be > 0: counts, sizes, rates
     CHOICES: dict[str, tuple] = {}  # options with a fixed set of values
     SHARED_CHOICES = {"surrogate_init": ("imagenet", "scratch")}  # for every method that has the option
+    # The square size a folder of photos is fitted at, per preset (photos.py draws the result onto
+    # every photo at its own size); a photo smaller than this is fitted at its own short side.
+    WORKING_SIZE = {"cpu": 64, "paper": 224}
 
     def __init__(
         self,
@@ -142,6 +145,14 @@ class Attack:
         if key in options:
             return options[key]
         raise AttributeError(key)
+
+    def working_size(self) -> int:
+        return self.WORKING_SIZE.get(self.preset, 64)
+
+    def passes(self, n: int) -> float | None:
+        """About how many forward and backward passes of one image through the surrogate a fit on
+        n images takes (the work behind a time estimate), or None when it cannot be said."""
+        return None
 
     def settings(self) -> dict:
         return {

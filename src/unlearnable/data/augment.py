@@ -1,6 +1,7 @@
 """Batched data augmentation as tensor ops (no per-image Python loop).
 
-The standard CIFAR recipe: random crop with zero padding, then horizontal flip. Noise is
+The standard CIFAR recipe: random crop with zero padding, then horizontal flip; and the ImageNet
+recipe's RandomResizedCrop (then the same flip). Noise is
 always added to the uint8 images before augmentation (Perturbation.apply), so a victim sees
 protected images augmented exactly like clean ones.
 """
@@ -54,3 +55,28 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> to
 
 def crop_flip(x: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
     return random_flip(random_crop(x, padding, generator), generator)
+
+
+def random_resized_crop(
+    x: torch.Tensor,
+    generator: torch.Generator | None = None,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> torch.Tensor:
+    """RandomResizedCrop as ImageNet recipes use it, for a whole batch at once: each image's crop
+    covers a random fraction `scale` of its area with a log-uniform aspect `ratio` (clipped to the
+    image), resized bilinearly back to the batch's size with one grid_sample."""
+    n, _, h, w = x.shape
+    area = torch.empty(n).uniform_(*scale, generator=generator)
+    logr = torch.empty(n).uniform_(
+        torch.log(torch.tensor(ratio[0])).item(), torch.log(torch.tensor(ratio[1])).item(), generator=generator
+    )
+    aspect = torch.exp(logr)
+    cw = torch.sqrt(area * aspect).clamp(max=1.0)  # crop width and height as fractions of the image's
+    ch = torch.sqrt(area / aspect).clamp(max=1.0)
+    cx = (torch.rand(n, generator=generator) * 2 - 1) * (1 - cw)  # centre, in grid_sample's [-1, 1] coordinates
+    cy = (torch.rand(n, generator=generator) * 2 - 1) * (1 - ch)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = cw, cx, ch, cy
+    grid = F.affine_grid(theta.to(x.device, x.dtype), [n, x.shape[1], h, w], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

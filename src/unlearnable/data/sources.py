@@ -118,7 +118,7 @@ def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
     return np.repeat(grey[:, :, None], 3, axis=2)
 
 
-def _to_rgb_array(img: Image.Image) -> np.ndarray:
+def rgb_array(img: Image.Image) -> np.ndarray:
     mode = img.mode
     if mode == "RGB" and "transparency" not in img.info:
         return np.asarray(img)
@@ -134,9 +134,10 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
 
 
 def max_pixels() -> int:
-    """Largest image (width x height) decoded: 40 megapixels unless $UNLEARNABLE_MAX_PIXELS says
-    otherwise. A guard against decompression bombs: a small file that decodes to gigabytes."""
-    value = os.environ.get("UNLEARNABLE_MAX_PIXELS", "40000000")
+    """Largest image (width x height) decoded: 200 megapixels (cameras shoot up to about 150) unless
+    $UNLEARNABLE_MAX_PIXELS says otherwise. A guard against decompression bombs: a small file
+    that decodes to gigabytes."""
+    value = os.environ.get("UNLEARNABLE_MAX_PIXELS", "200000000")
     try:
         limit = int(value)
     except ValueError:
@@ -164,6 +165,7 @@ def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.nd
     max_pixels() (checked from the header, before decoding).
     """
     limit = max_pixels()
+    Image.MAX_IMAGE_PIXELS = limit  # PIL's own guard (89 MP) would stop a real 100 MP photo first
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > limit:
@@ -173,7 +175,7 @@ def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.nd
                     "UNLEARNABLE_MAX_PIXELS"
                 )
             img.load()
-            arr = _to_rgb_array(upright(img))
+            arr = rgb_array(upright(img))
         if image_size is not None and arr.shape[:2] != (image_size, image_size):
             resized = Image.fromarray(np.ascontiguousarray(arr), "RGB").resize(
                 (image_size, image_size), Image.Resampling.BICUBIC

@@ -1,0 +1,555 @@
+"""Photo collections at full resolution: a folder of photos of any size, aspect ratio and layout.
+
+A class-wise (or sample-wise) perturbation is optimized at a small square *working size* on the
+photos' central squares, and then drawn onto every photo at its own size (draw), so the
+protected photo keeps the input's width, height, orientation and name:
+
+    working view   the photo's central square (short side x short side), resized to W x W: what a
+                   trainer's "resize + centre crop" sees;
+    drawing        the W x W perturbation scaled by short_side / W onto that central square and
+                   continued periodically along the long side (bilinear, wrap-around), so every
+                   crop a trainer takes (centre or RandomResizedCrop) lies on the pattern at the
+                   scale it was optimized at.
+
+The drawing is separable (one small interpolation matrix per axis) and computed in strips of
+rows, so a 100-megapixel photo needs its own 8-bit pixels and a few strips of floats, never a
+float copy of the photo. Changes are rounded to 8-bit levels and held within the budget
+(perturbation.quantize), then the photo is encoded (PNG by default) with its EXIF (orientation
+removed: the pixels are stored upright) and ICC profile unless metadata is stripped.
+
+Labels (which photos belong together, for class-wise methods) come from `labels`:
+    folders          <root>/<class>/<photo>: one level of class folders (the default); photos in
+                     deeper folders or loose in the root stop the run with the options below
+    top              the first folder under the root is the class, at any depth below it
+    leaf             the folder that holds the photo (its whole relative path) is the class
+    clusters[:K]     K groups of similar photos (k-means on frozen ImageNet features, seeded)
+    <file>.csv       rows of file,label (file relative to the root); every photo listed once
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data.sources import DataError, _scan_dir, _skipped, max_pixels, rgb_array, upright
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp"}
+UNREADABLE = {  # photos this tool cannot decode: say so instead of skipping them
+    **dict.fromkeys((".cr2", ".cr3", ".nef", ".arw", ".dng", ".raf", ".orf", ".rw2", ".pef", ".srw"), "a RAW file"),
+    **dict.fromkeys((".heic", ".heif", ".avif"), "an HEIF/AVIF file"),
+}
+FORMATS = ("png", "jpeg", "same")
+LOSSLESS = {"PNG": ".png", "TIFF": ".tif", "BMP": ".bmp"}  # formats `same` rewrites losslessly
+ORIENTATION = 0x0112
+STRIP_ROWS = 256
+
+
+@dataclass(frozen=True)
+class Photo:
+    rel: str  # path relative to the collection's root, posix
+    width: int  # as seen (EXIF orientation applied)
+    height: int
+    format: str  # PIL's name of the input's format: JPEG, PNG, ...
+
+
+@dataclass
+class Collection:
+    """The photos of a folder with one label each, in a fixed order (sorted by path)."""
+
+    root: Path
+    photos: list[Photo]
+    labels: torch.Tensor
+    classes: list[str]
+    label_mode: str
+    ignored: list[str]  # files beside the photos that are not photos (notes.txt, sidecars)
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def megapixels(self) -> float:
+        return max((p.width * p.height for p in self.photos), default=0) / 1e6
+
+
+# --------------------------------------------------------------------------- finding photos
+
+
+def _photo_root(root: Path) -> tuple[Path, str]:
+    """The folder whose photos are protected: root, or root/train when root holds train/ (and test/)."""
+    subdirs = {p.name for p in root.iterdir() if p.is_dir() and not _skipped(p.name)}
+    if "train" in subdirs and subdirs <= {"train", "test"}:
+        return root / "train", "train/"
+    return root, ""
+
+
+def _header(path: Path, display: str) -> Photo:
+    limit = max_pixels()
+    Image.MAX_IMAGE_PIXELS = limit  # checked below with a message; PIL's own (89 MP) would stop real photos
+    try:
+        with Image.open(path) as img:
+            w, h, fmt = img.width, img.height, img.format or "?"
+            try:
+                orientation = img.getexif().get(ORIENTATION, 1)
+            except Exception:
+                orientation = 1
+    except Exception as exc:
+        raise DataError(f"cannot read photo {display}: {type(exc).__name__}: {exc}; remove or replace it") from None
+    if w * h > limit:
+        raise DataError(
+            f"photo {display} is {w} x {h} ({w * h / 1e6:.0f} megapixels), more than the limit of "
+            f"{limit / 1e6:.0f} megapixels (a guard against decompression bombs); if it is a real photo, "
+            f"raise the limit with UNLEARNABLE_MAX_PIXELS={w * h}"
+        )
+    if orientation in (5, 6, 7, 8):  # stored sideways
+        w, h = h, w
+    return Photo(display, w, h, fmt)
+
+
+def parse_labels(text: str) -> tuple[str, int | None]:
+    """'folders' | 'top' | 'leaf' | 'clusters' | 'clusters:K' | a .csv path -> (mode, K)."""
+    mode, _, k = text.partition(":")
+    if mode == "clusters":
+        if k and (not k.isdigit() or int(k) < 2):
+            raise ValueError(f"--labels clusters:K needs a whole number K >= 2, got {text!r}")
+        return "clusters", int(k) if k else None
+    if k or mode not in ("folders", "top", "leaf"):
+        if text.lower().endswith(".csv"):
+            return "csv", None
+        raise ValueError(
+            f"--labels must be folders, top, leaf, clusters, clusters:K or a .csv file of file,label; got {text!r}"
+        )
+    return mode, None
+
+
+def scan(source: str | Path, labels: str = "folders", seed: int = 0, progress: bool = True) -> Collection:
+    """The photos under `source` with their labels (see the module doc); reads headers only
+    (clusters: also small copies for the features). Every problem is a DataError naming the file."""
+    mode, k = parse_labels(labels)
+    top = Path(source).expanduser()
+    if not top.is_dir():
+        raise DataError(f"{source} is not a folder of photos")
+    root, prefix = _photo_root(top.resolve())
+    tree = _scan_dir(root)
+    photos, ignored = [], []
+    for rel in sorted(tree.files):
+        suffix = Path(rel).suffix.lower()
+        if suffix in UNREADABLE:
+            raise DataError(
+                f"{prefix}{rel} is {UNREADABLE[suffix]}, which this tool cannot read; export it as JPEG, PNG "
+                "or TIFF first, or move it out of the folder"
+            )
+        if suffix not in PHOTO_SUFFIXES:
+            ignored.append(prefix + rel)
+            continue
+        photos.append(_header(root / rel, rel))
+    if not photos:
+        raise DataError(f"{top} holds no photos (JPEG, PNG, TIFF, WebP or BMP files)")
+    names = _labels(photos, mode, labels, top, root, prefix)
+    if mode == "clusters":
+        classes, label_ids = cluster_labels(root, photos, k, seed, progress)
+    else:
+        classes = sorted(set(names))
+        where = {c: i for i, c in enumerate(classes)}
+        label_ids = torch.tensor([where[n] for n in names], dtype=torch.int64)
+    return Collection(root, photos, label_ids, classes, labels, ignored)
+
+
+def _labels(photos: list[Photo], mode: str, text: str, top: Path, root: Path, prefix: str) -> list[str]:
+    parts = [p.rel.split("/") for p in photos]
+    if mode == "clusters":
+        return []
+    if mode == "csv":
+        return _csv_labels(Path(text).expanduser(), photos, prefix)
+    loose = [p for p in parts if len(p) == 1]
+    if loose and mode in ("folders", "top", "leaf"):
+        if len(loose) == len(parts):
+            raise DataError(
+                f"the {len(parts)} photos of {top} lie in one folder, with no class folders. Class-wise "
+                "protection needs to know which photos belong together: use --labels clusters to group "
+                "similar photos automatically, --labels FILE.csv (rows of file,label), or put the photos in "
+                "one sub-folder per subject (e.g. portraits/, landscapes/)"
+            )
+        raise DataError(
+            f"{len(loose)} photos lie directly in {root} outside any class folder (e.g. {loose[0][0]}); move "
+            "them into a class folder, or use --labels clusters or --labels FILE.csv"
+        )
+    if mode == "folders":
+        deep = [p for p in parts if len(p) > 2]
+        if deep:
+            example = "/".join(deep[0])
+            raise DataError(
+                f"{len(deep)} photos sit in sub-folders of sub-folders (e.g. {prefix}{example}); say which "
+                f"folders are the classes: --labels top (here {deep[0][0]!r}) or --labels leaf "
+                f"(here {'/'.join(deep[0][:-1])!r})"
+            )
+    if mode == "leaf":
+        return ["/".join(p[:-1]) for p in parts]
+    return [p[0] for p in parts]
+
+
+def _csv_labels(path: Path, photos: list[Photo], prefix: str) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"--labels {path}: no such file; give a CSV of file,label rows")
+    try:
+        rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"--labels {path}: cannot read it as UTF-8 CSV ({e})") from None
+    rows = [r for r in rows if r and any(c.strip() for c in r)]
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["file", "label"]:
+        rows = rows[1:]
+    table: dict[str, str] = {}
+    for n, r in enumerate(rows, 1):
+        if len(r) < 2 or not r[0].strip() or not r[1].strip():
+            raise DataError(f"--labels {path}: row {n} is {','.join(r)!r}; every row must be file,label")
+        name = r[0].strip().replace("\\", "/").removeprefix("./").removeprefix(prefix)
+        if name in table:
+            raise DataError(f"--labels {path}: {name} is listed twice (rows for one photo must be unique)")
+        table[name] = r[1].strip()
+    known = {p.rel for p in photos}
+    missing = [p.rel for p in photos if p.rel not in table]
+    extra = [n for n in table if n not in known]
+    if missing:
+        raise DataError(
+            f"--labels {path} gives no label for {len(missing)} photo(s) (e.g. {prefix}{missing[0]}); add a row "
+            "file,label for each"
+        )
+    if extra:
+        raise DataError(f"--labels {path} lists {extra[0]}, which is not a photo in the folder; remove that row")
+    return [table[p.rel] for p in photos]
+
+
+def default_clusters(n: int) -> int:
+    """About 10 photos per group, between 2 and 10 groups."""
+    return max(2, min(10, round(n / 10)))
+
+
+def cluster_labels(root: Path, photos: list[Photo], k: int | None, seed: int, progress: bool):
+    """Pseudo-classes for a flat folder: k-means (k-means++ start, several seeded restarts) on the
+    L2-normalized pooled features of a frozen ImageNet EfficientNet-Lite0 at 224 px (the
+    label-agnostic setting of Unlearnable Clusters, Zhang et al., CVPR 2023)."""
+    k = k or default_clusters(len(photos))
+    if k > len(photos):
+        raise DataError(f"--labels clusters:{k} asks for more groups than there are photos ({len(photos)})")
+    views = working_set_images(root, photos, 224, progress, "reading photos for grouping")
+    labels = kmeans(image_features(views), k, seed)
+    return [f"group{i + 1:02d}" for i in range(k)], labels
+
+
+@torch.no_grad()
+def image_features(images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """Pooled features of a frozen ImageNet EfficientNet-Lite0 at 224 px, one row per uint8 image."""
+    from .models import create_model
+
+    model = create_model("efficientnet_lite0", 2, pretrained=True, input_size=224).eval()
+    rows = [model.forward_features(images[i : i + batch].float() / 255) for i in range(0, len(images), batch)]
+    return torch.cat(rows)
+
+
+def kmeans(x: torch.Tensor, k: int, seed: int, restarts: int = 4, iters: int = 50) -> torch.Tensor:
+    """Labels 0..k-1 of the rows of `x` (cosine k-means; the restart of least inertia wins).
+    Clusters are numbered by their first member, so equal partitions give equal labels."""
+    x = torch.nn.functional.normalize(x.float(), dim=1)
+    gen = torch.Generator().manual_seed(seed)
+    best, best_cost = None, math.inf
+    for _ in range(restarts):
+        centres = x[torch.randint(len(x), (1,), generator=gen)]
+        for _ in range(1, k):  # k-means++: the next centre far from the chosen ones
+            d = torch.cdist(x, centres).amin(1).pow(2)
+            centres = torch.cat([centres, x[torch.multinomial(d + 1e-12, 1, generator=gen)]])
+        for _ in range(iters):
+            assign = torch.cdist(x, centres).argmin(1)
+            new = torch.stack([x[assign == c].mean(0) if (assign == c).any() else centres[c] for c in range(k)])
+            if torch.allclose(new, centres):
+                break
+            centres = new
+        assign = torch.cdist(x, centres).argmin(1)
+        cost = torch.cdist(x, centres).gather(1, assign[:, None]).pow(2).sum().item()
+        if cost < best_cost - 1e-9:
+            best, best_cost = assign, cost
+    assert best is not None
+    first = {int(c): i for i, c in reversed(list(enumerate(best.tolist())))}
+    order = sorted(first, key=first.get)  # type: ignore[arg-type]
+    remap = torch.zeros(k, dtype=torch.int64)
+    for new_id, old in enumerate(order):
+        remap[old] = new_id
+    return remap[best]
+
+
+# --------------------------------------------------------------------------- reading photos
+
+
+def open_upright(path: Path, display: str, draft: int | None = None) -> tuple[np.ndarray, Image.Image]:
+    """(H, W, 3) uint8 pixels as seen (EXIF orientation applied) and the opened file (for its
+    metadata). `draft`: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale while its short side stays
+    >= draft (much faster for a small working view)."""
+    Image.MAX_IMAGE_PIXELS = max_pixels()  # our own guard ran on the header (scan)
+    try:
+        img = Image.open(path)
+        if draft and img.format == "JPEG":
+            scale = draft / min(img.size)
+            img.draft("RGB", (max(1, math.ceil(img.width * scale)), max(1, math.ceil(img.height * scale))))
+        img.load()
+        return rgb_array(upright(img)), img
+    except Exception as exc:
+        raise DataError(f"cannot decode photo {display}: {type(exc).__name__}: {exc}; remove or replace it") from None
+
+
+def central_square(arr: np.ndarray, size: int) -> np.ndarray:
+    """The photo's central square resized to size x size (what resize + centre crop gives)."""
+    h, w = arr.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) / 2, (w - s) / 2
+    img = Image.fromarray(arr)
+    return np.asarray(img.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + s, top + s)))
+
+
+def working_set_images(root: Path, photos: list[Photo], size: int, progress: bool, desc: str) -> torch.Tensor:
+    from tqdm.auto import tqdm
+
+    out = torch.empty((len(photos), 3, size, size), dtype=torch.uint8)
+    for i, p in enumerate(tqdm(photos, desc=desc, unit="photo", disable=not progress, leave=False)):
+        arr, img = open_upright(root / p.rel, p.rel, draft=2 * size)
+        img.close()
+        out[i] = torch.from_numpy(central_square(arr, size).transpose(2, 0, 1).copy())
+    return out
+
+
+def working_set(collection: Collection, size: int, progress: bool = True):
+    """The ImageDataset a method is fitted on: every photo's central square at size x size."""
+    from .data import ImageDataset
+
+    images = working_set_images(collection.root, collection.photos, size, progress, "reading photos")
+    return ImageDataset(images, collection.labels.clone(), list(collection.classes), [p.rel for p in collection.photos])
+
+
+def originals_of(manifest: dict, root: str | Path | None = None) -> tuple[Collection, list[str]]:
+    """The original photos a `protect` output was made from, in its order and with the labels it was
+    protected under (clusters and CSV labels included), and the output names (train/...).
+    `root`: the input folder, when it has moved since."""
+    entries = manifest["photo_files"]
+    base = _photo_root(Path(root).expanduser().resolve())[0] if root else Path(manifest["photo_root"])
+    names = list(entries)
+    classes = list(manifest["classes"])
+    photos = [_header(base / entries[n]["source"], entries[n]["source"]) for n in names]
+    labels = torch.tensor([classes.index(entries[n]["label"]) for n in names], dtype=torch.int64)
+    return Collection(base, photos, labels, classes, str(manifest.get("labels", "folders")), []), names
+
+
+def protected_of(folder: Path, manifest: dict) -> Collection:
+    """The protected photos of a `protect` output, in its order, with their labels."""
+    entries = manifest["photo_files"]
+    classes = list(manifest["classes"])
+    photos = [_header(folder / n, n.removeprefix("train/")) for n in entries]
+    labels = torch.tensor([classes.index(e["label"]) for e in entries.values()], dtype=torch.int64)
+    return Collection(folder / "train", photos, labels, classes, str(manifest.get("labels", "folders")), [])
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The manifest of a `protect` output made from a folder of photos, or None."""
+    import json
+
+    try:
+        m = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return m if isinstance(m, dict) and isinstance(m.get("photo_files"), dict) else None
+
+
+def collection_for(source, split: str = "train", labels: str = "folders", seed: int = 0) -> Collection:
+    """The photos of one split of a folder: a `protect` output (its own labels), or <source>/<split>
+    when it exists, or (train) the folder itself."""
+    folder = Path(source).expanduser()
+    if split == "train" and (m := read_manifest(folder)) is not None:
+        return protected_of(folder, m)
+    if (folder / split).is_dir():
+        return scan(folder / split, labels, seed=seed, progress=False)
+    if split == "test":
+        raise DataError(f"{folder} has no test/ folder: name the held-out photos with --data")
+    return scan(folder, labels, seed=seed, progress=False)
+
+
+def views(source, split: str, size: int, labels: str = "folders", progress: bool = True):
+    """What a trainer makes of a folder of photos: every photo resized and centre-cropped to
+    size x size (its central square, resized), labelled; see collection_for."""
+    return working_set(collection_for(source, split, labels), size, progress)
+
+
+def default_working_size(collection: Collection, cap: int) -> int:
+    """The preset's working size, or the smallest photo's short side when that is smaller."""
+    return max(8, min(cap, min(min(p.width, p.height) for p in collection.photos)))
+
+
+# --------------------------------------------------------------------------- drawing the perturbation
+
+
+def axis_weights(n_out: int, n_work: int, short: int) -> torch.Tensor:
+    """(n_out, n_work) bilinear weights that draw a periodic pattern of n_work cells, scaled so
+    that n_work cells span `short` output pixels and centred on the output axis."""
+    scale = short / n_work
+    x = torch.arange(n_out, dtype=torch.float64)
+    u = (x - (n_out - short) / 2 + 0.5) / scale - 0.5
+    i0 = torch.floor(u)
+    f = (u - i0).float()
+    i0 = i0.long()
+    w = torch.zeros(n_out, n_work)
+    rows = torch.arange(n_out)
+    w.index_put_((rows, i0 % n_work), 1 - f, accumulate=True)
+    w.index_put_((rows, (i0 + 1) % n_work), f, accumulate=True)
+    return w
+
+
+def draw(pixels: np.ndarray, delta: torch.Tensor, eps: float, norm: str = "linf") -> tuple[np.ndarray, int]:
+    """The protected copy of an (H, W, 3) uint8 photo and its largest change in 8-bit levels:
+    `delta` (3, n, n) drawn at the photo's size (module doc), rounded and held within the budget,
+    STRIP_ROWS rows at a time."""
+    from .perturbation import quantize
+
+    if norm != "linf":
+        raise ValueError(f"photos at full resolution take an Linf budget; {norm} budgets need --image-size")
+    h, w = pixels.shape[:2]
+    n = delta.shape[-1]
+    if (h, w) == tuple(delta.shape[-2:]):  # the photo is the working size: nothing to draw
+        t = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
+        same = quantize(t, delta[None], eps, norm)[0]
+        return same.permute(1, 2, 0).numpy().copy(), int((same.int() - t[0].int()).abs().max())
+    short = min(h, w)
+    wy, wx = axis_weights(h, n, short), axis_weights(w, n, short)
+    side = delta.float() @ wx.T  # (3, n, w)
+    out = np.empty_like(pixels)
+    top = 0
+    for r in range(0, h, STRIP_ROWS):
+        strip = torch.einsum("rn,cnw->crw", wy[r : r + STRIP_ROWS], side)
+        clean = torch.from_numpy(np.array(pixels[r : r + STRIP_ROWS])).permute(2, 0, 1)
+        prot = quantize(clean[None], strip[None], eps, norm)[0]
+        top = max(top, int((prot.int() - clean.int()).abs().max()))
+        out[r : r + STRIP_ROWS] = prot.permute(1, 2, 0).numpy()
+    return out, top
+
+
+# --------------------------------------------------------------------------- writing photos
+
+
+def output_format(photo: Photo, fmt: str) -> tuple[str, str]:
+    """(PIL format, file suffix) a photo is written in for --format png | jpeg | same."""
+    if fmt == "png":
+        return "PNG", ".png"
+    if fmt == "jpeg":
+        return "JPEG", ".jpg"
+    if photo.format == "JPEG":
+        return "JPEG", Path(photo.rel).suffix
+    if photo.format in LOSSLESS:
+        return photo.format, Path(photo.rel).suffix
+    if photo.format == "WEBP":
+        return "WEBP", Path(photo.rel).suffix
+    raise ValueError(f"--format same cannot rewrite {photo.rel} ({photo.format}); use --format png or jpeg")
+
+
+def metadata(img: Image.Image, strip: bool) -> dict:
+    """What is carried to the output: EXIF without orientation (the pixels are stored upright)
+    and without its embedded thumbnail (a small unprotected copy of the photo), the ICC profile
+    and XMP, unless `strip`."""
+    if strip:
+        return {}
+    keep: dict = {}
+    try:
+        exif = img.getexif()
+    except Exception:
+        exif = None
+    if exif:
+        exif.pop(ORIENTATION, None)
+        try:
+            thumb = exif.get_ifd(0x0001)  # IFD1: the thumbnail's directory
+            thumb.clear()
+        except Exception:
+            pass
+        keep["exif"] = exif.tobytes()
+    if img.info.get("icc_profile"):
+        keep["icc_profile"] = img.info["icc_profile"]
+    xmp = img.info.get("xmp") or img.info.get("XML:com.adobe.xmp")
+    if xmp:
+        keep["xmp"] = xmp if isinstance(xmp, bytes) else str(xmp).encode()
+    return keep
+
+
+def encode(pixels: np.ndarray, fmt: str, quality: int, source: Image.Image, meta: dict) -> bytes:
+    """The encoded bytes of a protected photo; `same` JPEGs keep the input's quantization tables
+    (its quality) and chroma subsampling."""
+    from PIL import JpegImagePlugin, PngImagePlugin
+
+    img = Image.fromarray(pixels, "RGB")
+    buf = io.BytesIO()
+    extra = {k: v for k, v in meta.items() if k in ("exif", "icc_profile")}
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        if "xmp" in meta:
+            info.add_itxt("XML:com.adobe.xmp", meta["xmp"].decode("utf-8", "replace"))
+        img.save(buf, "PNG", compress_level=6, pnginfo=info, **extra)
+    elif fmt == "JPEG":
+        if quality == 0 and source.format == "JPEG" and getattr(source, "quantization", None):
+            sampling = JpegImagePlugin.get_sampling(source)
+            extra.update(qtables=source.quantization, subsampling=sampling if sampling != -1 else 0)  # type: ignore[attr-defined]
+        else:
+            extra.update(quality=quality or 95)
+        if "xmp" in meta:
+            extra["xmp"] = meta["xmp"]
+        img.save(buf, "JPEG", optimize=True, **extra)
+    elif fmt == "WEBP":
+        img.save(buf, "WEBP", lossless=True, **extra)
+    elif fmt == "TIFF":
+        img.save(buf, "TIFF", compression="tiff_lzw", **extra)
+    else:
+        img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def lossy(fmt: str) -> bool:
+    return fmt == "JPEG"
+
+
+def render(collection: Collection, i: int, delta: torch.Tensor, eps: float, fmt: str, quality: int, strip: bool):
+    """(encoded bytes, largest change before encoding, largest change in the decoded output, kept
+    metadata keys) of photo i, protected with its `delta`: the one function export and verify use."""
+    p = collection.photos[i]
+    pixels, img = open_upright(collection.root / p.rel, p.rel)
+    try:
+        meta = metadata(img, strip)
+        prot, top = draw(pixels, delta, eps)
+        pil_fmt, _ = output_format(p, fmt)
+        data = encode(prot, pil_fmt, quality, img, meta)
+    finally:
+        img.close()
+    seen = top
+    if lossy(pil_fmt):  # what a viewer decodes differs from the rounded pixels
+        with Image.open(io.BytesIO(data)) as back:
+            decoded = np.asarray(back.convert("RGB"))
+        seen = int(np.abs(decoded.astype(np.int16) - pixels.astype(np.int16)).max())
+    return data, top, seen, sorted(meta)
+
+
+def output_names(collection: Collection, fmt: str) -> tuple[list[str], list[str]]:
+    """(one output path per photo, relative to train/; warnings for renamed photos). A photo keeps
+    its relative path with the output format's suffix; two photos that would meet (a.jpg and a.png
+    as PNG) keep their own suffix too (a.jpg.png), which is said in a warning, never silently."""
+    rels = [p.rel for p in collection.photos]
+    plain = [str(Path(r).with_suffix(output_format(p, fmt)[1])) for r, p in zip(rels, collection.photos)]
+    count: dict[str, int] = {}
+    for n in plain:
+        count[n.casefold()] = count.get(n.casefold(), 0) + 1
+    names, warnings = [], []
+    for n, r in zip(plain, rels):
+        if count[n.casefold()] == 1 or n == r:
+            names.append(n)
+        else:
+            names.append(r + Path(n).suffix)
+            warnings.append(f"{r} is written as {names[-1]} ({n} is taken by another photo)")
+    folded = [n.casefold() for n in names]
+    if len(set(folded)) != len(folded):
+        dup = next(n for n in names if folded.count(n.casefold()) > 1)
+        raise ValueError(f"two photos would both be written as {dup!r} (names differ only in case?); rename one")
+    return names, warnings

@@ -1,0 +1,278 @@
+"""Folders of photos at full resolution: sizes, orientation, names, metadata, label layouts, check."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import sets
+from PIL import Image, ImageCms
+
+from unlearnable.cli import main
+from unlearnable.data import DataError
+from unlearnable.photos import axis_weights, draw, kmeans, open_upright, scan
+
+COPYRIGHT, ARTIST, ORIENTATION = 0x8298, 0x013B, 0x0112
+SHORT_BAIT = sets(stages="[1,1,1]", images_per_epoch=32, batch_size=16)
+
+
+def scene(w: int, h: int, k: int) -> np.ndarray:
+    """A smooth picture with an asymmetric gradient, so a sideways copy is told apart."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack(
+        [(x * 200 // w + 40 * k) % 256, (y * 255 // h) % 256, ((x * 3 + y) * 100 // (3 * w + h) + 70 * k) % 256], -1
+    ).astype(np.uint8)
+
+
+def exif(**tags) -> bytes:
+    e = Image.Exif()
+    for tag, value in tags.items():
+        e[{"copyright": COPYRIGHT, "artist": ARTIST, "orientation": ORIENTATION}[tag]] = value
+    return e.tobytes()
+
+
+@pytest.fixture(scope="module")
+def photographer(tmp_path_factory):
+    """21 JPEGs in three class folders like a photographer's: 1080x1350, 1350x1080 and 3000x2000,
+    EXIF copyright, an sRGB ICC profile on one, one portrait stored sideways (EXIF orientation 6)
+    and one 50-megapixel photo."""
+    root = tmp_path_factory.mktemp("photos") / "photos"
+    sizes = [(1080, 1350), (1350, 1080), (3000, 2000)]
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for k, cls in enumerate(["landscapes", "portraits", "street"]):
+        (root / cls).mkdir(parents=True)
+        for j in range(6):
+            w, h = sizes[(j + k) % 3]
+            extra = {"icc_profile": icc} if (k, j) == (0, 0) else {}
+            Image.fromarray(scene(w, h, k)).save(
+                root / cls / f"IMG_{k}{j:03d}.jpg", quality=90, exif=exif(copyright="(c) A. Photographer"), **extra
+            )
+    Image.fromarray(scene(1350, 1080, 1)).save(
+        root / "portraits" / "DSC_0001.JPG", quality=90, exif=exif(orientation=6, copyright="(c) rotated")
+    )
+    Image.fromarray(scene(600, 400, 2)).resize((8660, 5774)).save(root / "street" / "PANO_50MP.jpg", quality=85)
+    Image.fromarray(scene(1080, 1350, 0)).save(root / "landscapes" / "IMG_9.jpg", quality=90)
+    (root / "notes.txt").write_text("not a photo")
+    return root
+
+
+@pytest.fixture(scope="module")
+def protected(photographer, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "protected"
+    assert (
+        main(["protect", "--data", str(photographer), "--method", "bait", "--out", str(out), "--quiet", *SHORT_BAIT])
+        == 0
+    )
+    return out
+
+
+def test_every_photo_comes_back_upright_at_its_size_and_name_within_the_budget(photographer, protected):
+    m = json.loads((protected / "manifest.json").read_text())
+    inputs = sorted(p.relative_to(photographer).as_posix() for p in photographer.rglob("*.*") if p.suffix != ".txt")
+    assert len(inputs) == 21 and sorted(m["sources"].values()) == inputs
+    assert m["ignored_files"] == ["notes.txt"] and m["working_size"] == 64
+    sizes = set()
+    for name, rel in m["sources"].items():
+        assert name == "train/" + str(Path(rel).with_suffix(".png"))  # same name and folder, PNG
+        original, _ = open_upright(photographer / rel, rel)
+        with Image.open(protected / name) as out:
+            assert out.format == "PNG" and out.getexif().get(ORIENTATION) is None
+            pixels = np.asarray(out.convert("RGB"))
+        assert pixels.shape == original.shape  # input's dimensions after orientation
+        change = np.abs(pixels.astype(int) - original.astype(int)).max()
+        assert 1 <= change <= 8  # upright (a sideways copy would differ far more) and within 8/255
+        sizes.add(pixels.shape[:2])
+    assert {(1350, 1080), (1080, 1350), (2000, 3000), (5774, 8660)} <= sizes
+    rotated = m["photo_files"]["train/portraits/DSC_0001.png"]
+    assert (rotated["width"], rotated["height"]) == (1080, 1350)
+    assert main(["verify", str(protected)]) == 0
+
+
+def test_metadata_is_carried_without_orientation_and_stripped_on_request(photographer, protected, tmp_path):
+    with Image.open(protected / "train/landscapes/IMG_0000.png") as out:
+        assert out.getexif().get(COPYRIGHT) == "(c) A. Photographer"
+        assert out.info.get("icc_profile") == Image.open(photographer / "landscapes/IMG_0000.jpg").info["icc_profile"]
+    with Image.open(protected / "train/portraits/DSC_0001.png") as out:
+        assert out.getexif().get(COPYRIGHT) == "(c) rotated" and ORIENTATION not in out.getexif()
+    small = tmp_path / "small"
+    (small / "a").mkdir(parents=True)
+    (small / "b").mkdir()
+    for i, cls in enumerate("ab"):
+        Image.fromarray(scene(90, 60, i)).save(small / cls / "x.jpg", exif=exif(copyright="(c) me"))
+    out = tmp_path / "stripped"
+    assert (
+        main(["protect", "--data", str(small), "--method", "random", "--out", str(out), "--quiet", "--strip-metadata"])
+        == 0
+    )
+    with Image.open(out / "train/a/x.png") as img:
+        assert not img.getexif() and "icc_profile" not in img.info
+
+
+def test_formats_jpeg_and_same(tmp_path):
+    src = tmp_path / "in"
+    for cls in "ab":
+        (src / cls).mkdir(parents=True)
+        Image.fromarray(scene(120, 80, 0)).save(src / cls / "p.jpg", quality=80)
+        Image.fromarray(scene(80, 120, 1)).save(src / cls / "q.png")
+    for fmt, want in (("jpeg", {"p.jpg": "JPEG", "q.jpg": "JPEG"}), ("same", {"p.jpg": "JPEG", "q.png": "PNG"})):
+        out = tmp_path / fmt
+        assert (
+            main(["protect", "--data", str(src), "--method", "random", "--out", str(out), "--quiet", "--format", fmt])
+            == 0
+        )
+        for name, kind in want.items():
+            with Image.open(out / "train" / "a" / name) as img:
+                assert (
+                    img.format == kind
+                    and img.size
+                    == Image.open(src / "a" / (Path(name).stem + (".jpg" if name.startswith("p") else ".png"))).size
+                )
+        m = json.loads((out / "manifest.json").read_text())
+        assert all(e["max_change_0_255"] <= 8 for e in m["photo_files"].values())
+        assert main(["verify", str(out)]) == 0
+
+
+def test_two_photos_that_would_meet_are_renamed_loudly(tmp_path, capsys):
+    src = tmp_path / "in"
+    for cls in "ab":
+        (src / cls).mkdir(parents=True)
+        Image.fromarray(scene(40, 30, 0)).save(src / cls / "a.jpg")
+        Image.fromarray(scene(40, 30, 1)).save(src / cls / "a.png")
+    out = tmp_path / "out"
+    assert main(["protect", "--data", str(src), "--method", "random", "--out", str(out)]) == 0
+    assert "a.jpg is written as a/a.jpg.png" in capsys.readouterr().err.replace("a/a.jpg is", "a.jpg is")
+    assert (out / "train/a/a.png").is_file() and (out / "train/a/a.jpg.png").is_file()
+
+
+def make_tree(root: Path, files: list[str]) -> Path:
+    for i, f in enumerate(files):
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(scene(48, 40, i % 3)).save(root / f)
+    return root
+
+
+def test_flat_nested_and_csv_layouts(tmp_path):
+    flat = make_tree(tmp_path / "flat", [f"IMG_{i}.jpg" for i in range(6)])
+    with pytest.raises(DataError, match="no class folders.*--labels clusters"):
+        scan(flat)
+    nested = make_tree(tmp_path / "nested", ["2023/summer/a.jpg", "2023/winter/b.jpg", "2024/summer/c.jpg"])
+    with pytest.raises(DataError, match=r"--labels top \(here '2023'\) or --labels leaf \(here '2023/summer'\)"):
+        scan(nested)
+    assert scan(nested, "top").classes == ["2023", "2024"]
+    leaf = scan(nested, "leaf")
+    assert leaf.classes == ["2023/summer", "2023/winter", "2024/summer"] and leaf.labels.tolist() == [0, 1, 2]
+    table = tmp_path / "labels.csv"
+    table.write_text("file,label\n" + "\n".join(f"IMG_{i}.jpg,{'cat' if i < 3 else 'dog'}" for i in range(6)))
+    by_csv = scan(flat, str(table))
+    assert by_csv.classes == ["cat", "dog"] and by_csv.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    table.write_text("IMG_0.jpg,cat\n")
+    with pytest.raises(DataError, match="no label for 5 photo"):
+        scan(flat, str(table))
+    table.write_text("\n".join(f"IMG_{i}.jpg,x" for i in range(6)) + "\nmissing.jpg,y\n")
+    with pytest.raises(DataError, match="missing.jpg, which is not a photo"):
+        scan(flat, str(table))
+    mixed = make_tree(tmp_path / "mixed", ["a/1.jpg", "loose.jpg"])
+    with pytest.raises(DataError, match="outside any class folder"):
+        scan(mixed)
+    (flat / "raw.CR2").write_bytes(b"raw")
+    with pytest.raises(DataError, match="RAW file"):
+        scan(flat, "clusters")
+
+
+def test_clusters_are_reproducible_and_follow_the_pictures(tmp_path):
+    files = [f"{'red' if i % 2 else 'blue'}_{i}.png" for i in range(8)]
+    root = tmp_path / "flat"
+    root.mkdir()
+    for i, f in enumerate(files):
+        arr = np.zeros((64, 80, 3), np.uint8)
+        arr[..., 0 if i % 2 else 2] = 200 + i
+        Image.fromarray(arr).save(root / f)
+    a, b = scan(root, "clusters:2", seed=3, progress=False), scan(root, "clusters:2", seed=3, progress=False)
+    assert a.classes == ["group01", "group02"] and torch.equal(a.labels, b.labels)
+    by_colour = {p.rel.split("_")[0]: set() for p in a.photos}
+    for p, y in zip(a.photos, a.labels.tolist()):
+        by_colour[p.rel.split("_")[0]].add(y)
+    assert all(len(v) == 1 for v in by_colour.values()) and len({min(v) for v in by_colour.values()}) == 2
+    x = torch.randn(50, 4)
+    assert torch.equal(kmeans(x, 3, seed=0), kmeans(x, 3, seed=0))
+
+
+def test_drawing_is_periodic_centred_and_within_budget():
+    w = axis_weights(10, 4, 8)
+    assert torch.allclose(w.sum(1), torch.ones(10)) and torch.equal(axis_weights(5, 5, 5), torch.eye(5))
+    delta = (torch.rand(3, 4, 4) * 2 - 1) * 8 / 255
+    pixels = np.full((300, 500, 3), 128, np.uint8)
+    out, top = draw(pixels, delta, 8 / 255)
+    change = out.astype(int) - 128
+    assert out.shape == pixels.shape and np.abs(change).max() == top <= 8
+    # the central square holds the pattern at the scale the method saw: a 75 px cell per working pixel
+    square = change[:, 100:400]
+    cell = square[75 * 1 + 37, 75 * 2 + 37]  # the centre of working pixel (1, 2)
+    assert np.abs(cell - np.round(delta[:, 1, 2].numpy() * 255)).max() <= 1
+    # continued periodically on the long side
+    assert np.array_equal(change[:, 100 - 75 * 1 : 100], change[:, 400 - 75 : 400])
+    same, _ = draw(np.full((4, 4, 3), 5, np.uint8), delta, 8 / 255)
+    assert np.array_equal(same.astype(int) - 5, np.clip(np.round(delta.numpy() * 255), -5, 8).transpose(1, 2, 0))
+
+
+def test_check_reports_the_same_numbers_as_evaluate(tmp_path):
+    src = tmp_path / "photos"
+    for k, cls in enumerate("abc"):
+        (src / "train" / cls).mkdir(parents=True)
+        (src / "test" / cls).mkdir(parents=True)
+        for j in range(6):
+            Image.fromarray(scene(90 + 10 * j, 70, k)).save(src / "train" / cls / f"{j}.jpg")
+        for j in range(2):
+            Image.fromarray(scene(70, 90, k)).save(src / "test" / cls / f"{j}.jpg")
+    out = tmp_path / "prot"
+    assert main(["protect", "--data", str(src), "--method", "random", "--out", str(out), "--quiet"]) == 0
+    rep = tmp_path / "report"
+    args = ["check", str(out), "--data", str(src), "--out", str(rep), "--epochs", "1", "--quiet", "--init", "scratch"]
+    assert main([*args, "--steps", "jpeg75,half", "--no-rrc"]) == 0
+    report = json.loads((rep / "report.json").read_text())
+    assert set(report["rows"]) == {"clean", "protected", "jpeg75", "half"}
+    assert "rough sign" in report["notes"][0] and (rep / "report.md").is_file() and (rep / "accuracy.png").is_file()
+    ev = tmp_path / "ev"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--train",
+                str(out),
+                "--data",
+                str(src),
+                "--init",
+                "scratch",
+                "--epochs",
+                "1",
+                "--out",
+                str(ev),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    record = json.loads((ev / "record.json").read_text())
+    assert record["final_test_acc"] == report["rows"]["protected"]["scratch"]["final"]
+    held = tmp_path / "held"
+    assert (
+        main(
+            [
+                "check",
+                str(out),
+                "--out",
+                str(held),
+                "--epochs",
+                "1",
+                "--quiet",
+                "--init",
+                "scratch",
+                "--steps",
+                "",
+                "--no-rrc",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((held / "report.json").read_text())["n_test"] == 3  # one of every class's six held out
