@@ -42,11 +42,11 @@ def test_a_224_px_folder_protects_and_evaluates(tmp_path, make_image_folder):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "classwise"
     delta = Perturbation.load(out / "perturbation.safetensors").delta
-    assert delta.shape == (3, 3, 224, 224)  # stored at the photos' size
+    assert delta.shape == (3, 3, 64, 64) and manifest["working_size"] == 64  # fitted at the cpu working size
     protected = load_dataset(out, "train", cache=False)
-    assert protected.images.shape == (300, 3, 224, 224)
+    assert protected.images.shape == (300, 3, 224, 224)  # drawn at the photos' size
     assert main(["verify", str(out)]) == 0  # every file within 8/255 of its source
-    # the pretrained victim takes the photos at their natural 224 px (the cpu preset's 64 px is for small images)
+    # a folder of photos: the victim resizes and centre-crops them to its own input size (--input-size 224 here)
     assert (
         main(
             [
@@ -61,6 +61,8 @@ def test_a_224_px_folder_protects_and_evaluates(tmp_path, make_image_folder):
                 "1",
                 "--batch-size",
                 "30",
+                "--input-size",
+                "224",
                 "--train-per-class",
                 "10",
                 "--test-per-class",

@@ -13,6 +13,8 @@ A config (YAML) names the grid:
       em: {}                    # the row name is the method (method* for a pretrained surrogate) ...
       em-sw: {method: em, kind: samplewise}   # ... unless `method` names it
       bait: {}
+      bait-25%: {method: bait, protected_fraction: 0.25}   # a quarter of every class protected
+      bait-3cls: {method: bait, protected_classes: [airplane, automobile, bird]}
     victims:
       - {name: scratch, init: scratch}
       - {name: imagenet, init: imagenet}
@@ -23,7 +25,10 @@ A config (YAML) names the grid:
       projection-test: {defense: projection, project_test: true}
 
 Each protected training set is made once per (dataset, method, seed), exported as a PNG folder
-and read back from it, then shared by every victim and defense. Every finished cell appends
+and read back from it, then shared by every victim and defense. A row with `protected_fraction`
+or `protected_classes` trains on a set protected only in part (the rest clean: an owner's photos
+are a part of what a trainer collects), made from the protection of the same method and options;
+its records hold the accuracy on the protected classes and on the others. Every finished cell appends
 one JSON line to results.jsonl; a run that is killed and started again skips finished cells
 and resumes the current one from its checkpoint.
 """
@@ -160,6 +165,14 @@ def _check_names(cfg: dict, path: Path) -> None:
     for name, opts in cfg["methods"].items():
         if name != "clean":
             try:
+                fraction = partial(opts).get("protected_fraction")
+                if fraction is not None and (not isinstance(fraction, (int, float)) or not 0 < fraction <= 1):
+                    raise ValueError(f"protected_fraction must be in (0, 1], got {fraction!r}")
+                classes = partial(opts).get("protected_classes")
+                if classes is not None and (
+                    not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)
+                ):
+                    raise ValueError(f"protected_classes must be a list of class names, got {classes!r}")
                 method, opts = entry(name, opts, "method")
                 create_attack(method, preset=cfg["preset"], device="cpu", progress=False, **opts)
             except ValueError as e:
@@ -196,11 +209,32 @@ def check_same_settings(old: dict, new: dict, out: Path) -> None:
         )
 
 
+PARTIAL_KEYS = ("protected_fraction", "protected_classes")
+
+
 def entry(name: str, opts: dict | None, kind: str) -> tuple[str, dict]:
     """A methods or defenses entry -> (method or defense name, its options): the entry's name,
-    unless `method:` / `defense:` in its options names it (several rows of one method)."""
-    opts = dict(opts or {})
+    unless `method:` / `defense:` in its options names it (several rows of one method). The
+    partial-protection keys of a method row are not the method's options (see partial)."""
+    opts = {k: v for k, v in (opts or {}).items() if kind != "method" or k not in PARTIAL_KEYS}
     return opts.pop(kind, name), opts
+
+
+def partial(opts: dict | None) -> dict:
+    """The partial-protection keys of a method row: protected_fraction, protected_classes."""
+    return {k: v for k, v in (opts or {}).items() if k in PARTIAL_KEYS}
+
+
+def protection_row(cfg: dict, row: str) -> str:
+    """The row whose protected folder a row trains on: itself, or for a partly protected row the
+    row of the same method and options protecting everything (when there is one)."""
+    if not partial(cfg["methods"][row]):
+        return row
+    want = entry(row, cfg["methods"][row], "method")
+    for other, opts in cfg["methods"].items():
+        if other != "clean" and not partial(opts) and entry(other, opts, "method") == want:
+            return other
+    return row
 
 
 def cells(cfg: dict) -> list[Cell]:
@@ -248,7 +282,7 @@ def run_bench(
     from .distributed import barrier, is_main
     from .io import atomic_write_text
     from .outputs import check_output, input_paths
-    from .protect import protect
+    from .protect import clean_input, protect
 
     cfg = load_config(config)
     datasets = {d["name"]: d for d in cfg["datasets"]}
@@ -305,9 +339,10 @@ def run_bench(
         train, _ = data(cell.dataset, cell.seed)
         if cell.method == "clean":
             return train
-        folder = out / "protected" / cell.dataset / f"{cell.method.replace('*', '-star')}-seed{cell.seed}"
+        row = protection_row(cfg, cell.method)
+        folder = out / "protected" / cell.dataset / f"{row.replace('*', '-star')}-seed{cell.seed}"
         if not (folder / "manifest.json").exists():
-            method, opts = entry(cell.method, cfg["methods"][cell.method], "method")
+            method, opts = entry(row, cfg["methods"][row], "method")
             d = datasets[cell.dataset]
             protect(
                 d["source"],
@@ -325,7 +360,17 @@ def run_bench(
                 extra={"bench": cfg["name"], "dataset": d, "row": cell.method},
             )
         barrier()
-        return load_dataset(folder, "train", cache=False)  # evaluate what was exported
+        made = load_dataset(folder, "train", cache=False)  # evaluate what was exported
+        part = partial(cfg["methods"][cell.method])
+        if part:
+            made, _ = evaluate.partly_protected(
+                made,
+                clean_input(folder, made),
+                fraction=part.get("protected_fraction"),
+                classes=part.get("protected_classes"),
+                seed=cell.seed,
+            )
+        return made
 
     bar = tqdm(
         total=len(grid),
@@ -357,6 +402,9 @@ def run_bench(
             dataset=datasets[cell.dataset]["source"],
             **{k: val for k, val in v.items() if k != "name"},
         )
+        part = partial(cfg["methods"][cell.method])
+        rec.update(part)
+        rec.update(evaluate.class_split_accuracy(rec, train.classes, part.get("protected_classes")))
         rec.update(
             {
                 "cell": cell.key,

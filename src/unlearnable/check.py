@@ -99,19 +99,14 @@ def run_check(
     from . import evaluate
     from .io import atomic_dir
     from .models import model_info
-    from .outputs import check_output, marker, run_lock
-    from .photos import originals_of, protected_of, working_set
+    from .outputs import check_output, input_paths, marker, run_lock
 
     folder = Path(folder)
     mpath = folder / "manifest.json"
     if not mpath.is_file():
         raise FileNotFoundError(f"{mpath} not found: {folder} is not a folder written by `unlearnable protect`")
     manifest = json.loads(mpath.read_text())
-    if not manifest.get("photos"):
-        raise ValueError(
-            f"{folder} holds a benchmark set (square images); check measures folders of photos protected at full "
-            "resolution: use `unlearnable evaluate` or `unlearnable bench` for benchmark sets"
-        )
+    photos = bool(manifest.get("photos"))
     if not 0 < test_fraction < 1:
         raise ValueError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
     for s in steps:
@@ -119,39 +114,24 @@ def run_check(
             raise ValueError(f"unknown publishing step {s!r}; choose from {', '.join(PUBLISHING)}")
     victims = {}
     for init in inits:
-        name, _, size, cfg = evaluate.check_victim(init=init, preset=preset, **overrides)
+        name, _, size, _ = evaluate.check_victim(init=init, preset=preset, **overrides)
         victims[init] = (name, size or model_info(name)["natural_input_size"])
-    inputs = [folder.resolve(), Path(manifest["photo_root"]).resolve()] + ([Path(test).resolve()] if test else [])
+    source = manifest["photo_root"] if photos else manifest["data"]
+    if not photos:
+        test = test or manifest.get("data_source") or manifest["data"]
+    inputs = [folder.resolve(), *input_paths(source)] + (input_paths(test) if test else [])
     out = check_output(out, inputs, force, "check")
-    originals, _ = originals_of(manifest)
-    protected = protected_of(folder, manifest)
-    if test is None:
-        mask = held_out(protected.labels, test_fraction, seed)
-    else:
-        mask = torch.zeros(len(protected), dtype=torch.bool)
     rows: dict[str, dict] = {}
-    notes = []
+    notes: list[str] = []
     with run_lock(out):
+        bench = None if photos else _benchmark_cells(manifest, folder, steps, test, test_per_class, seed, progress)
         for init, (vname, size) in victims.items():
-            clean_all = working_set(originals, size, progress)
-            prot_all = working_set(protected, size, progress)
-            if test is None:
-                test_set = clean_all.subset(mask)
-            else:
-                from .photos import views
-
-                test_set = views(test, "test", size, progress=progress).with_class_order(protected.classes)
-            if test_per_class:
-                test_set = balanced_subset(test_set, test_per_class, seed=seed, option="--test-per-class")
-            train = ~mask
-            cells = {"clean": clean_all.subset(train), "protected": prot_all.subset(train)}
-            for s in steps:
-                if s == "long1080" and max(max(p.width, p.height) for p in protected.photos) <= 1080:
-                    note = "no photo is over 1080 px on its long side: that step changes nothing, not run"
-                    if note not in notes:
-                        notes.append(note)
-                    continue
-                cells[s] = published_views(protected, size, s, progress).subset(train)
+            if photos:
+                cells, test_set, n_train, held = _photo_cells(
+                    manifest, folder, size, steps, test, test_fraction, test_per_class, seed, progress, notes
+                )
+            else:  # the victim reads the set at its preset's size, as `unlearnable evaluate` does
+                (cells, test_set, n_train, held), size = bench, None  # type: ignore[misc]
             for name, data in cells.items():
                 rows.setdefault(name, {})[init] = _cell(
                     data, test_set, init, vname, size, preset, seed, device, progress, overrides
@@ -170,7 +150,8 @@ def run_check(
                         progress,
                         {**overrides, "crop": "rrc"},
                     )
-        n_test, n_train = len(test_set), int((~mask).sum())
+            victims[init] = (vname, rows["clean"][init]["input_size"])
+        n_test = len(test_set)
         per_class = torch.bincount(test_set.labels, minlength=test_set.num_classes).min().item()
         if n_test < FEW_TEST or per_class < FEW_PER_CLASS:
             notes.insert(
@@ -188,7 +169,7 @@ def run_check(
             "victims": {k: {"model": v[0], "input_size": v[1]} for k, v in victims.items()},
             "n_train": n_train,
             "n_test": n_test,
-            "test": str(test) if test else f"{mask.sum().item()} held-out originals (seed {seed})",
+            "test": held,
             "rows": rows,
             "notes": notes,
             "command": command,
@@ -198,6 +179,58 @@ def run_check(
             (tmp / "report.md").write_text(render_report(report))
             plot_report(report, tmp / "accuracy.png")
     return report
+
+
+def _photo_cells(manifest, folder, size, steps, test, fraction, test_per_class, seed, progress, notes):
+    """({row: training set}, test set, number of training photos, what the test set is) for photos
+    protected at full resolution, every view at the victim's input size."""
+    from .photos import originals_of, protected_of, views, working_set
+
+    originals, _ = originals_of(manifest)
+    protected = protected_of(folder, manifest)
+    mask = held_out(protected.labels, fraction, seed) if test is None else torch.zeros(len(protected), dtype=bool)
+    clean_all = working_set(originals, size, progress)
+    if test is None:
+        test_set, held = clean_all.subset(mask), f"{int(mask.sum())} held-out originals (seed {seed})"
+    else:
+        test_set, held = views(test, "test", size, progress=progress).with_class_order(protected.classes), str(test)
+    if test_per_class:
+        test_set = balanced_subset(test_set, test_per_class, seed=seed, option="--test-per-class")
+    train = ~mask
+    cells = {"clean": clean_all.subset(train), "protected": working_set(protected, size, progress).subset(train)}
+    for s in steps:
+        if s == "long1080" and max(max(p.width, p.height) for p in protected.photos) <= 1080:
+            note = "no photo is over 1080 px on its long side: that step changes nothing, not run"
+            if note not in notes:
+                notes.append(note)
+            continue
+        cells[s] = published_views(protected, size, s, progress).subset(train)
+    return cells, test_set, int(train.sum()), held
+
+
+def _benchmark_cells(manifest, folder, steps, test, test_per_class, seed, progress):
+    """The same for a benchmark set: the protected folder against its clean input, tested on the
+    named dataset's test split (CIFAR-10's for a CIFAR-10 subset)."""
+    from .data import load_dataset
+    from .protect import clean_input
+
+    size = manifest.get("image_size")
+    protected = load_dataset(folder, "train", image_size=size)
+    clean = clean_input(folder, protected)
+    test_set = load_dataset(test, "test", image_size=size)
+    if test_per_class:
+        test_set = balanced_subset(test_set, test_per_class, seed=seed, option="--test-per-class")
+    cells = {"clean": clean, "protected": protected}
+    for s in steps:
+        if s == "long1080":
+            continue
+        arr = protected.images.permute(0, 2, 3, 1).numpy()
+        pub = [publish(np.ascontiguousarray(a), s) for a in arr]
+        if s == "half":  # a benchmark set stays one size: back up to it, as a victim's resize would
+            h, w = arr.shape[1:3]
+            pub = [np.asarray(Image.fromarray(a).resize((w, h), Image.Resampling.BICUBIC)) for a in pub]
+        cells[s] = protected.with_images(torch.from_numpy(np.stack(pub)).permute(0, 3, 1, 2).contiguous())
+    return cells, test_set, len(protected), str(test)
 
 
 def _cell(train, test, init, victim, size, preset, seed, device, progress, overrides) -> dict:
@@ -215,7 +248,12 @@ def _cell(train, test, init, victim, size, preset, seed, device, progress, overr
         progress=progress,
         **overrides,
     )
-    return {"final": rec["final_test_acc"], "best": rec["best_test_acc"], "seconds": round(rec["seconds"], 1)}
+    return {
+        "final": rec["final_test_acc"],
+        "best": rec["best_test_acc"],
+        "seconds": round(rec["seconds"], 1),
+        "input_size": rec["input_size"] or train.image_size,  # None: the victim reads the data's own size
+    }
 
 
 ROW_NAMES = {

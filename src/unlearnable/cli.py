@@ -107,7 +107,7 @@ def cmd_evaluate(args) -> int:
     from .distributed import is_main, parse_device
     from .io import atomic_dir
     from .outputs import check_output, input_paths, marker, run_lock
-    from .protect import is_photo_folder, load_training_set
+    from .protect import clean_input, is_photo_folder, load_training_set
     from .report import pct, plot_curves
 
     inputs = input_paths(args.train, args.download) + input_paths(args.data, args.download)
@@ -135,13 +135,16 @@ def cmd_evaluate(args) -> int:
     partial = {}
     with run_lock(out) if out and is_main() else nullcontext():
         if is_photo_folder(args.train, args.image_size) and is_photo_folder(args.data, args.image_size):
-            # photos of any size: the trainer's resize + centre crop to the victim's input size
+            # photos of any size: the trainer's resize + centre crop to the victim's input size (the
+            # preset's: 64 px for the cpu preset's pretrained victim; --input-size for another)
             from .models import model_info
             from .photos import views
 
             name, _, preset_size, _ = evaluate.check_victim(**victim, defense=defense)
             size = args.input_size or preset_size or model_info(name)["natural_input_size"]
             train, test = views(args.train, "train", size), views(args.data, "test", size)
+            if args.train_per_class:
+                train = balanced_subset(train, args.train_per_class, seed=args.seed)
         else:
             train, _ = load_training_set(
                 args.train,
@@ -155,7 +158,7 @@ def cmd_evaluate(args) -> int:
             classes = [c for c in (args.protected_classes or "").split(",") if c]
             train, mask = evaluate.partly_protected(
                 train,
-                clean_counterpart(args.train, train),
+                clean_input(args.train, train),
                 fraction=args.protected_fraction,
                 classes=classes,
                 seed=args.seed,
@@ -234,25 +237,6 @@ def cmd_check(args) -> int:
     return 0
 
 
-def clean_counterpart(folder, protected):
-    """The clean images of a `protect` output, in the order its protected images were read (its
-    manifest's data, subset, image size and seed; matched by the manifest's source names)."""
-    from .protect import load_training_set
-
-    m = json.loads((Path(folder) / "manifest.json").read_text())
-    if m.get("photos"):
-        raise ValueError("--protected-fraction and --protected-classes take a benchmark set's protect output")
-    clean, _ = load_training_set(
-        m["data"], image_size=m.get("image_size"), train_per_class=m.get("train_per_class"), seed=m.get("seed", 0)
-    )
-    sources = m.get("sources")
-    if sources and protected.files is not None and clean.files is not None:
-        where = {f: i for i, f in enumerate(clean.files)}
-        order = [where[sources[f"train/{f}"]] for f in protected.files]
-        clean = clean.subset(order)
-    return clean
-
-
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -298,7 +282,10 @@ def cmd_verify(args) -> int:
     elif skipped:
         print(f"{args.folder}: NOT VERIFIED: could not check {', '.join(skipped)} (see above)")
     else:
-        print(f"{args.folder}: verified")
+        print(
+            f"{args.folder}: verified (the files are what `unlearnable protect` made, within the budget; whether "
+            "they protect is measured by `unlearnable check`)"
+        )
     return 1 if failed or skipped else 0
 
 

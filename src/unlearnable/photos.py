@@ -415,7 +415,7 @@ def draw(pixels: np.ndarray, delta: torch.Tensor, eps: float, norm: str = "linf"
     h, w = pixels.shape[:2]
     n = delta.shape[-1]
     if (h, w) == tuple(delta.shape[-2:]):  # the photo is the working size: nothing to draw
-        t = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
+        t = torch.from_numpy(np.array(pixels)).permute(2, 0, 1)[None]
         same = quantize(t, delta[None], eps, norm)[0]
         return same.permute(1, 2, 0).numpy().copy(), int((same.int() - t[0].int()).abs().max())
     short = min(h, w)

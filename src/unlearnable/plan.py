@@ -72,9 +72,10 @@ def describe_plan(collection, attack, size: int, method: str) -> str:
         if est["fit"] is not None
         else f"writing about {duration(est['write'])} after the method's own time (no estimate for {method})"
     )
+    mp = collection.megapixels()
     ignored = f"; {len(collection.ignored)} other files left alone" if collection.ignored else ""
     return (
-        f"{len(collection)} photos (largest {collection.megapixels():.0f} MP) in {len(collection.classes)} "
+        f"{len(collection)} photos (largest {mp:.{0 if mp >= 10 else 1}f} MP) in {len(collection.classes)} "
         f"classes by {collection.label_mode} ({groups}){ignored}; working size {size} px; {method} "
         f"({attack.preset} preset); {when}; peak memory about {est['memory'] / 1e9:.1f} GB"
     )

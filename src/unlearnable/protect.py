@@ -36,6 +36,30 @@ def load_training_set(source, *, image_size=None, train_per_class=None, seed: in
     return ds, resolve_source(source, download=False)[1]
 
 
+def clean_input(folder, protected):
+    """The clean images of a `protect` output, in the order its protected images were read (its
+    manifest's data, subset, image size and seed; matched by the manifest's source names)."""
+    import json
+
+    m = json.loads((Path(folder) / "manifest.json").read_text())
+    if m.get("photos"):  # equal-size photos read as one set: their originals at that size
+        from .photos import originals_of, working_set
+
+        originals, names = originals_of(m)
+        clean = working_set(originals, protected.image_size, progress=False)
+        where = {n.removeprefix("train/"): i for i, n in enumerate(names)}
+        return clean.subset([where[f] for f in protected.files])
+    clean, _ = load_training_set(
+        m["data"], image_size=m.get("image_size"), train_per_class=m.get("train_per_class"), seed=m.get("seed", 0)
+    )
+    sources = m.get("sources")
+    if sources and protected.files is not None and clean.files is not None:
+        where = {f: i for i, f in enumerate(clean.files)}
+        order = [where[sources[f"train/{f}"]] for f in protected.files]
+        clean = clean.subset(order)
+    return clean
+
+
 def is_photo_folder(source, image_size) -> bool:
     """A folder read at full resolution: a directory of images (not a dataset's own files), with
     no --image-size asking for a square benchmark set."""
@@ -229,6 +253,7 @@ def _protect_photos(
             "format": fmt,
             "quality": quality,
             "strip_metadata": strip,
+            "renamed": renamed,  # photos written under another name than their own, and why
             "input_checksums": source_checksums(Path(source).expanduser().resolve()),
             "versions": versions(),
             "fit_seconds": round(seconds, 1),
@@ -250,7 +275,7 @@ def _protect_photos(
                 replace=force,
                 progress=progress,
             )
-            for w in [*renamed, *manifest["warnings"]]:
+            for w in manifest["warnings"]:
                 tqdm.write(f"warning: {w}", file=sys.stderr)
         barrier()
         attack.remove_checkpoint()
