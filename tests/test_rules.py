@@ -247,7 +247,7 @@ def test_rule2_the_checkpoint_is_removed_only_after_the_output_is_in_place(world
     def full_disk(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(export, "write_image_folder", full_disk)
+    monkeypatch.setattr(export, "write_new", full_disk)
     assert main(cmd) == 1 and not out.exists() and ckpt.exists()  # the fit is kept
     assert "No space left" in capsys.readouterr().err
     monkeypatch.undo()
@@ -388,7 +388,9 @@ def test_rule4_every_input_image_gives_exactly_one_output(tmp_path, monkeypatch,
     for i, n in enumerate(names):
         png(src / n, i)
     out = tmp_path / "out"
-    assert main(["protect", "--data", str(src), *RANDOM, "--out", str(out)]) == 0
+    assert main(["protect", "--data", str(src), *RANDOM, "--out", str(out)]) == 2  # nested: which are classes?
+    assert "--labels top (here 'cat')" in one_line_error(capsys) and not out.exists()
+    assert main(["protect", "--data", str(src), *RANDOM, "--out", str(out), "--labels", "top"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     written = sorted(p.relative_to(out).as_posix() for p in (out / "train").rglob("*") if p.is_file())
     assert len(written) == len(names) == manifest["images"]

@@ -357,7 +357,8 @@ def run_bench(
                 device=device,
                 progress=progress,
                 download=download,
-                extra={"bench": cfg["name"], "dataset": d, "row": cell.method},
+                extra={"bench": cfg["name"], "dataset": d, "row": row},
+                photos=False,
             )
         barrier()
         made = load_dataset(folder, "train", cache=False)  # evaluate what was exported

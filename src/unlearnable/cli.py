@@ -142,7 +142,8 @@ def cmd_evaluate(args) -> int:
 
             name, _, preset_size, _ = evaluate.check_victim(**victim, defense=defense)
             size = args.input_size or preset_size or model_info(name)["natural_input_size"]
-            train, test = views(args.train, "train", size), views(args.data, "test", size)
+            train = views(args.train, "train", size, progress=not args.quiet)
+            test = views(args.data, "test", size, progress=not args.quiet)
             if args.train_per_class:
                 train = balanced_subset(train, args.train_per_class, seed=args.seed)
         else:

@@ -13,6 +13,7 @@ so an interrupted run never leaves a folder that looks finished.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -76,24 +77,34 @@ def output_names(dataset) -> list[str]:
     return names
 
 
+def write_new(root: Path, name: str, data: bytes) -> Path:
+    """Write one output image under `root`, never over another: every image of an export goes
+    through here, so two inputs that would meet on this disk (names differing only in case) stop
+    the export instead of one replacing the other."""
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "xb") as f:  # "x": a second image never overwrites the first
+            f.write(data)
+    except FileExistsError:
+        raise ValueError(
+            f"two images would both be written as {name!r} on this disk (names that differ only in case?); "
+            "rename one of them in the input"
+        ) from None
+    except OSError as e:  # name the file (a full disk reports none)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+    return path
+
+
 def write_image_folder(dataset, root: Path, names: list[str], progress: bool = True) -> None:
     from tqdm.auto import tqdm
 
     check_class_names(dataset.classes)
     arr = dataset.images.permute(0, 2, 3, 1).numpy()
     for i in tqdm(range(len(names)), desc="write PNGs", disable=not progress, leave=False, unit="img"):
-        path = root / names[i]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(path, "xb") as f:  # "x": a second image never overwrites the first
-                Image.fromarray(arr[i]).save(f, format="PNG", compress_level=6)
-        except FileExistsError:
-            raise ValueError(
-                f"two images would both be written as {names[i]!r} on this disk (names that differ only "
-                "in case?); rename one of them in the input"
-            ) from None
-        except OSError as e:  # name the file (a full disk reports none)
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        buf = io.BytesIO()
+        Image.fromarray(arr[i]).save(buf, format="PNG", compress_level=6)
+        write_new(root, names[i], buf.getvalue())
     written = sum(1 for p in root.rglob("*") if p.is_file())
     if written != len(names):
         raise RuntimeError(f"{len(names)} images to write but {written} files were written; nothing was exported")
@@ -237,16 +248,7 @@ def export_photos(
             data, top, seen, kept = render(collection, i, delta, p.eps, fmt, quality or 0, strip)
             if top > levels:
                 raise RuntimeError(f"{photo.rel}: change {top}/255 over the budget {levels}/255; refusing to export")
-            path = tmp / "train" / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with open(path, "xb") as f:
-                    f.write(data)
-            except FileExistsError:
-                raise ValueError(f"two photos would both be written as {name!r}; rename one of them") from None
-            except OSError as e:
-                raise OSError(e.errno, e.strerror or str(e), str(path)) from e
-            files[f"train/{name}"] = file_sha256(path)
+            files[f"train/{name}"] = file_sha256(write_new(tmp / "train", name, data))
             entries[f"train/{name}"] = {
                 "source": photo.rel,
                 "label": collection.classes[labels[i]],

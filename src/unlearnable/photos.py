@@ -83,14 +83,21 @@ class Collection:
 def _photo_root(root: Path) -> tuple[Path, str]:
     """The folder whose photos are protected: root, or root/train when root holds train/ (and test/)."""
     subdirs = {p.name for p in root.iterdir() if p.is_dir() and not _skipped(p.name)}
-    if "train" in subdirs and subdirs <= {"train", "test"}:
+    splits = subdirs & {"train", "test"}
+    if splits and subdirs - splits:  # a class called "train" or "test" beside other classes
+        raise DataError(
+            f"{root} holds both split folders ({', '.join(s + '/' for s in sorted(splits))}) and other folders; use "
+            "either train/ and test/ with class folders inside, or class folders only (rename a class folder "
+            "called train or test)"
+        )
+    if "train" in subdirs:
         return root / "train", "train/"
     return root, ""
 
 
 def _header(path: Path, display: str) -> Photo:
     limit = max_pixels()
-    Image.MAX_IMAGE_PIXELS = limit  # checked below with a message; PIL's own (89 MP) would stop real photos
+    Image.MAX_IMAGE_PIXELS = None  # checked below with a message; PIL's own guard (89 MP) would stop real photos
     try:
         with Image.open(path) as img:
             w, h, fmt = img.width, img.height, img.format or "?"
@@ -288,7 +295,7 @@ def open_upright(path: Path, display: str, draft: int | None = None) -> tuple[np
     """(H, W, 3) uint8 pixels as seen (EXIF orientation applied) and the opened file (for its
     metadata). `draft`: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale while its short side stays
     >= draft (much faster for a small working view)."""
-    Image.MAX_IMAGE_PIXELS = max_pixels()  # our own guard ran on the header (scan)
+    Image.MAX_IMAGE_PIXELS = None  # our own guard ran on the header (scan)
     try:
         img = Image.open(path)
         if draft and img.format == "JPEG":
@@ -534,22 +541,18 @@ def render(collection: Collection, i: int, delta: torch.Tensor, eps: float, fmt:
 
 def output_names(collection: Collection, fmt: str) -> tuple[list[str], list[str]]:
     """(one output path per photo, relative to train/; warnings for renamed photos). A photo keeps
-    its relative path with the output format's suffix; two photos that would meet (a.jpg and a.png
-    as PNG) keep their own suffix too (a.jpg.png), which is said in a warning, never silently."""
+    its relative path with the output format's suffix; a photo that would meet another (a.jpg
+    beside a.png, as PNG) keeps its own suffix too (a.jpg.png), which is said in a warning."""
     rels = [p.rel for p in collection.photos]
     plain = [str(Path(r).with_suffix(output_format(p, fmt)[1])) for r, p in zip(rels, collection.photos)]
     count: dict[str, int] = {}
     for n in plain:
-        count[n.casefold()] = count.get(n.casefold(), 0) + 1
+        count[n] = count.get(n, 0) + 1
     names, warnings = [], []
     for n, r in zip(plain, rels):
-        if count[n.casefold()] == 1 or n == r:
+        if count[n] == 1 or n == r:
             names.append(n)
         else:
             names.append(r + Path(n).suffix)
             warnings.append(f"{r} is written as {names[-1]} ({n} is taken by another photo)")
-    folded = [n.casefold() for n in names]
-    if len(set(folded)) != len(folded):
-        dup = next(n for n in names if folded.count(n.casefold()) > 1)
-        raise ValueError(f"two photos would both be written as {dup!r} (names differ only in case?); rename one")
-    return names, warnings
+    return names, warnings  # names that meet only on a case-insensitive disk stop the export (write_new)

@@ -7,7 +7,8 @@
 Two kinds of input go through it. A folder of photos (no --image-size) is protected at full
 resolution: the method is fitted on a small working view of every photo and the perturbation
 is drawn onto each photo at its own size (photos.py). A benchmark set (a named dataset, an
-archive, or any source with --image-size) is one tensor of equal-size images, protected as it is.
+archive, a subset or any source with --image-size; bench's datasets) is one tensor of equal-size
+images, protected as it is.
 
 Everything that must hold for a protected folder holds here once: the output never touches an
 input and replaces only this tool's own earlier output, a checkpoint resumes only the run that
@@ -95,17 +96,21 @@ def protect(
     fmt: str = "png",
     quality: int | None = None,
     strip_metadata: bool = False,
+    photos: bool | None = None,
 ) -> dict:
     """Protect the training split of `source` with `method` and write the folder `out`; returns
     its manifest. `extra` adds keys to the manifest (a bench's dataset entry). For a folder of
     photos: `labels` (photos.py), `working_size`, `fmt` (png | jpeg | same), `quality` (JPEG,
-    1-100) and `strip_metadata`."""
+    1-100) and `strip_metadata`. `photos`: whether `source` is a folder of photos protected at
+    full resolution (None: a folder with no --image-size and no --train-per-class is; a bench
+    says False, its datasets being benchmark sets)."""
     from .attacks import create_attack
     from .distributed import barrier
     from .outputs import check_output, input_paths
 
-    photos = is_photo_folder(source, image_size)
-    check_photo_options(photos, labels, working_size, fmt, quality, strip_metadata, train_per_class)
+    if photos is None:
+        photos = is_photo_folder(source, image_size) and not train_per_class
+    check_photo_options(photos, labels, working_size, fmt, quality, strip_metadata)
     inputs = input_paths(source, download)
     if labels.lower().endswith(".csv"):
         inputs.append(Path(labels).expanduser().resolve())
@@ -131,7 +136,7 @@ def protect(
     return _protect_set(source, out, attack, image_size, train_per_class, download, **common)
 
 
-def check_photo_options(photos, labels, working_size, fmt, quality, strip_metadata, train_per_class) -> None:
+def check_photo_options(photos, labels, working_size, fmt, quality, strip_metadata) -> None:
     """Options that only a folder of photos takes, checked before any work."""
     from .photos import FORMATS, parse_labels
 
@@ -143,10 +148,6 @@ def check_photo_options(photos, labels, working_size, fmt, quality, strip_metada
     if working_size is not None and working_size < 8:
         raise ValueError(f"--working-size must be at least 8 pixels, got {working_size}")
     if photos:
-        if train_per_class:
-            raise ValueError(
-                "--train-per-class picks a subset of a benchmark set; a folder of photos is protected whole"
-            )
         return
     given = [
         name
@@ -161,7 +162,7 @@ def check_photo_options(photos, labels, working_size, fmt, quality, strip_metada
     if given:
         raise ValueError(
             f"{', '.join(given)} apply to a folder of photos protected at full resolution; this input is a "
-            "benchmark set (a named dataset, an archive, or --image-size), written as square PNGs"
+            "benchmark set (a named dataset, an archive, --image-size or --train-per-class), written as square PNGs"
         )
 
 
@@ -227,6 +228,10 @@ def _protect_photos(
         )
     with run_lock(out) if is_main() else nullcontext():
         collection = scan(source, labels, seed=seed, progress=progress)
+        if labels in ("folders", "top"):  # the classes are folder names, kept in the output
+            from .export import check_class_names
+
+            check_class_names(collection.classes)
         size = working_size or default_working_size(collection, attack.working_size())
         names, renamed = output_names(collection, fmt)
         if progress and is_main():

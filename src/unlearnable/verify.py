@@ -246,7 +246,9 @@ def _check_photos(folder: Path, manifest: dict, perturbation, data) -> list[tupl
         originals, names = originals_of(manifest, data)
     except (ValueError, KeyError, OSError) as e:
         return [(c, "FAILED", f"cannot rebuild the originals: {e}") for c in ("budget", "exact")]
-    levels = budget_levels(perturbation.eps)
+    recorded = manifest.get("eps")
+    limit = min(perturbation.eps, recorded) if isinstance(recorded, (int, float)) else perturbation.eps
+    levels = budget_levels(limit)  # the smaller of the manifest's and the perturbation's budgets
     labels = originals.labels.tolist()
     top, differ = 0, []
     for i, name in enumerate(names):
@@ -263,9 +265,15 @@ def _check_photos(folder: Path, manifest: dict, perturbation, data) -> list[tupl
             )
         except (ValueError, OSError) as e:
             return [(c, "FAILED", f"cannot redraw {name}: {e}") for c in ("budget", "exact")]
-        top = max(top, change)
-        if file_sha256(folder / name) != file_sha256(encoded):
+        try:
+            on_disk = (folder / name).read_bytes()
+        except OSError:
             differ.append(name)
+            continue
+        if file_sha256(on_disk) != file_sha256(encoded):  # not what protect made: measure what it holds
+            differ.append(name)
+            change = _file_change(on_disk, originals, i)
+        top = max(top, change)
     lossy = manifest.get("format") == "jpeg" or any(
         e.get("decoded_max_change_0_255", 0) > e.get("max_change_0_255", 0) for e in manifest["photo_files"].values()
     )
@@ -280,6 +288,29 @@ def _check_photos(folder: Path, manifest: dict, perturbation, data) -> list[tupl
             else "every photo equals its original + perturbation, drawn at its size and encoded as recorded",
         ),
     ]
+
+
+def _file_change(data: bytes, originals, i: int) -> int:
+    """The largest change, in 8-bit levels, between a photo file and its original (256 when it
+    cannot be read or has another size)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from .photos import open_upright
+
+    p = originals.photos[i]
+    original, img = open_upright(originals.root / p.rel, p.rel)
+    img.close()
+    try:
+        with Image.open(io.BytesIO(data)) as f:
+            pixels = np.asarray(f.convert("RGB"))
+    except Exception:
+        return 256
+    if pixels.shape != original.shape:
+        return 256
+    return int(np.abs(pixels.astype(np.int16) - original.astype(np.int16)).max())
 
 
 def _read_images(folder: Path, names: list[str], clean) -> torch.Tensor:

@@ -165,7 +165,7 @@ def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.nd
     max_pixels() (checked from the header, before decoding).
     """
     limit = max_pixels()
-    Image.MAX_IMAGE_PIXELS = limit  # PIL's own guard (89 MP) would stop a real 100 MP photo first
+    Image.MAX_IMAGE_PIXELS = None  # the header is checked below; PIL's own guard (89 MP) would stop real photos
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > limit:
