@@ -36,8 +36,9 @@ if clean:
 print("\n| labels the method was fitted with | BAIT final / best | EM final / best |\n|---|---|---|")
 print(f"| true classes | {cell(rec('eval-bait-1.0'))} | {cell(rec('eval-em-1.0'))} |")
 print(f"| clusters:10 | {cell(rec('eval-bait-clusters'))} | {cell(rec('eval-em-clusters'))} |")
-for m in ("bait", "em"):
-    p = d / f"{m}-clusters" / "manifest.json"
+print(f"| clusters:50 | {cell(rec('eval-bait-clusters50'))} | {cell(rec('eval-em-clusters50'))} |")
+for m in ("clusters", "clusters50"):
+    p = d / f"em-{m}" / "manifest.json"
     if p.is_file():
         man = json.loads(p.read_text())
         pairs = [(e["label"], n.split("/")[1]) for n, e in man["photo_files"].items()]
@@ -45,4 +46,4 @@ for m in ("bait", "em"):
         for g, c in pairs:
             groups.setdefault(g, []).append(c)
         purity = sum(max(v.count(c) for c in set(v)) for v in groups.values()) / len(pairs)
-        print(f"{m} clusters: purity {100 * purity:.1f}% (share of images in their cluster's majority class)")
+        print(f"{m}: purity {100 * purity:.1f}% (share of images in their cluster's majority class)")

@@ -300,9 +300,10 @@ def render_report(r: dict) -> str:
         c, p = clean.get(i), r["rows"].get("protected", {}).get(i)
         if c and p:
             drop = (c["final"] - p["final"]) * 100
+            change = f"a drop of {drop:.1f} points" if drop >= 0 else f"no drop ({-drop:.1f} points higher)"
             verdict.append(
                 f"- {r['victims'][i]['model']} ({i}): {pct(c['final'])}% on clean photos, {pct(p['final'])}% on the "
-                f"protected ones, a drop of {drop:.1f} points."
+                f"protected ones: {change}."
             )
     lines += ["", *verdict]
     if r["notes"]:

@@ -470,12 +470,7 @@ def metadata(img: Image.Image, strip: bool) -> dict:
         exif = None
     if exif:
         exif.pop(ORIENTATION, None)
-        try:
-            thumb = exif.get_ifd(0x0001)  # IFD1: the thumbnail's directory
-            thumb.clear()
-        except Exception:
-            pass
-        keep["exif"] = exif.tobytes()
+        keep["exif"] = exif.tobytes()  # the main directory with its Exif and GPS parts; no IFD1 (thumbnail)
     if img.info.get("icc_profile"):
         keep["icc_profile"] = img.info["icc_profile"]
     xmp = img.info.get("xmp") or img.info.get("XML:com.adobe.xmp")
