@@ -276,3 +276,19 @@ def test_check_reports_the_same_numbers_as_evaluate(tmp_path):
         == 0
     )
     assert json.loads((held / "report.json").read_text())["n_test"] == 3  # one of every class's six held out
+
+
+def test_the_plan_line_says_what_was_found_and_what_it_costs(tmp_path):
+    from unlearnable.attacks import create_attack
+    from unlearnable.plan import describe_plan, estimate
+
+    root = make_tree(tmp_path / "p", [f"{c}/{i}.jpg" for c in ("cats", "dogs") for i in range(3)])
+    (root / "notes.txt").write_text("x")
+    photos = scan(root)
+    attack = create_attack("bait", preset="cpu", progress=False)
+    line = describe_plan(photos, attack, 48, "bait")
+    assert line.startswith("6 photos (largest 0.0 MP) in 2 classes by folders (cats 3, dogs 3); 1 other files")
+    assert "working size 48 px; bait (cpu preset); about" in line and "peak memory about" in line
+    est = estimate(photos, attack, 48)
+    assert est["fit"] > 0 and est["memory"] > 0
+    assert estimate(photos, create_attack("random", progress=False), 48)["fit"] is None  # no count of its work

@@ -211,8 +211,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .check import run_check
+    from .check import PUBLISHING, render_report, run_check
 
+    steps = tuple(PUBLISHING) if args.steps is None else tuple(s for s in args.steps.split(",") if s)
     report = run_check(
         args.folder,
         args.out or Path(args.folder).with_name(Path(args.folder).name + "-check"),
@@ -220,9 +221,7 @@ def cmd_check(args) -> int:
         test_fraction=args.test_fraction,
         test_per_class=args.test_per_class,
         inits=tuple(args.init or ("scratch", "imagenet")),
-        steps=tuple(s for s in args.steps.split(",") if s)
-        if args.steps is not None
-        else ("jpeg90", "jpeg75", "half", "long1080"),
+        steps=steps,
         rrc=not args.no_rrc,
         preset=args.preset,
         seed=args.seed,
@@ -232,8 +231,6 @@ def cmd_check(args) -> int:
         command=command_line(),
         **({"epochs": args.epochs} if args.epochs else {}),
     )
-    from .check import render_report
-
     print(render_report(report))
     return 0
 

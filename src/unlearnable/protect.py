@@ -166,6 +166,25 @@ def check_photo_options(photos, labels, working_size, fmt, quality, strip_metada
         )
 
 
+def fit(attack, ds):
+    """(the method's perturbation of `ds`, the seconds it took; a resumed fit: the whole fit's)."""
+    t0 = time.perf_counter()
+    perturbation = attack.fit(ds)
+    return perturbation, time.perf_counter() - t0 + attack.resumed_seconds
+
+
+def about(method: str, attack, perturbation, seed: int) -> dict:
+    """The manifest's record of the method: name, settings, seed and budget."""
+    return {
+        "method": method,
+        "settings": attack.settings(),
+        "seed": seed,
+        "eps": attack.eps,
+        "norm": attack.norm,
+        "kind": perturbation.kind,
+    }
+
+
 def _protect_set(
     source, out, attack, image_size, train_per_class, download, *, method, seed, force, progress, command, extra
 ):
@@ -179,17 +198,10 @@ def _protect_set(
         ds, resolved = load_training_set(
             source, image_size=image_size, train_per_class=train_per_class, seed=seed, download=download
         )
-        t0 = time.perf_counter()
-        perturbation = attack.fit(ds)
+        perturbation, seconds = fit(attack, ds)
         protected = perturbation.apply(ds)
-        seconds = time.perf_counter() - t0 + attack.resumed_seconds  # a resumed run: the whole attack's time
         manifest = {
-            "method": method,
-            "settings": attack.settings(),
-            "seed": seed,
-            "eps": attack.eps,
-            "norm": attack.norm,
-            "kind": perturbation.kind,
+            **about(method, attack, perturbation, seed),
             "data": str(resolved),
             "data_source": None if source is None else str(source),
             "train_per_class": train_per_class,
@@ -239,16 +251,9 @@ def _protect_photos(
             for w in renamed:
                 tqdm.write(f"note: {w}", file=sys.stderr)
         ds = working_set(collection, size, progress)
-        t0 = time.perf_counter()
-        perturbation = attack.fit(ds)
-        seconds = time.perf_counter() - t0 + attack.resumed_seconds
+        perturbation, seconds = fit(attack, ds)
         manifest = {
-            "method": method,
-            "settings": attack.settings(),
-            "seed": seed,
-            "eps": attack.eps,
-            "norm": attack.norm,
-            "kind": perturbation.kind,
+            **about(method, attack, perturbation, seed),
             "data": str(Path(source).expanduser().resolve()),
             "data_source": str(source),
             "photos": True,
