@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import io
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .data import ImageDataset, balanced_subset
+from .data import balanced_subset
 from .report import pct
 
 PUBLISHING = {  # name -> (what it does, parameter)
@@ -46,20 +47,6 @@ def publish(pixels: np.ndarray, step: str) -> np.ndarray:
         return pixels
     f = 1080 / long
     return np.asarray(img.resize((round(img.width * f), round(img.height * f)), Image.Resampling.LANCZOS))
-
-
-def published_views(collection, size: int, step: str, progress: bool) -> ImageDataset:
-    """The trainer's views of the protected photos after a publishing step."""
-    from tqdm.auto import tqdm
-
-    from .photos import central_square, open_upright
-
-    out = torch.empty((len(collection), 3, size, size), dtype=torch.uint8)
-    for i, p in enumerate(tqdm(collection.photos, desc=PUBLISHING[step][0], disable=not progress, leave=False)):
-        arr, img = open_upright(collection.root / p.rel, p.rel)
-        img.close()
-        out[i] = torch.from_numpy(central_square(publish(arr, step), size).transpose(2, 0, 1).copy())
-    return ImageDataset(out, collection.labels.clone(), list(collection.classes), [p.rel for p in collection.photos])
 
 
 def held_out(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
@@ -204,7 +191,8 @@ def _photo_cells(manifest, folder, size, steps, test, fraction, test_per_class, 
             if note not in notes:
                 notes.append(note)
             continue
-        cells[s] = published_views(protected, size, s, progress).subset(train)
+        step = partial(publish, step=s)
+        cells[s] = working_set(protected, size, progress, step, PUBLISHING[s][0]).subset(train)
     return cells, test_set, int(train.sum()), held
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.sources import DataError, _scan_dir, _skipped, max_pixels, rgb_array, upright
+from .data.sources import DataError, _scan_dir, _skipped, check_pixels, rgb_array, upright
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 UNREADABLE = {  # photos this tool cannot decode: say so instead of skipping them
@@ -96,8 +96,6 @@ def _photo_root(root: Path) -> tuple[Path, str]:
 
 
 def _header(path: Path, display: str) -> Photo:
-    limit = max_pixels()
-    Image.MAX_IMAGE_PIXELS = None  # checked below with a message; PIL's own guard (89 MP) would stop real photos
     try:
         with Image.open(path) as img:
             w, h, fmt = img.width, img.height, img.format or "?"
@@ -107,12 +105,7 @@ def _header(path: Path, display: str) -> Photo:
                 orientation = 1
     except Exception as exc:
         raise DataError(f"cannot read photo {display}: {type(exc).__name__}: {exc}; remove or replace it") from None
-    if w * h > limit:
-        raise DataError(
-            f"photo {display} is {w} x {h} ({w * h / 1e6:.0f} megapixels), more than the limit of "
-            f"{limit / 1e6:.0f} megapixels (a guard against decompression bombs); if it is a real photo, "
-            f"raise the limit with UNLEARNABLE_MAX_PIXELS={w * h}"
-        )
+    check_pixels(w, h, display)
     if orientation in (5, 6, 7, 8):  # stored sideways
         w, h = h, w
     return Photo(display, w, h, fmt)
@@ -295,7 +288,6 @@ def open_upright(path: Path, display: str, draft: int | None = None) -> tuple[np
     """(H, W, 3) uint8 pixels as seen (EXIF orientation applied) and the opened file (for its
     metadata). `draft`: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale while its short side stays
     >= draft (much faster for a small working view)."""
-    Image.MAX_IMAGE_PIXELS = None  # our own guard ran on the header (scan)
     try:
         img = Image.open(path)
         if draft and img.format == "JPEG":
@@ -316,22 +308,29 @@ def central_square(arr: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + s, top + s)))
 
 
-def working_set_images(root: Path, photos: list[Photo], size: int, progress: bool, desc: str) -> torch.Tensor:
+def working_set_images(
+    root: Path, photos: list[Photo], size: int, progress: bool, desc: str, transform=None
+) -> torch.Tensor:
+    """Every photo's central square at size x size; `transform` first maps each photo at full
+    resolution (what publishing does to it; without one, a JPEG is decoded at a reduced scale)."""
     from tqdm.auto import tqdm
 
     out = torch.empty((len(photos), 3, size, size), dtype=torch.uint8)
     for i, p in enumerate(tqdm(photos, desc=desc, unit="photo", disable=not progress, leave=False)):
-        arr, img = open_upright(root / p.rel, p.rel, draft=2 * size)
+        arr, img = open_upright(root / p.rel, p.rel, draft=None if transform else 2 * size)
         img.close()
+        if transform is not None:
+            arr = transform(arr)
         out[i] = torch.from_numpy(central_square(arr, size).transpose(2, 0, 1).copy())
     return out
 
 
-def working_set(collection: Collection, size: int, progress: bool = True):
-    """The ImageDataset a method is fitted on: every photo's central square at size x size."""
+def working_set(collection: Collection, size: int, progress: bool = True, transform=None, desc: str = "reading photos"):
+    """The ImageDataset a method is fitted on (and a trainer's view): every photo's central square
+    at size x size, after `transform` (see working_set_images)."""
     from .data import ImageDataset
 
-    images = working_set_images(collection.root, collection.photos, size, progress, "reading photos")
+    images = working_set_images(collection.root, collection.photos, size, progress, desc, transform)
     return ImageDataset(images, collection.labels.clone(), list(collection.classes), [p.rel for p in collection.photos])
 
 

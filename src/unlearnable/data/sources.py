@@ -147,6 +147,23 @@ def max_pixels() -> int:
     return limit
 
 
+# Every image the toolkit decodes is checked from its header first (check_pixels), so PIL's own
+# guard, which stops at 89 megapixels and would refuse real camera photos, is left to that check.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def check_pixels(width: int, height: int, name: str) -> None:
+    """The decompression-bomb guard, from an image's header before it is decoded: a DataError
+    naming the image and the setting that admits it."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise DataError(
+            f"image {name} is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels), more than the "
+            f"limit of {limit} pixels (a guard against decompression bombs); if it is a real image, raise the "
+            f"limit with UNLEARNABLE_MAX_PIXELS={width * height}"
+        )
+
+
 def upright(img: Image.Image) -> Image.Image:
     """The image as it is meant to be seen: a camera's EXIF orientation tag (a portrait shot stored
     sideways) applied to the pixels."""
@@ -164,16 +181,9 @@ def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.nd
     PIL cannot fully decode (not an image, corrupt or truncated) and for images larger than
     max_pixels() (checked from the header, before decoding).
     """
-    limit = max_pixels()
-    Image.MAX_IMAGE_PIXELS = None  # the header is checked below; PIL's own guard (89 MP) would stop real photos
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > limit:
-                raise DataError(
-                    f"image {name} is {img.width} x {img.height} pixels, more than the limit of {limit} "
-                    "(a guard against decompression bombs); shrink it, or raise the limit with "
-                    "UNLEARNABLE_MAX_PIXELS"
-                )
+            check_pixels(img.width, img.height, name)
             img.load()
             arr = rgb_array(upright(img))
         if image_size is not None and arr.shape[:2] != (image_size, image_size):
