@@ -80,3 +80,58 @@ def random_resized_crop(
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = cw, cx, ch, cy
     grid = F.affine_grid(theta.to(x.device, x.dtype), [n, x.shape[1], h, w], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, PIL's 'L' conversion
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) luma of an RGB batch in [0, 1]."""
+    return (x * x.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
+def _factors(n: int, spread: float, generator: torch.Generator | None, device) -> torch.Tensor:
+    """Per-image factors uniform in [1 - spread, 1 + spread] (never below 0), shaped to broadcast."""
+    f = 1 + (torch.rand(n, generator=generator) * 2 - 1) * spread
+    return f.clamp(min=0).view(n, 1, 1, 1).to(device)
+
+
+def color_jitter(
+    x: torch.Tensor,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.4,
+    hue: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """ColorJitter as training pipelines use it (brightness, contrast, saturation, hue, each image
+    its own draw), as differentiable tensor ops on a batch in [0, 1]. Brightness scales, contrast
+    blends with the image's mean luma, saturation with its luma; hue rotates the chroma plane of
+    YIQ by up to hue * 360 degrees (a linear stand-in for the HSV hue shift)."""
+    n = x.shape[0]
+    if brightness:
+        x = (x * _factors(n, brightness, generator, x.device)).clamp(0, 1)
+    if contrast:
+        mean = luma(x).mean((2, 3), keepdim=True)
+        c = _factors(n, contrast, generator, x.device)
+        x = (c * x + (1 - c) * mean).clamp(0, 1)
+    if saturation:
+        s = _factors(n, saturation, generator, x.device)
+        x = (s * x + (1 - s) * luma(x)).clamp(0, 1)
+    if hue:
+        angle = ((torch.rand(n, generator=generator) * 2 - 1) * hue * 2 * torch.pi).to(x.device, x.dtype)
+        to_yiq = x.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+        yiq = torch.einsum("ij,njhw->nihw", to_yiq, x)
+        cos, sin = angle.cos().view(n, 1, 1), angle.sin().view(n, 1, 1)
+        i, q = yiq[:, 1], yiq[:, 2]
+        yiq = torch.stack([yiq[:, 0], cos * i - sin * q, sin * i + cos * q], 1)
+        x = torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), yiq).clamp(0, 1)
+    return x
+
+
+def rescale(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Shrink a batch by `factor` (area average, as an image viewer or a scraper's thumbnailer
+    does) and enlarge it back to its size (bilinear): the detail a downscaled copy loses."""
+    h, w = x.shape[-2:]
+    small = F.interpolate(x, size=(max(1, round(h * factor)), max(1, round(w * factor))), mode="area")
+    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)

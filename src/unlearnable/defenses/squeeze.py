@@ -5,6 +5,8 @@ Simple compressions applied to the training images before training (before the s
 crop/flip; the clean test images stay as they are, the reference's default): grayscale removes
 colour patterns, low-quality JPEG removes high-frequency detail, bit-depth reduction (2 bits, as
 in the authors' APBench) removes small amplitude changes. Each works on the uint8 images, once.
+A downscale (shrunk and enlarged back) is the same kind of loss: the copy a scraper or a
+thumbnailer keeps.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.augment import rescale
 from .base import Defense, register_defense
 
 
@@ -92,3 +95,18 @@ class BitDepth(_Squeeze):
 
     def squeeze(self, images):
         return bit_depth(images, int(self.bits))
+
+
+@register_defense
+class Downscale(_Squeeze):
+    name = "downscale"
+    summary = "train on images shrunk by a factor (0.5) and enlarged back, as a downscaled copy keeps them"
+    DEFAULTS = {"factor": 0.5}
+
+    def validate(self):
+        if not 0 < self.factor < 1:
+            raise ValueError(f"downscale: factor must be in (0, 1), got {self.factor}")
+
+    def squeeze(self, images):
+        out = rescale(images.float() / 255, float(self.factor))
+        return (out * 255).round().clamp(0, 255).to(torch.uint8)
