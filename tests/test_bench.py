@@ -97,6 +97,49 @@ def test_a_defense_entry_may_name_its_defense(config, tmp_path):
     ]
 
 
+def test_victims_choose_their_columns_seeds_and_recipe_preset(config, tmp_path):
+    """A victim trains under the defenses it lists, once per victim seed (the protection stays
+    the cell's), with its own recipe preset; the table averages the victim seeds; adding columns or
+    seeds to a finished run keeps its cells."""
+    cfg = yaml.safe_load(config.read_text())
+    victim = {"name": "scratch", "init": "scratch", "epochs": 2, "batch_size": 8}
+    cfg = {
+        **cfg,
+        "methods": {"clean": {}},
+        "victims": [
+            {**victim, "defenses": ["none"], "seeds": [0, 1]},
+            {**victim, "name": "paper", "preset": "paper", "victim": "small_cnn", "defenses": ["grey"]},
+        ],
+        "defenses": {"none": {}, "grey": {"defense": "grayscale"}},
+    }
+    path = tmp_path / "columns.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    records = bench.run_bench(path, out, device="cpu", progress=False)["records"]
+    assert [r["cell"] for r in records] == [
+        "toy/clean/scratch/none/seed0/victim-seed0",
+        "toy/clean/scratch/none/seed0/victim-seed1",
+        "toy/clean/paper/grey/seed0",
+    ]
+    assert [r["victim_seed"] for r in records] == [0, 1, None]
+    assert records[0]["history"] != records[1]["history"]  # two victim seeds, two trainings
+    assert records[2]["config"]["schedule"] == "cosine"  # the paper recipe, not the cpu one
+    table = (out / "table.md").read_text()
+    assert "scratch final / best" in table and "paper + grey final / best" in table and "±" in table
+    assert "scratch + grey" not in table
+    more = {**cfg, "victims": [{**cfg["victims"][0], "seeds": [0, 1, 2]}, cfg["victims"][1]]}
+    path.write_text(yaml.safe_dump(more))
+    records = bench.run_bench(path, out, device="cpu", progress=False)["records"]
+    assert len(records) == 4 and len((out / "results.jsonl").read_text().splitlines()) == 4
+    for broken, message in [
+        ({**cfg, "victims": [{**victim, "defenses": ["jpeg"]}]}, "defenses must be"),
+        ({**cfg, "victims": [{**victim, "seeds": "0"}]}, "seeds must be"),
+    ]:
+        path.write_text(yaml.safe_dump(broken))
+        with pytest.raises(ValueError, match=message):
+            bench.load_config(path)
+
+
 def test_bad_configs_fail_before_work(config, tmp_path):
     cfg = yaml.safe_load(config.read_text())
     for broken, message in [
@@ -113,7 +156,7 @@ def test_bad_configs_fail_before_work(config, tmp_path):
     assert main(["bench", str(tmp_path / "missing.yaml")]) == 2
 
 
-@pytest.mark.parametrize("name", ["cpu-mini", "cpu-defenses", "paper-cifar10"])
+@pytest.mark.parametrize("name", ["cpu-mini", "cpu-defenses", "cpu-robust", "paper-cifar10"])
 def test_repository_configs_are_valid(name):
     from pathlib import Path
 

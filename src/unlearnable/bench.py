@@ -12,6 +12,7 @@ A config (YAML) names the grid:
       clean: {}                 # no protection
       em: {}                    # the row name is the method (method* for a pretrained surrogate) ...
       em-sw: {method: em, kind: samplewise}   # ... unless `method` names it
+      bait-robust: {method: bait, preset: robust}   # a row may take another preset of its method
       bait: {}
       bait-25%: {method: bait, protected_fraction: 0.25}   # a quarter of every class protected
       bait-3cls: {method: bait, protected_classes: [airplane, automobile, bird]}
@@ -19,12 +20,17 @@ A config (YAML) names the grid:
       - {name: scratch, init: scratch}
       - {name: imagenet, init: imagenet}
       - {name: linear, init: imagenet, protocol: linear}   # also: victim, epochs, lr, ...
+      - {name: gentle, init: imagenet, lr: 0.005, defenses: [none], seeds: [0, 1, 2]}
+      - {name: paper-recipe, init: imagenet, preset: paper, victim: efficientnet_lite0, input_size: 64}
     defenses:                   # column name -> options for create_defense, the same way
       none: {}
       jpeg: {quality: 10}
       projection-test: {defense: projection, project_test: true}
 
-Each protected training set is made once per (dataset, method, seed), exported as a PNG folder
+A victim trains under every defense, or only under those its `defenses` names; with `seeds` it
+trains once per victim seed (the protection stays the one of the cell's seed), and the table
+gives the mean and spread over them. Each protected training set is made once per (dataset,
+method, seed), exported as a PNG folder
 and read back from it, then shared by every victim and defense. A row with `protected_fraction`
 or `protected_classes` trains on a set protected only in part (the rest clean: an owner's photos
 are a part of what a trainer collects), made from the protection of the same method and options;
@@ -48,7 +54,20 @@ from tqdm.auto import tqdm
 from .report import markdown_table, plot_curves
 
 DATASET_KEYS = {"name", "source", "train_per_class", "test_per_class", "image_size"}
-VICTIM_KEYS = {"name", "init", "protocol", "victim", "input_size", "epochs", "lr", "batch_size"}
+VICTIM_KEYS = {
+    "name",
+    "init",
+    "protocol",
+    "preset",
+    "victim",
+    "input_size",
+    "epochs",
+    "lr",
+    "batch_size",
+    "defenses",
+    "seeds",
+}
+GRID_KEYS = ("defenses", "seeds")  # victim keys that shape the grid, not the victim's training
 
 
 @dataclass(frozen=True)
@@ -58,10 +77,12 @@ class Cell:
     victim: str
     defense: str
     seed: int
+    victim_seed: int | None = None  # the victim's own training seed, where its entry lists `seeds`
 
     @property
     def key(self) -> str:
-        return f"{self.dataset}/{self.method}/{self.victim}/{self.defense}/seed{self.seed}"
+        key = f"{self.dataset}/{self.method}/{self.victim}/{self.defense}/seed{self.seed}"
+        return key if self.victim_seed is None else f"{key}/victim-seed{self.victim_seed}"
 
     @property
     def slug(self) -> str:
@@ -150,13 +171,31 @@ def _check_names(cfg: dict, path: Path) -> None:
         if not isinstance(s, int) or isinstance(s, bool):
             raise ValueError(f"{path}: seeds must be whole numbers, got {s!r}")
     for v in cfg["victims"]:
-        opts = {k: val for k, val in v.items() if k not in ("name", "init", "protocol", "victim", "input_size")}
+        listed = v.get("defenses")
+        if listed is not None and (
+            not isinstance(listed, list) or not listed or any(d not in cfg["defenses"] for d in listed)
+        ):
+            raise ValueError(
+                f"{path}: victim {v['name']!r}: defenses must be a non-empty list of names from 'defenses' "
+                f"({', '.join(cfg['defenses'])}), got {listed!r}"
+            )
+        seeds = v.get("seeds")
+        if seeds is not None and (
+            not isinstance(seeds, list)
+            or not seeds
+            or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds)
+        ):
+            raise ValueError(
+                f"{path}: victim {v['name']!r}: seeds must be a non-empty list of whole numbers, got {seeds!r}"
+            )
+        skip = ("name", "init", "protocol", "preset", "victim", "input_size", *GRID_KEYS)
+        opts = {k: val for k, val in v.items() if k not in skip}
         try:
             check_victim(
                 victim=v.get("victim"),
                 init=v["init"],
                 protocol=v.get("protocol", "finetune"),
-                preset=cfg["preset"],
+                preset=v.get("preset", cfg["preset"]),
                 **opts,
             )
         except ValueError as e:
@@ -174,7 +213,8 @@ def _check_names(cfg: dict, path: Path) -> None:
                 ):
                     raise ValueError(f"protected_classes must be a list of class names, got {classes!r}")
                 method, opts = entry(name, opts, "method")
-                create_attack(method, preset=cfg["preset"], device="cpu", progress=False, **opts)
+                opts.setdefault("preset", cfg["preset"])
+                create_attack(method, device="cpu", progress=False, **opts)
             except ValueError as e:
                 raise ValueError(f"{path}: method {name!r}: {e}") from e
     for name, opts in cfg["defenses"].items():
@@ -192,8 +232,8 @@ def check_same_settings(old: dict, new: dict, out: Path) -> None:
 
     def by_name(cfg, key):  # datasets and victims are lists of named entries, methods and defenses maps
         entries = cfg.get(key) or {}
-        if isinstance(entries, list):
-            return {e["name"]: e for e in entries}
+        if isinstance(entries, list):  # a victim's defenses and seeds add or remove cells, like entries
+            return {e["name"]: {k: v for k, v in e.items() if k not in GRID_KEYS} for e in entries}
         return {name: opts or {} for name, opts in entries.items()}
 
     changed = []
@@ -237,14 +277,20 @@ def protection_row(cfg: dict, row: str) -> str:
     return row
 
 
+def columns(cfg: dict) -> list[tuple[str, str]]:
+    """(victim, defense) pairs of the grid: each victim under every defense or the ones it lists."""
+    return [(v["name"], f) for v in cfg["victims"] for f in cfg["defenses"] if f in v.get("defenses", [f])]
+
+
 def cells(cfg: dict) -> list[Cell]:
+    victims = {v["name"]: v for v in cfg["victims"]}
     return [
-        Cell(d["name"], m, v["name"], f, int(s))
+        Cell(d["name"], m, v, f, int(s), vs)
         for d in cfg["datasets"]
         for m in cfg["methods"]
         for s in cfg["seeds"]
-        for v in cfg["victims"]
-        for f in cfg["defenses"]
+        for v, f in columns(cfg)
+        for vs in victims[v].get("seeds", [None])
     ]
 
 
@@ -348,7 +394,7 @@ def run_bench(
                 d["source"],
                 folder,
                 method=method,
-                preset=cfg["preset"],
+                preset=opts.pop("preset", cfg["preset"]),
                 eps=opts.pop("eps", None),
                 options=opts,
                 seed=cell.seed,
@@ -385,7 +431,7 @@ def run_bench(
         bar.set_postfix_str(cell.key)
         train = protected(cell)
         _, test = data(cell.dataset, cell.seed)
-        v = dict(victims[cell.victim])
+        v = {k: val for k, val in victims[cell.victim].items() if k not in GRID_KEYS}
         ckpt = out / "checkpoints" / f"{cell.slug}.pt"
         defense, defense_opts = entry(cell.defense, cfg["defenses"][cell.defense], "defense")
         rec = evaluate.run(
@@ -394,8 +440,8 @@ def run_bench(
             victim=v.pop("victim", None),
             init=v.pop("init"),
             protocol=v.pop("protocol", "finetune"),
-            preset=cfg["preset"],
-            seed=cell.seed,
+            preset=v.pop("preset", cfg["preset"]),
+            seed=cell.seed if cell.victim_seed is None else cell.victim_seed,
             device=device,
             progress=progress,
             checkpoint=ckpt,
@@ -414,6 +460,7 @@ def run_bench(
                 "victim_name": cell.victim,
                 "defense_name": cell.defense,
                 "seed": cell.seed,
+                "victim_seed": cell.victim_seed,
             }
         )
         if main:
@@ -443,17 +490,17 @@ def write_reports(cfg: dict, records: list[dict], out: Path) -> dict:
     """table.md (final and best, mean ± std over seeds), results.csv, curves and bar charts."""
     from .io import atomic_write_text
 
-    columns = [(v["name"], d) for v in cfg["victims"] for d in cfg["defenses"]]
+    grid_columns = columns(cfg)
     by: dict[tuple, list[dict]] = {}
     for r in records:
         by.setdefault((r["dataset"], r["method"], r["victim_name"], r["defense_name"]), []).append(r)
     parts = []
     for d in cfg["datasets"]:
-        header = ["method"] + [f"{v}" + (f" + {f}" if f != "none" else "") + " final / best" for v, f in columns]
+        header = ["method"] + [f"{v}" + (f" + {f}" if f != "none" else "") + " final / best" for v, f in grid_columns]
         rows = []
         for m in cfg["methods"]:
             row = [m]
-            for v, f in columns:
+            for v, f in grid_columns:
                 rs = by.get((d["name"], m, v, f), [])
                 row.append(
                     f"{_mean_std([r['final_test_acc'] for r in rs])} / {_mean_std([r['best_test_acc'] for r in rs])}"
@@ -464,7 +511,8 @@ def write_reports(cfg: dict, records: list[dict], out: Path) -> dict:
         n_test = next((r["n_test"] for r in records if r["dataset"] == d["name"]), "?")
         parts.append(
             f"### {d['name']}\n\nClean test accuracy (%) on {n_test} test images; lower = better "
-            f"protection; mean ± std over seeds {cfg['seeds']}.\n\n" + markdown_table(header, rows)
+            f"protection; mean ± std over seeds {cfg['seeds']} (and victim seeds, where a victim lists them).\n\n"
+            + markdown_table(header, rows)
         )
     table = "\n".join(parts)
     atomic_write_text(out / "table.md", table)
@@ -479,6 +527,7 @@ def write_reports(cfg: dict, records: list[dict], out: Path) -> dict:
         "protocol",
         "defense_name",
         "seed",
+        "victim_seed",
         "final_test_acc",
         "best_test_acc",
         "final_train_acc",
@@ -493,12 +542,16 @@ def write_reports(cfg: dict, records: list[dict], out: Path) -> dict:
     plots.mkdir(exist_ok=True)
     for (ds, m, v, f), rs in by.items():
         plot_curves(
-            {f"seed {r['seed']}": r for r in rs},
+            {
+                f"seed {r['seed']}"
+                + (f", victim seed {r['victim_seed']}" if r.get("victim_seed") is not None else ""): r
+                for r in rs
+            },
             plots / f"curves__{ds}__{m.replace('*', '-star')}__{v}__{f}.png",
             title=f"{ds}: {m}, victim {v}, defense {f}",
         )
     for d in cfg["datasets"]:
-        bar_chart(cfg, by, d["name"], columns, plots / f"bars__{d['name']}.png")
+        bar_chart(cfg, by, d["name"], grid_columns, plots / f"bars__{d['name']}.png")
     print(table)
     return {"table": table, "records": records}
 
