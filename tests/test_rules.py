@@ -316,6 +316,18 @@ LONG_METHODS = {
         "bait",
         dict(TINY, stages=[1, 1, 1], batch_size=16, parameterization="generator", generator_width=0.125),
     ),
+    "bait-hardened": (  # every hardening option at once: EOT, a grey share, random phases, an ensemble
+        "bait",
+        dict(
+            TINY,
+            stages=[2, 2, 2],
+            batch_size=16,
+            eot=["grayscale", "jpeg", "resize", "blur", "jitter"],
+            luma=0.5,
+            random_phase=True,
+            surrogates=["small_cnn"],
+        ),
+    ),
 }
 
 

@@ -315,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(p)
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--method", default="bait", help="protection method (see `unlearnable methods`)")
-    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
+    p.add_argument(
+        "--preset", default="cpu", help="cpu | paper, or a preset of the method's own (bait: robust; see methods)"
+    )
     p.add_argument(
         "--eps",
         type=parse_eps,

@@ -18,6 +18,17 @@ Two parameterizations:
              on a coarser grid upsampled to constant patches (`direct_size`).
 With `hypergradient=True` the look-ahead step is recomputed inside every batch with delta in
 the graph, giving the exact gradient through the inner step (the reference drops it).
+
+Hardening against what a trainer does to the images (the `robust` preset; docs/bait-robust.md):
+  eot           the look-ahead and the target loss see the perturbed images through a random
+                transform of attacks.eot (grayscale, JPEG, resize, blur, colour jitter) or none;
+  luma          a share of the budget in a grey pattern, the same in the three channels, that a
+                grey copy keeps (the colour part is what grayscale removes);
+  random_phase  each image carries its class's pattern circularly shifted by its own random
+                offset, with the pattern's mean removed: no single pixel direction per class
+                captures it (the orthogonal projection's assumption), a convolution still finds it;
+  surrogates    more backbones (an ensemble): outer epochs take the surrogates in turn, each with
+                its own look-ahead and its own real steps.
 """
 
 from __future__ import annotations
@@ -27,10 +38,12 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
+from ..data.augment import luma as luma_of
 from ..distributed import all_reduce_sum_, local_generator, rank_and_world, sum_all, wrap_ddp
 from ..training import autocast, resident, to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
 from .common import class_means, perturbed_batch, sgd_step, surrogate_optimizer
+from .eot import EOT, check_names
 from .generator import PerturbationGenerator
 
 STAGE_NAMES = ("hard", "random", "least")
@@ -71,6 +84,20 @@ def rows_of(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, index)
 
 
+def shifted(delta: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Each image's delta circularly shifted by its own (dy, dx) pixels: two gathers, each target
+    taking exactly one source value, so the gradient is a permutation (no summation order)."""
+    n, c, h, w = delta.shape
+    rows = (torch.arange(h, device=delta.device)[None] - dy.to(delta.device)[:, None]) % h  # (n, h)
+    cols = (torch.arange(w, device=delta.device)[None] - dx.to(delta.device)[:, None]) % w
+    out = delta.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w))
+    return out.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
+
+
+def phases(n: int, h: int, w: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randint(h, (n,), generator=gen), torch.randint(w, (n,), generator=gen)
+
+
 def same_layout(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """`value` in `like`'s memory layout. Arithmetic returns the default layout, while a model may
     keep its weights channels_last: EfficientNet-Lite0's 5x5 depthwise convolutions run about 3x
@@ -103,6 +130,10 @@ class BAIT(Attack):
         "augment": True,
         "images_per_epoch": None,  # None: the whole training set every outer epoch
         "input_sizes": None,  # e.g. [32, 48, 64]: the surrogate sees each batch resized to one of these
+        "eot": None,  # e.g. [grayscale, jpeg]: random transforms in the look-ahead and target loss (attacks.eot)
+        "luma": 0.0,  # share of the budget in a grey pattern shared by the three channels, in [0, 1)
+        "random_phase": False,  # every image its own circular shift of its class's zero-mean pattern
+        "surrogates": None,  # more surrogate backbones (an ensemble), e.g. [efficientnet_lite1]; same init
     }
     PRETRAINED = {}  # the surrogate is pretrained already
     PRESETS = {
@@ -117,9 +148,21 @@ class BAIT(Attack):
             "images_per_epoch": 3328,
             "batch_size": 128,
         },
+        # The cpu preset hardened (docs/bait-robust.md): what grayscale, JPEG, a downscale and colour
+        # jitter remove is put back into the objective, and a grey share of the budget survives grayscale.
+        "robust": {
+            "surrogate": "efficientnet_lite0",
+            "parameterization": "direct",
+            "direct_size": 8,
+            "stages": [30, 30, 30],
+            "images_per_epoch": 3328,
+            "batch_size": 128,
+            "eot": ["grayscale", "jpeg", "resize", "jitter"],
+            "luma": 0.5,
+        },
     }
 
-    TYPES = {"direct_size": int, "images_per_epoch": int, "input_sizes": list}
+    TYPES = {"direct_size": int, "images_per_epoch": int, "input_sizes": list, "eot": list, "surrogates": list}
     POSITIVE = (
         "batch_size",
         "surrogate_lr",
@@ -141,6 +184,16 @@ class BAIT(Attack):
                 raise ValueError(f"bait: {key} must be a whole number >= 1, got {v!r}")
         if len(st) != 3 or any(int(s) != s or s < 0 for s in st) or sum(st) < 1:
             raise ValueError(f"bait: stages must be three non-negative epoch counts with a positive sum, got {st}")
+        check_names(self.eot, "bait")
+        if not 0 <= self.luma < 1:
+            raise ValueError(f"bait: luma must be in [0, 1), got {self.luma!r}")
+        if self.surrogates is not None:
+            from ..models import model_info
+
+            if not isinstance(self.surrogates, (list, tuple)) or not all(isinstance(m, str) for m in self.surrogates):
+                raise ValueError(f"bait: surrogates must be a list of model names, got {self.surrogates!r}")
+            for m in self.surrogates:
+                model_info(m)
         sizes = self.input_sizes
         if sizes is not None and (
             not isinstance(sizes, (list, tuple))
@@ -183,8 +236,12 @@ class BAIT(Attack):
         # and the shared generator `gen` stay identical everywhere, the perturbation's gradient is
         # averaged by DDP, and each process augments its own images with its own generator.
         rank, world = rank_and_world()
-        model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
-        opt = surrogate_optimizer(model, self.surrogate_lr)
+        models = [
+            build_surrogate(m, self.surrogate_init, K).to(dev) for m in [self.surrogate, *(self.surrogates or [])]
+        ]
+        opts = [surrogate_optimizer(m, self.surrogate_lr) for m in models]
+        model, opt = models[0], opts[0]
+        eot = EOT(self.eot) if self.eot else None
         shape = (K, *images.shape[1:])
         if self.parameterization == "generator":
             net = PerturbationGenerator(self.generator_width).to(dev)
@@ -193,7 +250,8 @@ class BAIT(Attack):
             gnet = wrap_ddp(net)
         else:
             net = None
-            grid = (K, shape[1], self.direct_size or shape[2], self.direct_size or shape[3])
+            grey = 1 if self.luma > 0 else 0  # the grey pattern lives in one more channel of w
+            grid = (K, shape[1] + grey, self.direct_size or shape[2], self.direct_size or shape[3])
             w = torch.zeros(grid, device=dev, requires_grad=True)
             holder = None
             if world > 1:
@@ -207,9 +265,9 @@ class BAIT(Attack):
             """Differentiable class-wise delta (K, C, H, W) from this batch."""
             if net is None:
                 return self.direct_delta(w if holder is None else holder(), shape)
-            means, counts = class_means(self.eps * gnet(x), y, K)
+            means, counts = class_means(self.eps * self._mix_luma(gnet(x)), y, K)
             present = (counts > 0).view(K, 1, 1, 1)
-            return torch.where(present, means, buffer)
+            return torch.where(present, self._centred(means), buffer)
 
         def synced_buffer(cand, y):
             """The latest class-wise delta, the same in every process: the generator's class
@@ -225,6 +283,8 @@ class BAIT(Attack):
         ckpt, start, history = self.open_checkpoint(train_set), 0, []
         if (state := ckpt.load()) is not None:
             model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
+            for m, o, ms, os_ in zip(models[1:], opts[1:], state.get("ensemble", []), state.get("ensemble_opt", [])):
+                m.load_state_dict(ms), o.load_state_dict(os_)
             gopt.load_state_dict(state["gopt"]), gen.set_state(state["generator"])
             buffer, start, history = state["buffer"].to(dev), state["epoch"], state["history"]
             if net is None:
@@ -232,7 +292,6 @@ class BAIT(Attack):
                     w.copy_(state["w"])
             else:
                 net.load_state_dict(state["net"])
-        names = [k for k, _ in model.named_parameters()]
         bar = tqdm(
             range(start, total),
             initial=start,
@@ -244,6 +303,8 @@ class BAIT(Attack):
         )
         for epoch in bar:
             stage = self.stage_of(epoch)
+            model, opt = models[epoch % len(models)], opts[epoch % len(models)]  # an ensemble's members in turn
+            names = [k for k, _ in model.named_parameters()]
             first = torch.randperm(n, generator=gen)[:bs]
             x0, y0 = to_float(images[first], dev), labels[first].to(dev)
             more = [
@@ -252,7 +313,7 @@ class BAIT(Attack):
             ]
             steps = [(x0, y0)] + [(to_float(images[b], dev), labels[b].to(dev)) for b in more]
             self._pick_size(model, gen)
-            fast = None if self.hypergradient else self._lookahead(model, names, steps, buffer, gen, False)
+            fast = None if self.hypergradient else self._lookahead(model, names, steps, buffer, gen, False, eot)
             order = torch.randperm(n, generator=gen)[:per_epoch]
             mine = local_generator(gen, self.seed, epoch)  # this process's augmentation draws
             model.train()
@@ -267,7 +328,7 @@ class BAIT(Attack):
                 cand = candidates(x, y)
                 self._pick_size(model, gen)
                 if self.hypergradient:
-                    fast = self._lookahead(model, names, steps, cand, gen, True)
+                    fast = self._lookahead(model, names, steps, cand, gen, True, eot)
                 logits = None
                 if stage != 1:
                     with torch.no_grad(), autocast(dev):
@@ -277,7 +338,8 @@ class BAIT(Attack):
                 else:
                     t = choose_targets(stage, logits, y, K, gen)
                 with autocast(dev):
-                    out = functional_call(model, fast, (perturbed_batch(x, rows_of(cand, t), self.augment, mine),))
+                    xp = perturbed_batch(x, self._rows(cand, t, mine), self.augment, mine, eot)
+                    out = functional_call(model, fast, (xp,))
                     loss = F.cross_entropy(out.float(), t)
                 gopt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -290,7 +352,8 @@ class BAIT(Attack):
             hits, seen, loss_sum = sum_all(hits, seen, loss_sum)
             self._pick_size(model, gen)
             for xs, ys in steps[: self.surrogate_steps]:
-                sgd_step(model, opt, perturbed_batch(xs, buffer[ys], self.augment, gen), ys, self.grad_clip)
+                xp = perturbed_batch(xs, self._rows(buffer, ys, gen), self.augment, gen, eot)
+                sgd_step(model, opt, xp, ys, self.grad_clip)
             record = {
                 "epoch": epoch + 1,
                 "stage": STAGE_NAMES[stage],
@@ -300,8 +363,8 @@ class BAIT(Attack):
             history.append(record)
             bar.set_postfix_str(f"stage {stage + 1} of 3, {STAGE_WORDS[stage]}")
             state = {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
+                "model": models[0].state_dict(),
+                "optimizer": opts[0].state_dict(),
                 "gopt": gopt.state_dict(),
                 "generator": gen.get_state(),
                 "buffer": buffer.cpu(),
@@ -309,24 +372,61 @@ class BAIT(Attack):
                 "history": history,
             }
             state.update({"w": w.detach().cpu()} if net is None else {"net": net.state_dict()})
+            if len(models) > 1:
+                state["ensemble"] = [m.state_dict() for m in models[1:]]
+                state["ensemble_opt"] = [o.state_dict() for o in opts[1:]]
             ckpt.save(state)
         delta = self._final_delta(net, w if net is None else None, images, labels, K, bs)
+        if self.random_phase:  # every image its own shift, drawn once from the seed
+            dy, dx = phases(n, shape[2], shape[3], torch.Generator().manual_seed(self.seed + 1))
+            delta = shifted(delta.cpu()[labels], dy, dx)
+            return self.perturbation(delta, "samplewise", history=history)
         return self.perturbation(delta, "classwise", history=history)
 
     def direct_delta(self, w: torch.Tensor, shape) -> torch.Tensor:
-        """eps * tanh(w), upsampled (nearest: constant patches) when w lives on a coarser grid."""
+        """eps * tanh(w), upsampled (nearest: constant patches) when w lives on a coarser grid; with
+        `luma`, w's last channel is the grey pattern (see _mix_luma)."""
         if tuple(w.shape[2:]) != tuple(shape[2:]):
             w = F.interpolate(w, size=tuple(shape[2:]), mode="nearest")
-        return self.eps * torch.tanh(w)
+        u = torch.tanh(w)
+        if self.luma > 0:
+            c = shape[1]
+            u = (1 - self.luma) * u[:, :c] + self.luma * u[:, c:]
+        return self._centred(self.eps * u)
 
-    def _lookahead(self, model, names, steps, delta, gen, differentiable: bool) -> dict:
+    def _mix_luma(self, u: torch.Tensor) -> torch.Tensor:
+        """A generator's output with a share `luma` of its budget in its own luma, replicated to every
+        channel: |result| <= 1 still, and a grey copy keeps at least that share."""
+        if self.luma <= 0:
+            return u
+        return (1 - self.luma) * u + self.luma * luma_of(u).expand_as(u)
+
+    def _centred(self, delta: torch.Tensor) -> torch.Tensor:
+        """With random phases, each class's pattern minus its mean per channel (scaled into the budget):
+        what circular shifts average to is that mean, the one part a linear model could still find."""
+        if not self.random_phase:
+            return delta
+        centred = delta - delta.mean((2, 3), keepdim=True)
+        peak = centred.abs().amax((1, 2, 3), keepdim=True).clamp(min=1e-12)
+        return centred * (self.eps / peak).clamp(max=1)  # scaled, not clipped, into the budget: the mean stays 0
+
+    def _rows(self, table: torch.Tensor, index: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The class-wise deltas of a batch, each at a random phase with `random_phase`."""
+        rows = rows_of(table, index)
+        if not self.random_phase:
+            return rows
+        return shifted(rows, *phases(len(index), table.shape[2], table.shape[3], gen))
+
+    def _lookahead(self, model, names, steps, delta, gen, differentiable: bool, eot=None) -> dict:
         """theta' after `lookahead_steps` SGD steps theta <- theta - lr * grad CE(f_theta(aug(x + delta[y])), y)
         on the batches `steps`, as a parameter dict (torch.func: no model copies)."""
         params = dict(model.named_parameters())
         buffers = dict(model.named_buffers())
         fast = {k: params[k] for k in names}
         for x0, y0 in steps[: self.lookahead_steps]:
-            xp = perturbed_batch(x0, rows_of(delta if differentiable else delta.detach(), y0), self.augment, gen)
+            xp = perturbed_batch(
+                x0, self._rows(delta if differentiable else delta.detach(), y0, gen), self.augment, gen, eot
+            )
             with autocast(x0.device):
                 loss = F.cross_entropy(functional_call(model, {**params, **fast, **buffers}, (xp,)).float(), y0)
             grads = torch.autograd.grad(loss, [fast[k] for k in names], create_graph=differentiable)
@@ -347,7 +447,7 @@ class BAIT(Attack):
         rank, world = rank_and_world()
         for i in range(rank * bs, len(images), bs * world):  # under torchrun: every world-th batch, then summed
             x = to_float(images[i : i + bs], self.device)
-            sums.index_add_(0, labels[i : i + bs].to(self.device), self.eps * net(x).float())
+            sums.index_add_(0, labels[i : i + bs].to(self.device), self.eps * self._mix_luma(net(x).float()))
         all_reduce_sum_(sums)
         counts = torch.bincount(labels, minlength=K).clamp(min=1).to(self.device).view(K, 1, 1, 1)
-        return sums / counts
+        return self._centred(sums / counts)

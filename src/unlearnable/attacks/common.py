@@ -28,9 +28,14 @@ def class_means(
     return sums / counts.clamp(min=1).view(shape), counts
 
 
-def perturbed_batch(x: torch.Tensor, delta: torch.Tensor, augment: bool, gen: torch.Generator | None) -> torch.Tensor:
-    """Noise first, then the victim's augmentation: the order every victim sees."""
+def perturbed_batch(
+    x: torch.Tensor, delta: torch.Tensor, augment: bool, gen: torch.Generator | None, transform=None
+) -> torch.Tensor:
+    """Noise first, then what the trainer does to its stored images (`transform(x, gen)`, e.g. a
+    random EOT transform), then the victim's augmentation: the order every victim sees."""
     xp = add_float(x, delta)
+    if transform is not None:
+        xp = transform(xp, gen)
     return crop_flip(xp, max(1, x.shape[-1] // 8), gen) if augment else xp
 
 
