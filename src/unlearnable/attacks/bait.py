@@ -20,8 +20,9 @@ With `hypergradient=True` the look-ahead step is recomputed inside every batch w
 the graph, giving the exact gradient through the inner step (the reference drops it).
 
 Hardening against what a trainer does to the images (the `robust` preset; docs/bait-robust.md):
-  eot           the look-ahead and the target loss see the perturbed images through a random
-                transform of attacks.eot (grayscale, JPEG, resize, blur, colour jitter) or none;
+  eot           the look-ahead, the target loss and the surrogate's real steps see the perturbed
+                images through a random transform of attacks.eot (grayscale, JPEG, resize, blur,
+                colour jitter) or none;
   luma          a share of the budget in a grey pattern, the same in the three channels, that a
                 grey copy keeps (the colour part is what grayscale removes);
   random_phase  each image carries its class's pattern circularly shifted by its own random
@@ -130,7 +131,7 @@ class BAIT(Attack):
         "augment": True,
         "images_per_epoch": None,  # None: the whole training set every outer epoch
         "input_sizes": None,  # e.g. [32, 48, 64]: the surrogate sees each batch resized to one of these
-        "eot": None,  # e.g. [grayscale, jpeg]: random transforms in the look-ahead and target loss (attacks.eot)
+        "eot": None,  # e.g. [grayscale, jpeg]: random transforms of the perturbed batches (attacks.eot)
         "luma": 0.0,  # share of the budget in a grey pattern shared by the three channels, in [0, 1)
         "random_phase": False,  # every image its own circular shift of its class's zero-mean pattern
         "surrogates": None,  # more surrogate backbones (an ensemble), e.g. [efficientnet_lite1]; same init
