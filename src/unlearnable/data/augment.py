@@ -83,6 +83,8 @@ def random_resized_crop(
 
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, PIL's 'L' conversion
+TO_YIQ = torch.tensor([LUMA, (0.596, -0.274, -0.322), (0.211, -0.523, 0.312)])
+FROM_YIQ = torch.linalg.inv(TO_YIQ)
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
@@ -120,12 +122,11 @@ def color_jitter(
         x = (s * x + (1 - s) * luma(x)).clamp(0, 1)
     if hue:
         angle = ((torch.rand(n, generator=generator) * 2 - 1) * hue * 2 * torch.pi).to(x.device, x.dtype)
-        to_yiq = x.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-        yiq = torch.einsum("ij,njhw->nihw", to_yiq, x)
+        yiq = torch.einsum("ij,njhw->nihw", TO_YIQ.to(x), x)
         cos, sin = angle.cos().view(n, 1, 1), angle.sin().view(n, 1, 1)
         i, q = yiq[:, 1], yiq[:, 2]
         yiq = torch.stack([yiq[:, 0], cos * i - sin * q, sin * i + cos * q], 1)
-        x = torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), yiq).clamp(0, 1)
+        x = torch.einsum("ij,njhw->nihw", FROM_YIQ.to(x), yiq).clamp(0, 1)
     return x
 
 

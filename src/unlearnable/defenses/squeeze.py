@@ -17,15 +17,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.augment import rescale
+from ..data.augment import luma, rescale
 from .base import Defense, register_defense
 
 
 def grayscale(images: torch.Tensor) -> torch.Tensor:
     """ITU-R 601-2 luma (PIL's 'L' conversion), rounded, replicated to 3 channels."""
-    w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    luma = (images.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
-    return luma.expand(-1, images.shape[1], -1, -1).contiguous()
+    grey = luma(images.float()).round().clamp(0, 255).to(torch.uint8)
+    return grey.expand(-1, images.shape[1], -1, -1).contiguous()
 
 
 def jpeg(images: torch.Tensor, quality: int) -> tuple[torch.Tensor, int]:
