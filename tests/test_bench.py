@@ -59,6 +59,19 @@ def test_bench_resumes_after_a_kill(config, tmp_path, monkeypatch, dies_on_call)
     assert (killed / "table.md").read_text() == (full / "table.md").read_text()
 
 
+def test_a_second_bench_into_the_same_folder_is_refused(config, tmp_path):
+    """Two benches writing one results folder would train the same cells twice and interleave
+    their records: the second is refused while the first runs."""
+    from unlearnable.outputs import run_lock
+
+    out = tmp_path / "out"
+    with run_lock(out), pytest.raises(ValueError, match="another unlearnable run is writing"):
+        bench.run_bench(config, out, device="cpu", progress=False)
+    assert not (out / "results.jsonl").exists()
+    bench.run_bench(config, out, device="cpu", progress=False)  # the lock went with its holder
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+
+
 def test_bench_refuses_to_resume_with_changed_settings(config, tmp_path):
     out = tmp_path / "out"
     bench.run_bench(config, out, device="cpu", progress=False)

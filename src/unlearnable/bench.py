@@ -45,6 +45,7 @@ import csv
 import io
 import json
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -322,16 +323,11 @@ def read_results(path: Path) -> dict[str, dict]:
 def run_bench(
     config: str | Path, out: str | Path | None = None, *, device=None, progress: bool = True, download: bool = False
 ) -> dict:
-    from . import evaluate
-    from .data import balanced_subset, load_dataset, resolve_source
-    from .defenses import create_defense
+    from .data import resolve_source
     from .distributed import barrier, is_main
-    from .io import atomic_write_text
-    from .outputs import check_output, input_paths
-    from .protect import clean_input, protect
+    from .outputs import check_output, input_paths, run_lock
 
     cfg = load_config(config)
-    datasets = {d["name"]: d for d in cfg["datasets"]}
     inputs = [p for d in cfg["datasets"] for p in input_paths(d["source"], download)]
     out = check_output(
         Path("runs") / "bench" / cfg["name"] if out is None else out, inputs, False, "bench", resume=True
@@ -344,7 +340,19 @@ def run_bench(
                 raise ValueError(f"{config}: dataset {d['name']!r}: {e}") from None
     barrier()  # under torchrun: every process has checked the folder before rank 0 writes into it
     main = is_main()  # under torchrun every process trains; rank 0 alone writes
-    progress = progress and main
+    with run_lock(out) if main else nullcontext():  # two benches in one folder would run the same cells
+        return _run_cells(cfg, config, out, main, device, progress and main, download)
+
+
+def _run_cells(cfg: dict, config, out: Path, main: bool, device, progress: bool, download: bool) -> dict:
+    from . import evaluate
+    from .data import balanced_subset, load_dataset
+    from .defenses import create_defense
+    from .distributed import barrier
+    from .io import atomic_write_text
+    from .protect import clean_input, protect
+
+    datasets = {d["name"]: d for d in cfg["datasets"]}
     if (out / "config.yaml").exists():
         try:
             old = yaml.safe_load((out / "config.yaml").read_text()) or {}
