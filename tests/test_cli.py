@@ -86,6 +86,18 @@ def test_protect_refuses_existing_output_and_output_inside_input(image_folder, t
     assert json.loads((mine / "manifest.json").read_text())["seed"] == 1
 
 
+def test_plan_says_what_would_be_done_and_writes_nothing(image_folder, tmp_path, capsys):
+    before = tree_hash(tmp_path)
+    assert main(["protect", "--data", str(image_folder / "train"), "--plan", *TINY_BAIT]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "48 photos" in line and "3 classes by folders (ant 16, bee 16, cow 16)" in line and "peak memory" in line
+    assert tree_hash(tmp_path) == before
+    assert main(["protect", "--data", str(image_folder / "train"), "--method", "random"]) == 2  # no --out, no --plan
+    assert "--out" in capsys.readouterr().err
+    assert main(["protect", "--data", str(image_folder / "train"), "--plan", "--set", "stages=[1]"]) == 2
+    assert "stages" in capsys.readouterr().err  # the method's options are checked as a run checks them
+
+
 def test_bad_options_fail_before_work(image_folder, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["protect", "--data", str(image_folder), "--out", str(tmp_path / "o"), "--eps", "-1"])

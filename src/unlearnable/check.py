@@ -110,6 +110,12 @@ def run_check(
     out = check_output(out, inputs, force, "check")
     rows: dict[str, dict] = {}
     notes: list[str] = []
+    from tqdm.auto import tqdm
+
+    per_victim = 2 + len(steps) + (2 if rrc else 0)  # clean, protected, published views, crops
+    models = tqdm(
+        total=len(victims) * per_victim, desc="check: training test models", unit="model", disable=not progress
+    )
     with run_lock(out):
         bench = None if photos else _benchmark_cells(manifest, folder, steps, test, test_per_class, seed, progress)
         for init, (vname, size) in victims.items():
@@ -119,10 +125,13 @@ def run_check(
                 )
             else:  # the victim reads the set at its preset's size, as `unlearnable evaluate` does
                 (cells, test_set, n_train, held), size = bench, None  # type: ignore[misc]
+            models.total = len(victims) * (len(cells) + (2 if rrc else 0))  # a step that changes nothing is not run
+            models.refresh()
             for name, data in cells.items():
                 rows.setdefault(name, {})[init] = _cell(
                     data, test_set, init, vname, size, preset, seed, device, progress, overrides
                 )
+                models.update()
             if rrc:
                 for name in ("clean", "protected"):
                     rows.setdefault(f"{name}+rrc", {})[init] = _cell(
@@ -137,7 +146,9 @@ def run_check(
                         progress,
                         {**overrides, "crop": "rrc"},
                     )
+                    models.update()
             victims[init] = (vname, rows["clean"][init]["input_size"])
+        models.close()
         n_test = len(test_set)
         per_class = torch.bincount(test_set.labels, minlength=test_set.num_classes).min().item()
         if n_test < FEW_TEST or per_class < FEW_PER_CLASS:

@@ -1,4 +1,4 @@
-"""Command line: unlearnable protect | evaluate | verify | bench | demo | methods | defenses | models."""
+"""Command line: unlearnable protect | evaluate | verify | check | bench | demo | app | methods | defenses | models."""
 
 from __future__ import annotations
 
@@ -65,8 +65,24 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_protect(args) -> int:
     from .distributed import is_main
-    from .protect import protect
+    from .protect import photo_plan, protect
 
+    if args.plan:
+        plan = photo_plan(
+            args.data,
+            method=args.method,
+            preset=args.preset,
+            eps=args.eps,
+            options=parse_sets(args.set),
+            seed=args.seed,
+            labels=args.labels,
+            working_size=args.working_size,
+            device=args.device,
+        )
+        print(plan["text"])
+        return 0
+    if args.out is None:
+        raise ValueError("protect needs --out FOLDER, where the protected copies are written (or --plan to only plan)")
     manifest = protect(
         args.data,
         args.out,
@@ -298,6 +314,22 @@ def cmd_defenses(args) -> int:
     return 0
 
 
+def cmd_app(args) -> int:
+    try:
+        from .app.server import serve
+        from .app.uploads import Limits
+    except ImportError as e:
+        raise ValueError(
+            f'the web page needs its extra packages ({e.name} is missing): pip install "unlearnable[app]"'
+        ) from None
+    limits = Limits(file_bytes=int(args.max_upload_mb * 2**20), files=args.max_files)
+    try:
+        serve(host=args.host, port=args.port, token=args.token, work=args.work, limits=limits)
+    except KeyboardInterrupt:
+        print("unlearnable app stopped; a running job resumes from its checkpoint at the next start", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args) -> int:
     from .models import list_models, model_info
 
@@ -313,7 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("protect", help="make a dataset unlearnable; writes a PNG ImageFolder + perturbation + manifest")
     add_data_args(p)
-    p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
+    p.add_argument(
+        "--out", default=None, help="output folder (must not exist unless --force); required but with --plan"
+    )
     p.add_argument("--method", default="bait", help="protection method (see `unlearnable methods`)")
     p.add_argument(
         "--preset", default="cpu", help="cpu | paper, or a preset of the method's own (bait: robust; see methods)"
@@ -326,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. --set stages=[5,5,5]")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument(
+        "--plan", action="store_true", help="a folder of photos: print what would be done (time, memory) and stop"
+    )
     photos = p.add_argument_group(
         "photos",
         "a folder of photos (no --image-size) is protected at full resolution; see README, Protecting your photos",
@@ -462,6 +499,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="a folder written by `unlearnable protect`")
     p.add_argument("--data", default=None, help="the clean input, if not where the manifest says")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("app", help="a web page on this computer: choose photos, protect them, check, download")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
+    p.add_argument("--token", default=None, help="access token, required with a --host other than 127.0.0.1")
+    p.add_argument("--work", default=None, help="the app's own folder (default: ~/.cache/unlearnable/app)")
+    p.add_argument("--max-upload-mb", type=float, default=200, help="largest photo accepted, in MB (default 200)")
+    p.add_argument("--max-files", type=positive_int, default=2000, help="most photos in one upload (default 2000)")
+    p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("defenses", help="list defenses with their options")
     p.set_defaults(func=cmd_defenses)

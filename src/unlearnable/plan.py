@@ -59,13 +59,14 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def describe_plan(collection, attack, size: int, method: str) -> str:
-    """One line: photos found, classes, working size, method, estimated time and memory."""
+def describe_plan(collection, attack, size: int, method: str, est: dict | None = None) -> str:
+    """One line: photos found, classes, working size, method, estimated time and memory (`est`:
+    an estimate already made, so that the line and the caller's numbers agree)."""
     counts = torch.bincount(collection.labels, minlength=len(collection.classes)).tolist()
     groups = ", ".join(f"{c} {n}" for c, n in zip(collection.classes, counts))
     if len(groups) > 120:
         groups = groups[:117] + "..."
-    est = estimate(collection, attack, size)
+    est = est or estimate(collection, attack, size)
     when = (
         f"about {duration(est['fit'] + est['write'])} (learning the pattern {duration(est['fit'])}, writing "
         f"{duration(est['write'])})"

@@ -136,6 +136,46 @@ def protect(
     return _protect_set(source, out, attack, image_size, train_per_class, download, **common)
 
 
+def photo_plan(
+    source,
+    *,
+    method: str = "bait",
+    preset: str = "cpu",
+    eps: float | None = None,
+    options: dict | None = None,
+    seed: int = 0,
+    labels: str = "folders",
+    working_size: int | None = None,
+    device=None,
+) -> dict:
+    """What protecting the folder of photos `source` would do, told before any work and writing
+    nothing (`protect --plan`, the web page's plan): the photos and groups found, the working
+    size, the estimated time and peak memory, and the one-line plan the run itself prints."""
+    from .attacks import create_attack
+    from .photos import default_working_size, scan
+    from .plan import describe_plan, estimate
+
+    check_photo_options(True, labels, working_size, "png", None, False)
+    attack = create_attack(method, eps=eps, seed=seed, preset=preset, device=device, progress=False, **(options or {}))
+    if attack.norm != "linf":
+        raise ValueError(f"{method} has an {attack.norm} budget; photos are protected with an Linf method")
+    collection = scan(source, labels, seed=seed, progress=False)
+    size = working_size or default_working_size(collection, attack.working_size())
+    est = estimate(collection, attack, size)
+    counts = collection.labels.bincount(minlength=len(collection.classes)).tolist()
+    return {
+        "text": describe_plan(collection, attack, size, method, est),
+        "photos": len(collection),
+        "groups": dict(zip(collection.classes, counts)),
+        "ignored": collection.ignored,
+        "largest_megapixels": round(collection.megapixels(), 2),
+        "working_size": size,
+        "seconds": None if est["fit"] is None else round(est["fit"] + est["write"], 1),
+        "write_seconds": round(est["write"], 1),
+        "memory_bytes": int(est["memory"]),
+    }
+
+
 def check_photo_options(photos, labels, working_size, fmt, quality, strip_metadata) -> None:
     """Options that only a folder of photos takes, checked before any work."""
     from .photos import FORMATS, parse_labels

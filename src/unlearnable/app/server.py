@@ -1,0 +1,543 @@
+"""The web page's server (FastAPI): one page, a small JSON API, and nothing else.
+
+Why FastAPI and not Gradio: the page needs a job queue that outlives a reload and a restart, a
+ZIP of full-size photos, before/after views and strict limits on what comes in. FastAPI with one
+hand-written page does that in a few hundred lines that can be read and tested, with no assets
+from a CDN and no analytics; a Gradio page would bring its own front end and state model for
+less control over each of those. The page calls the same functions as the CLI (photo_plan for
+the plan) and runs the CLI itself for protect and check (jobs.py), so there is no second pipeline.
+
+Access. Bound to 127.0.0.1 (the default) the page is for the person at this computer: requests
+must name this computer as their Host (a web page elsewhere cannot reach it by DNS tricks), and
+every API call carries the key written into the page when it is served (another site cannot
+read it, so it cannot post jobs). Bound to any other address, an access token is required: the
+address printed at start carries it once, the page keeps it as a cookie, and an API call without
+it is refused. Naming a folder of the server's own disk is offered only on 127.0.0.1.
+"""
+
+import hmac
+import io
+import json
+import os
+import secrets
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..io import atomic_file, atomic_write_bytes
+from .jobs import Jobs
+from .uploads import Limits, Upload, UploadError, new_id
+
+STATIC = Path(__file__).parent / "static"
+PAGE_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+PREVIEW_SIDE = 640  # the longer side of a before / after / difference view, in pixels
+PRESET_WORDS = {
+    "cpu": "Quick: sized for this computer's processor (minutes for a few hundred photos).",
+    "paper": "The BAIT paper's full settings: much slower, meant for a computer with a GPU.",
+    "robust": "Made to also hold when the photos are turned grey or re-saved as JPEG; weaker otherwise "
+    "(docs/bait-robust.md).",
+}
+METHOD_WORDS = {
+    "bait": "BAIT: the strongest here against models that start from a pretrained network (recommended).",
+    "em": "Error-minimizing noise: the classic method; strong against models trained from scratch only.",
+    "rem": "Robust error-minimizing noise: EM made to survive adversarial training; slow.",
+    "tap": "Targeted adversarial poisoning: adversarial noise from a trained model.",
+    "random": "Random noise: no protection, a reference to compare with.",
+}
+LABEL_WORDS = {
+    "folders": "Each sub-folder is one group (e.g. portraits/, landscapes/): photos of a group share one pattern.",
+    "clusters": "The tool sorts the photos into groups of similar photos itself: for one flat folder of photos.",
+    "csv": "A spreadsheet (CSV) with one row per photo: file,group.",
+}
+FORMAT_WORDS = {
+    "png": "PNG: lossless, so the protection is kept exactly (larger files).",
+    "same": "Each photo in its own format: a JPEG stays a JPEG at its own quality (smaller, slightly weaker).",
+}
+
+
+def methods() -> list[dict]:
+    """The methods a folder of photos can be protected with (an Linf budget), with their presets."""
+    from ..attacks.base import ATTACKS
+
+    out = []
+    for name in sorted(ATTACKS, key=lambda n: (n != "bait", n)):
+        cls = ATTACKS[name]
+        if cls.norm != "linf" or name.endswith("*"):
+            continue
+        presets = [p for p in ("cpu", "robust", "paper") if p in cls.PRESETS]
+        out.append(
+            {
+                "name": name,
+                "words": METHOD_WORDS.get(name, cls.summary),
+                "presets": [{"name": p, "words": PRESET_WORDS[p]} for p in presets],
+            }
+        )
+    return out
+
+
+class App:
+    """The state behind the page: the work folder, its uploads and its jobs."""
+
+    def __init__(self, work: Path, *, local: bool = True, token: str | None = None, limits: Limits | None = None):
+        self.work = work.expanduser().resolve()
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.local, self.token, self.limits = local, token, limits or Limits()
+        self.key = secrets.token_urlsafe(24)  # written into the page; every API call carries it
+        self.jobs = Jobs(self.work)
+
+    def upload(self, upload_id: str) -> Upload:
+        if not upload_id.isalnum() or not (self.work / "uploads" / upload_id).is_dir():
+            raise KeyError(upload_id)
+        return Upload(self.work / "uploads" / upload_id, self.limits)
+
+    def new_upload(self) -> str:
+        upload_id = new_id()
+        (self.work / "uploads" / upload_id / "photos").mkdir(parents=True)
+        return upload_id
+
+    # ------------------------------------------------------------------ what the page asks for
+    def source(self, req: dict) -> tuple[str, str]:
+        """(the photo folder, the --labels value) of a plan or job request."""
+        labels = req.get("labels", "folders")
+        if labels not in LABEL_WORDS:
+            raise ValueError(f"labels must be one of {', '.join(LABEL_WORDS)}, got {labels!r}")
+        up = self.upload(str(req["upload"])) if req.get("upload") else None  # photos, or a CSV beside a folder
+        if req.get("folder"):
+            if not self.local:
+                raise ValueError("naming a folder of the server's disk is offered only when the app runs on 127.0.0.1")
+            path = Path(str(req["folder"])).expanduser()
+            if not path.is_dir():
+                raise ValueError(f"{path} is not a folder on this computer")
+            folder = str(path.resolve())
+        elif up is not None:
+            if not up.files():
+                raise ValueError("no photos were uploaded yet: add photos first")
+            folder = str(up.photos)
+        else:
+            raise ValueError("choose photos first: upload them, or name a folder")
+        csv = up.folder / "labels.csv" if up is not None else Path()
+        if labels == "csv":
+            if not csv.is_file() or csv.suffix.lower() != ".csv":
+                raise ValueError("grouping by a CSV needs the CSV file: choose it under 'Which photos belong together'")
+            return folder, str(csv.resolve())
+        if labels == "clusters" and req.get("groups"):
+            return folder, f"clusters:{int(req['groups'])}"
+        return folder, labels
+
+    def choices(self, req: dict) -> dict:
+        method, preset, fmt = req.get("method", "bait"), req.get("preset", "cpu"), req.get("format", "png")
+        if method not in {m["name"] for m in methods()}:
+            raise ValueError(f"unknown method {method!r}")
+        if fmt not in FORMAT_WORDS:
+            raise ValueError(f"format must be one of {', '.join(FORMAT_WORDS)}, got {fmt!r}")
+        options = req.get("options") or {}
+        if not isinstance(options, dict):
+            raise ValueError("options must be a mapping of method option to value")
+        return {"method": method, "preset": preset, "format": fmt, "options": options}
+
+    def plan(self, req: dict) -> dict:
+        from ..protect import photo_plan
+
+        folder, labels = self.source(req)
+        c = self.choices(req)
+        return photo_plan(folder, method=c["method"], preset=c["preset"], options=c["options"], labels=labels)
+
+    def start(self, req: dict) -> dict:
+        """Check the request as the plan does (an error before anything is queued), then queue
+        `unlearnable protect` with the page's choices."""
+        plan = self.plan(req)
+        folder, labels = self.source(req)
+        c = self.choices(req)
+        argv = ["protect", "--data", folder, "--out", "{out}", "--method", c["method"], "--preset", c["preset"]]
+        argv += ["--labels", labels, "--format", c["format"]]
+        for k, v in c["options"].items():
+            argv += ["--set", f"{k}={json.dumps(v)}"]
+        return self.jobs.submit(
+            "protect",
+            argv,
+            out="protected",
+            title=req.get("title") or f"{plan['photos']} photos, {c['method']} ({c['preset']})",
+            plan=plan,
+            choices={**c, "labels": labels, "folder": folder},
+        )
+
+    def check(self, job_id: str, req: dict) -> dict:
+        """Queue `unlearnable check` of a finished protection."""
+        job = self.jobs.get(job_id)
+        if job["kind"] != "protect" or job["state"] != "done":
+            raise ValueError("only a finished protection can be checked")
+        argv = ["check", job["out"], "--out", "{out}"]
+        for init in req.get("init") or []:
+            argv += ["--init", str(init)]
+        if req.get("epochs"):
+            argv += ["--epochs", str(int(req["epochs"]))]
+        if req.get("no_rrc"):
+            argv += ["--no-rrc"]
+        return self.jobs.submit("check", argv, out="check", title=f"check of {job['title']}", of=job_id)
+
+    # ------------------------------------------------------------------ results
+    def manifest(self, job: dict) -> dict:
+        if job["kind"] != "protect" or job["state"] != "done":
+            raise ValueError("this job has no protected photos (yet)")
+        return json.loads((Path(job["out"]) / "manifest.json").read_text())
+
+    def photos(self, job_id: str) -> list[dict]:
+        m = self.manifest(self.jobs.get(job_id))
+        return [
+            {
+                "index": i,
+                "name": n.removeprefix("train/"),
+                "source": e["source"],
+                "group": e["label"],
+                "width": e["width"],
+                "height": e["height"],
+                "max_change": e["max_change_0_255"],
+            }
+            for i, (n, e) in enumerate(m["photo_files"].items())
+        ]
+
+    def preview(self, job_id: str, index: int, kind: str) -> Path:
+        """A PNG view of one photo: `before` (the original), `after` (the protected copy) or `diff`
+        (their difference, magnified so that the budget spans the whole grey range)."""
+        from ..photos import open_upright
+
+        if kind not in ("before", "after", "diff"):
+            raise KeyError(kind)
+        job = self.jobs.get(job_id)
+        m = self.manifest(job)
+        names = list(m["photo_files"])
+        if not 0 <= index < len(names):
+            raise KeyError(index)
+        path = self.jobs.folder(job_id) / "previews" / f"{index}-{kind}.png"
+        if path.is_file():
+            return path
+        name, entry = names[index], m["photo_files"][names[index]]
+        before = open_upright(Path(m["photo_root"]) / entry["source"], entry["source"])[0]
+        if kind == "before":
+            view = before
+        else:
+            after = open_upright(Path(job["out"]) / name, name)[0]
+            if kind == "after":
+                view = after
+            else:
+                gain = 127 / max(1.0, m["eps"] * 255)
+                diff = after.astype(np.int16) - before.astype(np.int16)
+                view = np.clip(128 + diff * gain, 0, 255).astype(np.uint8)
+        img = Image.fromarray(view)
+        img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BOX)
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    def archive(self, job_id: str) -> Path:
+        """protected.zip: every protected photo under its name (group folders kept) and the manifest."""
+        job = self.jobs.get(job_id)
+        m = self.manifest(job)
+        path = self.jobs.folder(job_id) / "protected.zip"
+        if path.is_file():
+            return path
+        out = Path(job["out"])
+        with atomic_file(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+            for name in m["photo_files"]:
+                zf.write(out / name, name.removeprefix("train/"))
+            zf.write(out / "manifest.json", "manifest.json")
+        return path
+
+    def report(self, job_id: str) -> dict:
+        job = self.jobs.get(job_id)
+        if job["kind"] != "check" or job["state"] != "done":
+            raise ValueError("this job has no report (yet)")
+        out = Path(job["out"])
+        return {"markdown": (out / "report.md").read_text(), "report": json.loads((out / "report.json").read_text())}
+
+    def describe(self, job: dict) -> dict:
+        """The job with its progress in plain words."""
+        from .progress import in_words
+
+        return {**job, "words": in_words(job)}
+
+
+def create_app(state: App):
+    """The FastAPI application over `state`."""
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+
+    api = FastAPI(title="unlearnable", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @api.middleware("http")
+    async def guard(request: Request, call_next):
+        if state.local:
+            host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]")
+            if host not in LOCAL_HOSTS:
+                return JSONResponse({"error": "this page answers to 127.0.0.1 or localhost only"}, status_code=403)
+        else:
+            given = request.query_params.get("token") or request.cookies.get("unlearnable_token") or ""
+            auth = request.headers.get("authorization", "")
+            if auth.startswith("Bearer "):
+                given = auth[7:]
+            if not (state.token and hmac.compare_digest(given.encode(), state.token.encode())):
+                return JSONResponse({"error": "an access token is needed: open the address the app printed"}, 401)
+        if request.url.path.startswith("/api/"):
+            key = (
+                request.headers.get("x-unlearnable-key") or request.query_params.get("key") or ""
+            )  # img, a: no headers
+            if not hmac.compare_digest(key.encode(), state.key.encode()):
+                return JSONResponse({"error": "reload the page (its key is missing or from an earlier start)"}, 403)
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'; form-action 'self'"
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def fail(e: Exception):
+        if isinstance(e, UploadError):
+            raise HTTPException(e.status, str(e))
+        if isinstance(e, KeyError):
+            raise HTTPException(404, "not found")
+        raise HTTPException(400, str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+    @api.exception_handler(HTTPException)
+    async def http_error(request, exc):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    @api.get("/", response_class=HTMLResponse)
+    def page(request: Request):
+        if request.query_params.get("token"):  # keep the token as a cookie and drop it from the address bar
+            r = RedirectResponse("/", status_code=303)
+            r.set_cookie("unlearnable_token", state.token or "", httponly=True, samesite="strict")
+            return r
+        html = (STATIC / "index.html").read_text().replace("{{KEY}}", state.key)
+        return HTMLResponse(html.replace("{{LOCAL}}", "1" if state.local else "0"))
+
+    @api.get("/static/{name}")
+    def static(name: str):
+        if name not in PAGE_FILES:
+            raise HTTPException(404, "not found")
+        return FileResponse(STATIC / name, media_type=PAGE_FILES[name])
+
+    @api.get("/api/info")
+    def info():
+        return {
+            "methods": methods(),
+            "labels": LABEL_WORDS,
+            "formats": FORMAT_WORDS,
+            "folders": state.local,
+            "limits": {"file_mb": state.limits.file_bytes / 2**20, "files": state.limits.files},
+        }
+
+    @api.post("/api/uploads")
+    def new_upload():
+        return {"id": state.new_upload()}
+
+    @api.get("/api/uploads/{upload_id}")
+    def upload_info(upload_id: str):
+        try:
+            files = state.upload(upload_id).files()
+        except KeyError as e:
+            fail(e)
+        return {
+            "id": upload_id,
+            "photos": len(files),
+            "bytes": sum(s for _, s in files),
+            "names": [n for n, _ in files],
+        }
+
+    async def receive(request: Request, writer_of) -> int:
+        length = request.headers.get("content-length")
+        try:
+            with writer_of(int(length) if length and length.isdigit() else None) as w:
+                async for chunk in request.stream():
+                    w.write(chunk)
+        except (UploadError, KeyError, ValueError) as e:
+            fail(e)
+        return w.size
+
+    @api.put("/api/uploads/{upload_id}/photos")
+    async def put_photo(upload_id: str, name: str, request: Request):
+        try:
+            up = state.upload(upload_id)
+        except KeyError as e:
+            fail(e)
+        size = await receive(request, lambda n: up.receive(name, n))
+        return {"name": name, "bytes": size}
+
+    @api.put("/api/uploads/{upload_id}/labels")
+    async def put_labels(upload_id: str, request: Request):
+        try:
+            up = state.upload(upload_id)
+        except KeyError as e:
+            fail(e)
+        return {"bytes": await receive(request, up.receive_labels)}
+
+    @api.put("/api/uploads/{upload_id}/zip")
+    async def put_zip(upload_id: str, request: Request):
+        try:
+            up = state.upload(upload_id)
+        except KeyError as e:
+            fail(e)
+        archive = up.folder / f".incoming-{new_id()}.zip"
+        from .uploads import Receiver
+
+        try:
+            await receive(
+                request, lambda n: Receiver(archive, state.limits.total_bytes, lambda s: "the ZIP is too large")
+            )
+            added = up.unpack(archive)
+        except (UploadError, ValueError) as e:
+            fail(e)
+        finally:
+            archive.unlink(missing_ok=True)
+        return {"added": added}
+
+    @api.post("/api/plan")
+    def plan(req: dict):
+        try:
+            return state.plan(req)
+        except Exception as e:
+            fail(e)
+
+    @api.post("/api/jobs")
+    def start(req: dict):
+        try:
+            return state.describe(state.start(req))
+        except Exception as e:
+            fail(e)
+
+    @api.get("/api/jobs")
+    def jobs():
+        return [state.describe(j) for j in state.jobs.all()]
+
+    @api.get("/api/jobs/{job_id}")
+    def job(job_id: str):
+        try:
+            return state.describe(state.jobs.get(job_id))
+        except KeyError as e:
+            fail(e)
+
+    @api.post("/api/jobs/{job_id}/cancel")
+    def cancel(job_id: str):
+        try:
+            return state.describe(state.jobs.cancel(job_id))
+        except Exception as e:
+            fail(e)
+
+    @api.post("/api/jobs/{job_id}/resume")
+    def resume(job_id: str):
+        try:
+            return state.describe(state.jobs.resume(job_id))
+        except Exception as e:
+            fail(e)
+
+    @api.post("/api/jobs/{job_id}/check")
+    def check(job_id: str, req: dict):
+        try:
+            return state.describe(state.check(job_id, req))
+        except Exception as e:
+            fail(e)
+
+    @api.get("/api/jobs/{job_id}/photos")
+    def photos(job_id: str):
+        try:
+            return state.photos(job_id)
+        except Exception as e:
+            fail(e)
+
+    @api.get("/api/jobs/{job_id}/preview/{index}/{kind}.png")
+    def preview(job_id: str, index: int, kind: str):
+        try:
+            return FileResponse(state.preview(job_id, index, kind), media_type="image/png")
+        except Exception as e:
+            fail(e)
+
+    @api.get("/api/jobs/{job_id}/protected.zip")
+    def download(job_id: str):
+        try:
+            return FileResponse(state.archive(job_id), media_type="application/zip", filename="protected.zip")
+        except Exception as e:
+            fail(e)
+
+    @api.get("/api/jobs/{job_id}/report")
+    def report(job_id: str):
+        try:
+            return state.report(job_id)
+        except Exception as e:
+            fail(e)
+
+    @api.get("/api/jobs/{job_id}/accuracy.png")
+    def plot(job_id: str):
+        try:
+            state.report(job_id)
+            return FileResponse(Path(state.jobs.get(job_id)["out"]) / "accuracy.png", media_type="image/png")
+        except Exception as e:
+            fail(e)
+
+    @api.get("/api/jobs/{job_id}/log")
+    def log(job_id: str):
+        try:
+            text = (state.jobs.folder(job_id) / "log.txt").read_text(errors="replace")
+        except (OSError, KeyError):
+            text = ""
+        return Response(text[-20000:], media_type="text/plain")
+
+    return api
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    work: str | Path | None = None,
+    limits: Limits | None = None,
+    ready=print,
+) -> None:
+    """Check the options, take the work folder, bind, print the address, serve until stopped."""
+    import fcntl
+    import socket
+
+    import uvicorn
+
+    from ..io import cache_root
+
+    local = host in LOCAL_HOSTS
+    token = token or os.environ.get("UNLEARNABLE_APP_TOKEN") or None
+    if not local and not token:
+        raise ValueError(
+            f"--host {host} opens the page to other computers: give an access token with --token SECRET (or "
+            "UNLEARNABLE_APP_TOKEN), or leave --host out to stay on 127.0.0.1"
+        )
+    if token is not None and len(token) < 16:
+        raise ValueError("--token must be at least 16 characters (e.g. the output of `openssl rand -hex 16`)")
+    work = Path(work).expanduser() if work else cache_root() / "app"
+    work.mkdir(parents=True, exist_ok=True)
+    lock = open(work / ".app.lock", "w")  # noqa: SIM115 - held for the server's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ValueError(f"another `unlearnable app` is using {work}; stop it, or pass --work OTHER_FOLDER") from None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        raise ValueError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port") from None
+    sock.listen(64)
+    state = App(work, local=local, token=token, limits=limits)
+    shown = f"[{host}]" if ":" in host else host
+    address = f"http://{shown}:{sock.getsockname()[1]}/" + (f"?token={token}" if not local else "")
+    ready(f"unlearnable app: open {address} in your browser (work folder {work}; Ctrl-C stops)")
+    server = uvicorn.Server(uvicorn.Config(create_app(state), log_level="warning", lifespan="off"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        state.jobs.close()
+        lock.close()

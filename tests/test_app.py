@@ -1,0 +1,482 @@
+"""`unlearnable app`: the page driven in a real headless Chromium, and its safety rules.
+
+The browser test needs Debian's chromium and chromium-driver (scripts/setup.sh installs them
+where it can; CI sets UNLEARNABLE_REQUIRE_BROWSER=1 so that it never skips). With
+UNLEARNABLE_SCREENSHOTS=DIR it saves a screenshot of every step there (docs/app/ holds them).
+"""
+
+import hashlib
+import http.client
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+SIZES = {"portraits": [(120, 160), (90, 120), (150, 150)], "landscapes": [(200, 100), (160, 110), (128, 96)]}
+QUICK = "stages=[3,3,3]"
+
+
+def scene(group: str, w: int, h: int, rng) -> Image.Image:
+    """A small picture of its group: a sky, hills and a sun, or a face on a plain background."""
+    from PIL import ImageDraw
+
+    if group == "landscapes":
+        sky = np.linspace([90, 150, 230], [200, 225, 250], h)[:, None, :].repeat(w, 1)
+        img = Image.fromarray(sky.astype(np.uint8))
+        d = ImageDraw.Draw(img)
+        d.ellipse([w * 0.65, h * 0.1, w * 0.85, h * 0.1 + w * 0.2], fill=(250, 210, 80))
+        d.ellipse([-w * 0.3, h * 0.55, w * 0.8, h * 1.6], fill=(70, 140, 60))
+        d.ellipse([w * 0.3, h * 0.65, w * 1.4, h * 1.7], fill=(50, 115, 50))
+    else:
+        img = Image.new("RGB", (w, h), (150, 120, 170))
+        d = ImageDraw.Draw(img)
+        cx, cy, r = w / 2, h * 0.45, min(w, h) * 0.3
+        d.ellipse([cx - r * 1.1, cy - r * 1.25, cx + r * 1.1, cy + r * 0.6], fill=(60, 40, 30))
+        d.ellipse([cx - r * 0.85, cy - r, cx + r * 0.85, cy + r], fill=(230, 190, 160))
+        for ex in (-0.35, 0.35):
+            d.ellipse([cx + ex * r - r * 0.1, cy - r * 0.2, cx + ex * r + r * 0.1, cy], fill=(40, 40, 60))
+        d.rectangle([cx - r * 1.3, cy + r * 1.1, cx + r * 1.3, h], fill=(50, 80, 150))
+    noisy = np.asarray(img).astype(float) + rng.normal(0, 6, (h, w, 3))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def make_photos(root: Path) -> dict[str, tuple[int, int]]:
+    """Photos of several sizes in two group folders; one JPEG is stored sideways (EXIF 6)."""
+    rng = np.random.default_rng(0)
+    made = {}
+    for group, sizes in SIZES.items():
+        (root / group).mkdir(parents=True)
+        for i, (w, h) in enumerate(sizes):
+            name = f"{group[:-1]} {i}.{'png' if i == 1 else 'jpg'}"
+            if i == 2:  # stored sideways: seen as h x w once the EXIF orientation is applied
+                img = scene(group, h, w, rng).transpose(Image.Transpose.ROTATE_90)
+                exif = Image.Exif()
+                exif[0x0112] = 6
+                img.save(root / group / name, exif=exif, quality=95)
+                made[f"{group}/{name}"] = (h, w)
+            else:
+                img = scene(group, w, h, rng)
+                img.save(root / group / name, **({"quality": 95} if name.endswith("jpg") else {}))
+                made[f"{group}/{name}"] = (w, h)
+    return made
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+class Server:
+    """`unlearnable app` in a subprocess, on a free port."""
+
+    def __init__(self, work: Path, *args: str):
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "unlearnable", "app", "--port", "0", "--work", str(work), *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        line = self.proc.stdout.readline()
+        assert "open http" in line, line + self.proc.stdout.read()
+        self.url = line.split("open ", 1)[1].split()[0]
+        self.port = int(self.url.split(":")[2].split("/")[0])
+        self.key = None
+
+    def request(self, method, path, body=None, headers=None, key=True):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        h = dict(headers or {})
+        if key:
+            h.setdefault("X-Unlearnable-Key", self.page_key())
+        if isinstance(body, dict):
+            body, h["Content-Type"] = json.dumps(body).encode(), "application/json"
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        return r.status, data
+
+    def json(self, method, path, body=None, **kw):
+        status, data = self.request(method, path, body, **kw)
+        assert status == 200, (status, data)
+        return json.loads(data)
+
+    def page_key(self) -> str:
+        if self.key is None:
+            _, page = self.request("GET", "/", key=False)
+            self.key = page.decode().split('name="unlearnable-key" content="')[1].split('"')[0]
+        return self.key
+
+    def wait(self, job_id: str, states=("done", "failed", "cancelled"), timeout=600, until=None) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            job = self.json("GET", f"/api/jobs/{job_id}")
+            if job["state"] in states or (until and until(job)):
+                return job
+            time.sleep(0.5)
+        raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s: {job.get('words')}")
+
+    def stop(self, sig=signal.SIGINT):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def photos(tmp_path):
+    root = tmp_path / "my photos"
+    return root, make_photos(root)
+
+
+def check_protected(files: dict[str, bytes], originals: Path, made: dict, eps: int = 8) -> None:
+    """Every photo back, under its own name (as PNG), at its own size, within the budget at full
+    resolution, and changed."""
+    from unlearnable.photos import open_upright
+
+    names = {n for n in files if n != "manifest.json"}
+    assert names == {str(Path(n).with_suffix(".png")) for n in made}
+    changed = 0
+    for rel, (w, h) in made.items():
+        out = np.asarray(Image.open(io.BytesIO(files[str(Path(rel).with_suffix(".png"))])).convert("RGB"))
+        assert out.shape == (h, w, 3), rel
+        src = open_upright(originals / rel, rel)[0]
+        diff = np.abs(out.astype(int) - src.astype(int))
+        assert diff.max() <= eps, (rel, diff.max())
+        changed += int((diff > 0).sum())
+    assert changed > 0
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["images"] == len(made)
+
+
+# --------------------------------------------------------------------------- the page in a browser
+
+
+def browser(downloads: Path):
+    """Headless Debian Chromium through Selenium and the system chromedriver."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        if os.environ.get("UNLEARNABLE_REQUIRE_BROWSER"):
+            pytest.fail("chromium and chromedriver are needed: apt-get install chromium chromium-driver")
+        pytest.skip("no chromium / chromedriver (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1100,1400",
+        f"--user-data-dir={downloads.parent / 'chromium-profile'}",
+    ):
+        opts.add_argument(flag)
+    opts.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
+    return webdriver.Chrome(service=Service(driver_path), options=opts)
+
+
+@pytest.mark.slow
+def test_page_end_to_end_in_a_real_browser(tmp_path, photos):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    root, made = photos
+    before = tree_digest(root)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    shots = Path(os.environ["UNLEARNABLE_SCREENSHOTS"]) if os.environ.get("UNLEARNABLE_SCREENSHOTS") else None
+    work = tmp_path / "work"
+    if shots is not None:  # the docs' pictures show the app's own folder, as a person would see it
+        work = Path(tempfile.gettempdir()) / "unlearnable-app"
+        shutil.rmtree(work, ignore_errors=True)
+    server = Server(work)
+    driver = browser(downloads)
+    try:
+        wait = WebDriverWait(driver, 300)
+
+        def shot(name: str, element_id: str | None = None):
+            if shots is not None:
+                shots.mkdir(parents=True, exist_ok=True)
+                if element_id:
+                    driver.execute_script("document.getElementById(arguments[0]).scrollIntoView()", element_id)
+                    time.sleep(0.3)
+                driver.save_screenshot(str(shots / f"{name}.png"))
+
+        def text_of(element_id):
+            return driver.find_element(By.ID, element_id).text
+
+        driver.get(server.url)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#method option"))
+        shot("1-start")
+        # 1. a folder of photos, as the folder picker gives it
+        driver.find_element(By.ID, "folder-input").send_keys(str(root))
+        wait.until(lambda d: f"{len(made)} photos ready" in text_of("upload-status"))
+        # 2. choices: by folder (the default), BAIT cpu, and a short run for the test
+        assert Select(driver.find_element(By.ID, "method")).first_selected_option.text == "bait"
+        assert "pretrained" in text_of("method-words")
+        driver.find_element(By.CSS_SELECTOR, "#step-choices details summary").click()
+        driver.find_element(By.ID, "options").send_keys("stages=[12,12,12]" if shots else QUICK)  # time to watch
+        shot("2-photos-and-choices")
+        # 3. the plan
+        driver.find_element(By.ID, "plan-btn").click()
+        wait.until(ec.visibility_of_element_located((By.ID, "plan")))
+        plan = text_of("plan")
+        assert f"{len(made)} photos" in plan and "2 groups" in plan and "Time:" in plan and "Memory:" in plan
+        shot("3-plan", "step-plan")
+        # 4. start, watch, reload: the job is still there
+        driver.find_element(By.ID, "start-btn").click()
+        wait.until(ec.visibility_of_element_located((By.ID, "step-job")))
+        assert "job=" in driver.current_url
+        wait.until(lambda d: any(w in text_of("job-words") for w in (" s left", " min left", "Finished")))
+        shot("4-progress", "step-job")
+        driver.refresh()
+        wait.until(ec.visibility_of_element_located((By.ID, "step-job")))
+        assert f"{len(made)} photos" in text_of("job-title")
+        wait.until(lambda d: d.find_element(By.ID, "job-words").get_attribute("data-state") in ("done", "failed"))
+        assert "Finished" in text_of("job-words"), text_of("job-words")
+        # 5. before / after / difference, then the ZIP
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery figure")) == len(made))
+        wait.until(
+            lambda d: d.execute_script(
+                "return Array.from(document.querySelectorAll('#gallery img'))"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
+        )
+        shot("5-results", "step-results")
+        driver.find_element(By.ID, "download-link").click()
+        deadline = time.time() + 60
+        while not list(downloads.glob("*.zip")) or list(downloads.glob("*.crdownload")):
+            assert time.time() < deadline, "the ZIP did not download"
+            time.sleep(0.3)
+        with zipfile.ZipFile(next(downloads.glob("*.zip"))) as zf:
+            files = {n: zf.read(n) for n in zf.namelist()}
+        check_protected(files, root, made)
+        # 6. the check, quick settings
+        driver.find_element(By.CSS_SELECTOR, "#step-check details summary").click()
+        Select(driver.find_element(By.ID, "check-init")).select_by_value("scratch")
+        driver.find_element(By.ID, "check-epochs").send_keys("1")
+        driver.find_element(By.ID, "check-no-rrc").click()
+        driver.find_element(By.ID, "check-btn").click()
+        wait.until(ec.visibility_of_element_located((By.ID, "report")))
+        report = text_of("report")
+        assert "Am I protected?" in report and "protected, as published" in report
+        wait.until(
+            lambda d: d.execute_script(
+                "const i = document.getElementById('report-plot'); return i && i.complete && i.naturalWidth > 0"
+            )
+        )
+        shot("6-check", "step-check")
+    finally:
+        driver.quit()
+        server.stop()
+    assert tree_digest(root) == before  # the input was only read
+
+
+# --------------------------------------------------------------------------- safety rules
+
+
+def test_a_non_local_bind_needs_a_token(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "UNLEARNABLE_APP_TOKEN"}
+    r = subprocess.run(
+        [sys.executable, "-m", "unlearnable", "app", "--host", "0.0.0.0", "--port", "0", "--work", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert r.returncode == 2 and "--token" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_with_a_token_every_request_needs_it(tmp_path):
+    token = "s3cret-token-0123456789"
+    server = Server(tmp_path / "work", "--host", "0.0.0.0", "--token", token)
+    try:
+        assert f"?token={token}" in server.url
+        assert server.request("GET", "/", key=False)[0] == 401
+        assert (
+            server.request("GET", "/api/info", key=False, headers={"Authorization": "Bearer wrong-token-000000"})[0]
+            == 401
+        )
+        status, _ = server.request("GET", f"/?token={token}", key=False)
+        assert status == 303  # the token becomes a cookie
+        _, page = server.request("GET", "/", key=False, headers={"Cookie": f"unlearnable_token={token}"})
+        key = page.decode().split('name="unlearnable-key" content="')[1].split('"')[0]
+        auth = {"Cookie": f"unlearnable_token={token}", "X-Unlearnable-Key": key}
+        assert server.request("GET", "/api/info", key=False, headers=auth)[0] == 200
+        info = json.loads(server.request("GET", "/api/info", key=False, headers=auth)[1])
+        assert info["folders"] is False  # no naming of the server's folders from another computer
+        status, body = server.request("POST", "/api/plan", {"folder": str(tmp_path)}, key=False, headers=auth)
+        assert status == 400 and b"127.0.0.1" in body
+    finally:
+        server.stop()
+
+
+def test_local_page_refuses_other_hosts_and_calls_without_its_key(tmp_path):
+    server = Server(tmp_path / "work")
+    try:
+        assert server.request("GET", "/", key=False, headers={"Host": "attacker.example"})[0] == 403
+        assert server.request("POST", "/api/uploads", key=False)[0] == 403
+        assert server.request("POST", "/api/uploads", headers={"X-Unlearnable-Key": "guess"})[0] == 403
+        status, _ = server.request("GET", "/")
+        assert status == 200
+        _, page = server.request("GET", "/", key=False)
+        assert b"http://" not in page and b"https://" not in page  # nothing fetched from elsewhere
+        for name in ("app.js", "app.css"):
+            status, body = server.request("GET", f"/static/{name}", key=False)
+            assert status == 200 and b"https://" not in body
+        assert server.request("GET", "/static/..%2Fserver.py", key=False)[0] == 404
+    finally:
+        server.stop()
+
+
+def test_uploads_refuse_traversal_oversize_and_zip_slip(tmp_path, photos):
+    root, made = photos
+    server = Server(tmp_path / "work", "--max-upload-mb", "0.02", "--max-files", "4")
+    try:
+        up = server.json("POST", "/api/uploads")["id"]
+        photo = (root / "portraits" / "portrait 0.jpg").read_bytes()
+        assert len(photo) < 0.02 * 2**20
+        for name in (
+            "../evil.jpg",
+            "a/../../evil.jpg",
+            "/etc/evil.jpg",
+            "C:evil.jpg",
+            "a\\..\\evil.jpg",
+            ".hidden.jpg",
+        ):
+            status, body = server.request("PUT", f"/api/uploads/{up}/photos?name={name.replace(' ', '%20')}", photo)
+            assert status == 400, (name, status, body)
+        assert server.request("PUT", f"/api/uploads/{up}/photos?name=notes.txt", b"hello")[0] == 400
+        big = b"\xff" * int(0.03 * 2**20)
+        status, body = server.request("PUT", f"/api/uploads/{up}/photos?name=big.jpg", big)
+        assert status == 413 and b"limit" in body
+        assert server.request("PUT", f"/api/uploads/{up}/photos?name=ok%20one.jpg", photo)[0] == 200
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("fine.jpg", photo)
+            zf.writestr("../../slipped.jpg", photo)
+        status, body = server.request("PUT", f"/api/uploads/{up}/zip", buf.getvalue())
+        assert status == 400, body
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("group/inside.jpg", photo)
+            zf.writestr("__MACOSX/group/._inside.jpg", b"junk")
+        assert server.json("PUT", f"/api/uploads/{up}/zip", buf.getvalue())["added"] == ["group/inside.jpg"]
+        for i in range(2):
+            assert server.request("PUT", f"/api/uploads/{up}/photos?name=more{i}.jpg", photo)[0] == 200
+        status, body = server.request("PUT", f"/api/uploads/{up}/photos?name=one%20too%20many.jpg", photo)
+        assert status == 413, body
+        listed = server.json("GET", f"/api/uploads/{up}")
+        assert listed["names"] == ["group/inside.jpg", "more0.jpg", "more1.jpg", "ok one.jpg"]
+        outside = {p.name for p in tmp_path.iterdir()}
+        assert outside == {"work", "my photos"}  # nothing written beside the work folder
+        assert not list((tmp_path / "work").rglob("*slipped*")) and not list((tmp_path / "work").rglob("evil*"))
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_reload_keeps_the_job_and_a_restarted_server_resumes_it(tmp_path, photos):
+    """The job lives on the server: listed again after a reload; killed mid-run (the server and
+    its worker), a new server resumes it from its checkpoint and ends with the photos an
+    uninterrupted `unlearnable protect` makes, bit for bit; the named folder is only read."""
+    root, made = photos
+    before = tree_digest(root)
+    work = tmp_path / "work"
+    options = {"stages": [10, 10, 10]}
+    server = Server(work)
+    try:
+        job = server.json("POST", "/api/jobs", {"folder": str(root), "method": "bait", "options": options})
+        assert server.json("GET", "/api/jobs")[0]["id"] == job["id"]  # what a reloaded page asks first
+        rounds = lambda j: [b for b in (j.get("progress") or {}).get("bars", []) if b["unit"] == "round"]
+        running = server.wait(job["id"], until=lambda j: any(b["n"] >= 3 for b in rounds(j)))
+        assert running["state"] == "running" and "Learning the protective pattern" in running["words"]
+    finally:
+        server.stop(signal.SIGKILL)  # no goodbye: the worker notices and stops at its checkpoint
+    server = Server(work)
+    try:
+        resumed = server.wait(job["id"], states=("done", "failed"), until=lambda j: bool(rounds(j)))
+        assert "stopped while this ran" in (resumed.get("note") or "")
+        assert rounds(resumed)[0]["n"] >= 3  # carried on from its checkpoint, not from the start
+        server.json("POST", f"/api/jobs/{job['id']}/cancel")  # cancel keeps the checkpoint; resume goes on
+        cancelled = server.wait(job["id"], timeout=120)
+        assert cancelled["state"] == "cancelled" and "Resume" in cancelled["words"]
+        assert list(work.rglob("*.checkpoint.pt"))
+        server.json("POST", f"/api/jobs/{job['id']}/resume")
+        done = server.wait(job["id"])
+        assert done["state"] == "done", done
+        log = (work / "jobs" / job["id"] / "log.txt").read_text()
+        assert log.count("interrupted") == 2  # stopped at its checkpoint twice (the restart, the cancel)
+        ckpt = list(work.rglob("*.checkpoint.pt"))
+        assert not ckpt
+    finally:
+        server.stop()
+    fresh = tmp_path / "fresh"
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    args = [
+        "protect",
+        "--data",
+        str(root),
+        "--out",
+        str(fresh),
+        "--method",
+        "bait",
+        "--set",
+        "stages=[10,10,10]",
+        "--quiet",
+    ]
+    subprocess.run([sys.executable, "-m", "unlearnable", *args], check=True, env=env, timeout=600)
+    from safetensors.torch import load_file
+
+    ours, theirs = Path(done["out"]), fresh
+    assert load_file(ours / "perturbation.safetensors")["delta"].equal(
+        load_file(theirs / "perturbation.safetensors")["delta"]
+    )
+    for rel in made:
+        png = f"train/{Path(rel).with_suffix('.png')}"
+        assert np.array_equal(np.asarray(Image.open(ours / png)), np.asarray(Image.open(theirs / png))), rel
+    assert tree_digest(root) == before
+
+
+def test_progress_in_plain_words():
+    from unlearnable.app.progress import in_words
+
+    bar = {"stage": "bait: learning the protection", "n": 30, "total": 90, "unit": "round", "remaining": 240}
+    job = {"state": "running", "progress": {"bars": [bar]}, "plan": {"write_seconds": 12}}
+    assert in_words(job) == (
+        "Learning the protective pattern: 30 of 90 rounds, about 4 min left, then writing the photos (about 12 s)."
+    )
+    outer = {"stage": "check: training test models", "n": 2, "total": 8, "unit": "model", "remaining": 600}
+    inner = {"stage": "train 3/8", "n": 5, "total": 20, "unit": "batch", "remaining": 9}
+    assert in_words({"state": "running", "progress": {"bars": [outer, inner]}}) == (
+        "Training test models on your photos: 2 of 8 models, about 10 min left (now: train 3/8, 25%)."
+    )
+    assert in_words({"state": "failed", "error": "cannot read photo a.jpg"}) == "Stopped: cannot read photo a.jpg"
+    assert in_words({"state": "done", "started": 10.0, "ended": 130.0}) == "Finished in 2 min."
