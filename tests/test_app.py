@@ -410,7 +410,7 @@ def test_a_reload_keeps_the_job_and_a_restarted_server_resumes_it(tmp_path, phot
     root, made = photos
     before = tree_digest(root)
     work = tmp_path / "work"
-    options = {"stages": [10, 10, 10]}
+    options = {"stages": [20, 20, 20]}
     server = Server(work)
     try:
         job = server.json("POST", "/api/jobs", {"folder": str(root), "method": "bait", "options": options})
@@ -449,7 +449,7 @@ def test_a_reload_keeps_the_job_and_a_restarted_server_resumes_it(tmp_path, phot
         "--method",
         "bait",
         "--set",
-        "stages=[10,10,10]",
+        "stages=[20,20,20]",
         "--quiet",
     ]
     subprocess.run([sys.executable, "-m", "unlearnable", *args], check=True, env=env, timeout=600)
@@ -480,3 +480,37 @@ def test_progress_in_plain_words():
     )
     assert in_words({"state": "failed", "error": "cannot read photo a.jpg"}) == "Stopped: cannot read photo a.jpg"
     assert in_words({"state": "done", "started": 10.0, "ended": 130.0}) == "Finished in 2 min."
+
+
+def test_grouping_by_a_csv_and_an_error_before_anything_is_queued(tmp_path, photos):
+    """A CSV sent beside uploaded photos groups them as it says; a request the pipeline would
+    refuse is refused by the plan and by start, before a job exists."""
+    root, made = photos
+    server = Server(tmp_path / "work")
+    try:
+        up = server.json("POST", "/api/uploads")["id"]
+        for rel in made:
+            flat = rel.split("/")[1].replace(" ", "%20")
+            assert server.request("PUT", f"/api/uploads/{up}/photos?name={flat}", (root / rel).read_bytes())[0] == 200
+        rows = "".join(f"{rel.split('/')[1]},{'a' if i % 2 else 'b'}\n" for i, rel in enumerate(made))
+        assert server.request("PUT", f"/api/uploads/{up}/labels", rows.encode())[0] == 200
+        plan = server.json("POST", "/api/plan", {"upload": up, "labels": "csv", "method": "random"})
+        assert plan["groups"] == {"a": 3, "b": 3} and plan["photos"] == 6
+        status, body = server.request("POST", "/api/plan", {"upload": up, "labels": "folders", "method": "bait"})
+        assert status == 400 and b"sub-folder" in body  # loose photos, grouped by folders: the fix is named
+        one = server.json("POST", "/api/uploads")["id"]  # one group only: bait needs two
+        for rel in [r for r in made if r.startswith("portraits/")]:
+            assert (
+                server.request(
+                    "PUT", f"/api/uploads/{one}/photos?name={rel.replace(' ', '%20')}", (root / rel).read_bytes()
+                )[0]
+                == 200
+            )
+        for path in ("/api/plan", "/api/jobs"):
+            status, body = server.request("POST", path, {"upload": one, "method": "bait"})
+            assert status == 400 and b"at least 2 classes" in body, body
+        status, body = server.request("POST", "/api/jobs", {"upload": up, "method": "bait", "options": {"stages": [1]}})
+        assert status == 400 and b"stages" in body
+        assert server.json("GET", "/api/jobs") == []
+    finally:
+        server.stop()

@@ -160,6 +160,7 @@ def photo_plan(
     if attack.norm != "linf":
         raise ValueError(f"{method} has an {attack.norm} budget; photos are protected with an Linf method")
     collection = scan(source, labels, seed=seed, progress=False)
+    attack.check_classes(collection.classes)
     size = working_size or default_working_size(collection, attack.working_size())
     est = estimate(collection, attack, size)
     counts = collection.labels.bincount(minlength=len(collection.classes)).tolist()
@@ -280,6 +281,7 @@ def _protect_photos(
         )
     with run_lock(out) if is_main() else nullcontext():
         collection = scan(source, labels, seed=seed, progress=progress)
+        attack.check_classes(collection.classes)
         if labels in ("folders", "top"):  # the classes are folder names, kept in the output
             from .export import check_class_names
 

@@ -137,6 +137,7 @@ class BAIT(Attack):
         "surrogates": None,  # more surrogate backbones (an ensemble), e.g. [efficientnet_lite1]; same init
     }
     PRETRAINED = {}  # the surrogate is pretrained already
+    MIN_CLASSES, WHY_CLASSES = 2, "binds each class to another class"
     # CPU: direct class-wise delta on an 8x8 grid (4x4-pixel patches at 32 px), which survives the
     # trainer's crop/flip and a CNN's downsampling; full-resolution noise did not (see README).
     CPU = {
@@ -216,11 +217,7 @@ class BAIT(Attack):
         return int((epoch >= bounds).sum().clamp(max=2))
 
     def fit(self, train_set):
-        if train_set.num_classes < 2:
-            raise ValueError(
-                f"bait binds each class to another class: it needs at least 2 classes, got "
-                f"{train_set.num_classes} ({train_set.classes})"
-            )
+        self.check_classes(train_set.classes)
         gen = seed_everything(self.seed)
         dev, K = self.device, train_set.num_classes
         images, labels = resident(train_set.images, self.device), train_set.labels

@@ -83,6 +83,8 @@ class Attack:
     # The square size a folder of photos is fitted at, per preset (photos.py draws the result onto
     # every photo at its own size); a photo smaller than this is fitted at its own short side.
     WORKING_SIZE = {"cpu": 64, "paper": 224}
+    MIN_CLASSES = 1  # classes the method needs, and why (checked before any work: check_classes)
+    WHY_CLASSES = ""
 
     def __init__(
         self,
@@ -145,6 +147,15 @@ class Attack:
         if key in options:
             return options[key]
         raise AttributeError(key)
+
+    def check_classes(self, classes) -> None:
+        """Refuse, before any work, a training set with fewer classes than the method needs."""
+        if len(classes) < self.MIN_CLASSES:
+            raise ValueError(
+                f"{self.name} {self.WHY_CLASSES}: it needs at least {self.MIN_CLASSES} classes, got {len(classes)} "
+                f"({', '.join(map(str, classes))}); put the photos into one sub-folder per subject, or group them "
+                "with --labels clusters"
+            )
 
     def working_size(self) -> int:
         return self.WORKING_SIZE.get(self.preset, 64)
