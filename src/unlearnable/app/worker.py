@@ -14,6 +14,7 @@ from __future__ import annotations
 import _thread
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -92,6 +93,10 @@ def main(argv: list[str]) -> int:
         print("usage: python -m unlearnable.app.worker STATUS.json -- COMMAND ARGS...", file=sys.stderr)
         return 2
     _status_path = argv[0]
+    # An interrupt (the page's Cancel, the server going away) must reach the CLI as Ctrl-C does, even
+    # when this process was started with SIGINT ignored (a background job of a shell); SIGTERM too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     for module in (_tqdm_pkg, _tqdm_auto):  # before the pipeline imports its tqdm
         module.tqdm = ReportingBar
     threading.Thread(target=watch_parent, args=(os.getppid(),), daemon=True).start()
