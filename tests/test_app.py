@@ -478,6 +478,10 @@ def test_progress_in_plain_words():
     assert in_words({"state": "running", "progress": {"bars": [outer, inner]}}) == (
         "Training test models on your photos: 2 of 8 models, about 10 min left (now: train 3/8, 25%)."
     )
+    gue = {"stage": "gue: training the generator", "n": 1, "total": 10, "unit": "epoch", "remaining": 90}
+    assert in_words({"state": "running", "progress": {"bars": [gue]}}).startswith(
+        "Learning the protective pattern: 10%"
+    )
     assert in_words({"state": "failed", "error": "cannot read photo a.jpg"}) == "Stopped: cannot read photo a.jpg"
     assert in_words({"state": "done", "started": 10.0, "ended": 130.0}) == "Finished in 2 min."
 

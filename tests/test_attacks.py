@@ -28,6 +28,7 @@ def fit(name, seed=0, size=16, **opts):
 
 
 TINY_TAP = {"surrogate": "small_cnn", "surrogate_epochs": 1, "surrogate_batch_size": 8, "steps": 3, "batch_size": 8}
+TINY_GUE = {"epochs": 2, "batch_size": 8, "inner_steps": 2, "unet_width": 4}
 TINY_REM = {"surrogate": "small_cnn", "train_steps": 2, "batch_size": 8, "steps": 2, "eot": 2, "adv_steps": 1}
 # name, tiny options, kind, norm, default budget
 METHODS = [
@@ -41,6 +42,7 @@ METHODS = [
     ("ops", {}, "samplewise", "l0", 1),
     ("ar", {}, "samplewise", "l2", 1.0),
     ("bait", TINY_BAIT, "classwise", "linf", 8 / 255),
+    ("gue", TINY_GUE, "samplewise", "linf", 8 / 255),
 ]
 IDS = [f"{m[0]}-{m[2]}" for m in METHODS]
 
@@ -137,7 +139,7 @@ def test_registry_errors():
         create_attack("bait", eps=0)
     with pytest.raises(ValueError, match="stages"):
         create_attack("bait", device="cpu", progress=False, **{**TINY_BAIT, "stages": [1, 1]}).fit(tiny_set())
-    assert {"random", "em", "tap", "rem", "lsp", "ops", "ar", "bait"} <= set(ATTACKS)
+    assert {"random", "em", "tap", "rem", "lsp", "ops", "ar", "bait", "gue"} <= set(ATTACKS)
 
 
 def test_targets_are_incorrect():
@@ -244,3 +246,28 @@ def test_bait_resumes_from_checkpoint(tmp_path, monkeypatch, dies_on_call):
     assert torch.equal(full.delta, resumed.delta)
     assert ckpt.exists()  # a fit keeps its checkpoint: the protect pipeline removes it once the output is in place
     assert attack.resumed_seconds == before > 0  # the time spent before the kill, for the manifest
+
+
+def test_gue_objective_bome_weight_and_generator():
+    """GUE's pieces: f is the largest cross-entropy towards a wrong class; the UNet keeps any size
+    and stays in [-1, 1]; BOME's lambda is relu((eta |grad q|^2 - <grad f, grad q>) / |grad q|^2)
+    (zero when grad f already points along grad q by more than eta |grad q|^2)."""
+    import torch.nn.functional as F
+
+    from unlearnable.attacks.generator import UNet
+    from unlearnable.attacks.gue import GUE, wrong_class_bound
+
+    logits, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    brute = torch.stack(
+        [max(F.cross_entropy(logits[i : i + 1], torch.tensor([k])) for k in range(4) if k != y[i]) for i in range(6)]
+    )
+    assert wrong_class_bound(logits, y) == pytest.approx(brute.mean().item(), rel=1e-5)
+    net = UNet(4)
+    out = net(torch.rand(2, 3, 21, 30))
+    assert out.shape == (2, 3, 21, 30) and out.abs().max() <= 1
+    attack = create_attack("gue", device="cpu", progress=False, **TINY_GUE)
+    assert isinstance(attack, GUE) and attack.passes(100) == 2 * 100 * (2 + 4)
+    history = fit("gue", **TINY_GUE).meta["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and all(h["lambda"] >= 0 for h in history)
+    with pytest.raises(ValueError, match="eta"):
+        create_attack("gue", progress=False, eta=0)

@@ -14,9 +14,11 @@ STAGES = {  # the pipeline's progress bars -> what a person is told
 
 
 def stage_words(stage: str) -> str:
+    from ..attacks import ATTACKS
+
     if stage in STAGES:
         return STAGES[stage]
-    if stage.startswith(("em ", "rem", "tap", "random")):
+    if stage.replace(":", " ").split(" ")[0] in ATTACKS:  # a method's own bar: "em classwise", "gue: ..."
         return "Learning the protective pattern"
     return stage[:1].upper() + stage[1:] if stage else "Working"
 

@@ -1,0 +1,157 @@
+"""GUE: Game-Theoretic Unlearnable Example generator, Liu, Wang and Gao, AAAI 2024.
+
+The data owner (a generator G, delta = eps * G(x)) and the learner (a classifier theta) play a
+Stackelberg game: the owner picks G so that the classifier the learner fits on the perturbed data,
+theta*(G) = argmin_theta g(G, theta) with g the cross-entropy on x + delta, does badly on clean
+data, measured by an upper-bounded surrogate f(theta) = mean over images of the largest
+cross-entropy towards a wrong class (bounded below, unlike the negated cross-entropy). The
+bilevel problem is solved with BOME (Liu et al., NeurIPS 2022), a first-order method, once per
+batch:
+
+    theta_T    `inner_steps` Adam steps (lr `inner_lr`) of a copy of theta on g: theta*'s estimate
+    q          g(G, theta) - g(G, theta_T)       (how far theta is from the learner's optimum)
+    lambda     relu((eta |grad q|^2 - <grad_theta f, grad_theta q>) / |grad q|^2)
+    G          <- G - attacker_lr * lambda grad_G q
+    theta      <- theta - learner_lr * (grad_theta f + lambda grad_theta q)
+
+Settings from the authors' code (hong-xian/gue): a UNet generator with tanh output, a CIFAR
+ResNet-18 learner, batches of 256 without augmentation, eps 8/255, 50 epochs, eta 1.5, attacker
+lr 0.1 and learner lr 0.01 (plain SGD), 10 inner Adam steps of lr 1e-4; a fresh inner optimizer
+every batch. The noise is sample-wise: G's output for each image.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..training import resident, to_float
+from .base import Attack, build_surrogate, register_attack, seed_everything
+from .generator import UNet
+
+
+def wrong_class_bound(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """f: the mean over images of max_{k != y} cross-entropy(logits, k), the owner's upper-level
+    objective on clean images (small when every wrong class is about as likely as the others)."""
+    logp = F.log_softmax(logits, 1)
+    logp = logp.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("inf"))
+    return -logp.min(1).values.mean()
+
+
+@register_attack
+class GUE(Attack):
+    name = "gue"
+    summary = "game-theoretic unlearnable examples (Liu et al. 2024): a UNet generator trained by bilevel BOME"
+    DEFAULTS = {
+        "surrogate": "resnet18",
+        "surrogate_init": "scratch",
+        "epochs": 50,
+        "batch_size": 256,
+        "eta": 1.5,
+        "attacker_lr": 0.1,
+        "learner_lr": 0.01,
+        "inner_lr": 1e-4,
+        "inner_steps": 10,
+        "unet_width": 64,
+    }
+    PRESETS = {
+        "paper": {},
+        # CPU: a small learner and a narrow UNet, fewer epochs and inner steps
+        "cpu": {"surrogate": "small_cnn", "epochs": 10, "inner_steps": 3, "unet_width": 16},
+    }
+    PRETRAINED = {"learner_lr": 0.001}  # gue*: a pretrained learner fine-tunes, 10x slower (as em*'s surrogate)
+    POSITIVE = ("epochs", "batch_size", "eta", "attacker_lr", "learner_lr", "inner_lr", "inner_steps", "unet_width")
+
+    def passes(self, n: int) -> float:
+        return self.epochs * n * (self.inner_steps + 4)  # inner steps, f, q's two passes and its backward
+
+    def fit(self, train_set):
+        gen = seed_everything(self.seed)
+        dev, K = self.device, train_set.num_classes
+        self.check_classes(train_set.classes)
+        learner = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev).train()
+        G = UNet(self.unet_width).to(dev).train()
+        learner_opt = torch.optim.SGD(learner.parameters(), lr=self.learner_lr)
+        G_opt = torch.optim.SGD(G.parameters(), lr=self.attacker_lr)
+        images, labels = resident(train_set.images, dev), train_set.labels
+        n, bs = len(images), min(self.batch_size, len(images))
+        ckpt, start, history = self.open_checkpoint(train_set), 0, []
+        if (state := ckpt.load()) is not None:
+            learner.load_state_dict(state["learner"]), G.load_state_dict(state["generator"])
+            learner_opt.load_state_dict(state["learner_opt"]), G_opt.load_state_dict(state["generator_opt"])
+            start, history = state["epoch"], state["history"]
+            gen.set_state(state["rng"])
+        bar = tqdm(
+            range(start, self.epochs),
+            initial=start,
+            total=self.epochs,
+            desc="gue: training the generator",
+            disable=not self.progress,
+            unit="epoch",
+        )
+        for epoch in bar:
+            order = torch.randperm(n, generator=gen)
+            sums = {"f": 0.0, "g": 0.0, "lambda": 0.0}
+            steps = 0
+            for i in range(0, n, bs):
+                idx = order[i : i + bs]
+                x, y = to_float(images[idx], dev), labels[idx].to(dev)
+                f, g, lam = self._bome_step(G, learner, G_opt, learner_opt, x, y)
+                sums["f"], sums["g"], sums["lambda"] = sums["f"] + f, sums["g"] + g, sums["lambda"] + lam
+                steps += 1
+            history.append({"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()}})
+            bar.set_postfix(f=f"{history[-1]['f']:.3f}", g=f"{history[-1]['g']:.3f}")
+            ckpt.save(
+                {
+                    "learner": learner.state_dict(),
+                    "generator": G.state_dict(),
+                    "learner_opt": learner_opt.state_dict(),
+                    "generator_opt": G_opt.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "rng": gen.get_state(),
+                }
+            )
+        G.eval()
+        delta = torch.empty(images.shape, dtype=torch.float32)
+        with torch.no_grad():
+            for i in range(0, n, bs):
+                x = to_float(images[i : i + bs], dev)
+                delta[i : i + bs] = ((x + self.eps * G(x)).clamp(0, 1) - x).cpu()
+        return self.perturbation(delta, "samplewise", history=history)
+
+    def _poison_loss(self, G, model, x, y):
+        """g: the learner's cross-entropy on the perturbed images."""
+        return F.cross_entropy(model((x + self.eps * G(x)).clamp(0, 1)), y)
+
+    def _bome_step(self, G, learner, G_opt, learner_opt, x, y) -> tuple[float, float, float]:
+        inner = copy.deepcopy(learner)  # theta_T: the learner a few steps nearer its optimum
+        inner_opt = torch.optim.Adam(inner.parameters(), lr=self.inner_lr)
+        with torch.no_grad():  # G does not move during the inner steps: its images are made once
+            poisoned = (x + self.eps * G(x)).clamp(0, 1)
+        for _ in range(self.inner_steps):
+            inner_opt.zero_grad(set_to_none=True)
+            F.cross_entropy(inner(poisoned), y).backward()
+            inner_opt.step()
+        theta, a = list(learner.parameters()), list(G.parameters())
+        f = wrong_class_bound(learner(x), y)
+        grad_f = torch.autograd.grad(f, theta)
+        g = self._poison_loss(G, learner, x, y)
+        q = g - self._poison_loss(G, inner, x, y)
+        grad_q_a = torch.autograd.grad(q, a, retain_graph=True)
+        grad_q_theta = torch.autograd.grad(g, theta)  # theta_T is held fixed: only g depends on theta
+        norm_q = sum((t**2).sum() for t in (*grad_q_theta, *grad_q_a))
+        inner_product = sum((u * v).sum() for u, v in zip(grad_f, grad_q_theta))
+        lam = F.relu((self.eta * norm_q - inner_product) / (norm_q + 1e-8))
+        G_opt.zero_grad(set_to_none=True)
+        for p, grad in zip(a, grad_q_a):
+            p.grad = lam * grad
+        G_opt.step()
+        learner_opt.zero_grad(set_to_none=True)
+        for p, gf, gq in zip(theta, grad_f, grad_q_theta):
+            p.grad = gf + lam * gq
+        learner_opt.step()
+        return f.item(), g.item(), float(lam)
