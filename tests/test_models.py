@@ -62,6 +62,19 @@ def test_registry_lists_required_models_and_info():
     assert model_info("efficientnet_lite0")["natural_input_size"] == 224
 
 
+def test_narrow_cifar_resnet18_is_resnet18_at_a_quarter_of_the_width():
+    from unlearnable.models.resnet import BasicBlock
+
+    full, narrow = create_model("resnet18", num_classes=10), create_model("resnet18_w16", num_classes=10)
+    blocks = lambda m: [type(b).__name__ for b in m.modules() if isinstance(b, BasicBlock)]
+    assert blocks(full) == blocks(narrow) and len(blocks(narrow)) == 8  # the same depth and layout
+    convs = [m.out_channels for m in narrow.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0] == 16 and max(convs) == 128 and narrow.features.conv1.stride == (1, 1)
+    assert 0.6e6 < sum(p.numel() for p in narrow.parameters()) < 0.8e6
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        create_model("resnet18_w16", pretrained=True)
+
+
 def test_unknown_model_lists_available():
     with pytest.raises(ValueError) as e:
         create_model("resnet9000")

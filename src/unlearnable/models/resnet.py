@@ -70,24 +70,26 @@ class ResNetTrunk(nn.Module):
     """ResNet with BasicBlocks up to global average pooling; returns (N, 512).
 
     ``stem="imagenet"``: 7x7/2 conv + 3x3/2 max-pool (torchvision layout and names).
-    ``stem="cifar"``: 3x3/1 conv, no max-pool.
+    ``stem="cifar"``: 3x3/1 conv, no max-pool. ``base_width``: the first stage's channels (64;
+    the stages double it), smaller for a from-scratch victim that trains in minutes on a CPU.
     """
 
-    def __init__(self, layers: tuple[int, ...] = (2, 2, 2, 2), *, stem: str = "imagenet") -> None:
+    def __init__(self, layers: tuple[int, ...] = (2, 2, 2, 2), *, stem: str = "imagenet", base_width: int = 64) -> None:
         super().__init__()
         if stem not in ("imagenet", "cifar"):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
         self.stem = stem
+        b = base_width
         if stem == "imagenet":
-            self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+            self.conv1 = nn.Conv2d(3, b, 7, stride=2, padding=3, bias=False)
         else:
-            self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+            self.conv1 = nn.Conv2d(3, b, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(b)
         self.relu = nn.ReLU(inplace=True)
         # The max-pool has no parameters, so the CIFAR trunk simply skips it.
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem == "imagenet" else nn.Identity()
-        widths = (64, 128, 256, 512)
-        in_planes = 64
+        widths = (b, 2 * b, 4 * b, 8 * b)
+        in_planes = b
         for i, (width, blocks) in enumerate(zip(widths, layers)):
             stride = 1 if i == 0 else 2
             stage = [BasicBlock(in_planes, width, stride)]
@@ -173,12 +175,34 @@ def resnet18(
     input_size: int | None = None,
 ) -> ImageClassifier:
     """CIFAR-style ResNet-18 trained from scratch, CIFAR-10 normalization."""
+    return _cifar_resnet18("resnet18", 64, num_classes, pretrained, weights, input_size)
+
+
+@register_model(
+    "resnet18_w16",
+    description="CIFAR ResNet-18 at a quarter of the width (16-32-64-128 channels), 0.7M params, from scratch",
+    pretrained=False,
+    natural_input_size=32,
+    no_weights_hint="It is trained from scratch only.",
+)
+def resnet18_w16(
+    num_classes: int = 10,
+    pretrained: bool = False,
+    weights: str | None = None,
+    input_size: int | None = None,
+) -> ImageClassifier:
+    """The field's from-scratch victim (CIFAR ResNet-18) narrow enough to train in minutes on a CPU:
+    the same depth, blocks and stem as `resnet18`, a quarter of its channels."""
+    return _cifar_resnet18("resnet18_w16", 16, num_classes, pretrained, weights, input_size)
+
+
+def _cifar_resnet18(name, base_width, num_classes, pretrained, weights, input_size) -> ImageClassifier:
     if pretrained or weights is not None:
         raise ValueError(
-            "resnet18 (CIFAR variant) has no pretrained weights; use 'resnet18_imagenet' "
+            f"{name} (CIFAR variant) has no pretrained weights; use 'resnet18_imagenet' "
             "for an ImageNet-pretrained ResNet-18"
         )
-    trunk = ResNetTrunk((2, 2, 2, 2), stem="cifar")
+    trunk = ResNetTrunk((2, 2, 2, 2), stem="cifar", base_width=base_width)
     return ImageClassifier(
         trunk,
         trunk.num_features,
@@ -186,7 +210,7 @@ def resnet18(
         mean=CIFAR10_MEAN,
         std=CIFAR10_STD,
         input_size=input_size,
-        name="resnet18",
+        name=name,
     )
 
 
