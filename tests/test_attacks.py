@@ -29,6 +29,7 @@ def fit(name, seed=0, size=16, **opts):
 
 TINY_TAP = {"surrogate": "small_cnn", "surrogate_epochs": 1, "surrogate_batch_size": 8, "steps": 3, "batch_size": 8}
 TINY_GUE = {"epochs": 2, "batch_size": 8, "inner_steps": 2, "unet_width": 4}
+TINY_TUE = {"surrogate": "small_cnn", "epochs": 2, "batch_size": 8, "steps": 2, "train_steps": 2}
 TINY_REM = {"surrogate": "small_cnn", "train_steps": 2, "batch_size": 8, "steps": 2, "eot": 2, "adv_steps": 1}
 # name, tiny options, kind, norm, default budget
 METHODS = [
@@ -43,6 +44,7 @@ METHODS = [
     ("ar", {}, "samplewise", "l2", 1.0),
     ("bait", TINY_BAIT, "classwise", "linf", 8 / 255),
     ("gue", TINY_GUE, "samplewise", "linf", 8 / 255),
+    ("tue", TINY_TUE, "samplewise", "linf", 8 / 255),
 ]
 IDS = [f"{m[0]}-{m[2]}" for m in METHODS]
 
@@ -139,7 +141,7 @@ def test_registry_errors():
         create_attack("bait", eps=0)
     with pytest.raises(ValueError, match="stages"):
         create_attack("bait", device="cpu", progress=False, **{**TINY_BAIT, "stages": [1, 1]}).fit(tiny_set())
-    assert {"random", "em", "tap", "rem", "lsp", "ops", "ar", "bait", "gue"} <= set(ATTACKS)
+    assert {"random", "em", "tap", "rem", "lsp", "ops", "ar", "bait", "gue", "tue"} <= set(ATTACKS)
 
 
 def test_targets_are_incorrect():
@@ -271,3 +273,32 @@ def test_gue_objective_bome_weight_and_generator():
     assert [h["epoch"] for h in history] == [1, 2] and all(h["lambda"] >= 0 for h in history)
     with pytest.raises(ValueError, match="eta"):
         create_attack("gue", progress=False, eta=0)
+
+
+def test_tue_csd_and_contrastive_loss():
+    """CSD is the Davies-Bouldin index of the noise over the classes present (the reference's loop,
+    vectorized), and TUE's steps make the noise more separable by class; NT-Xent prefers views
+    that agree."""
+    from unlearnable.attacks.tue import csd, nt_xent
+
+    g = torch.Generator().manual_seed(0)
+    d, y = torch.randn(30, 3, 4, 4, generator=g), torch.arange(30) % 3
+    flat = d.flatten(1)
+    cs = [flat[y == c].mean(0) for c in range(3)]
+    sp = [(flat[y == c] - cs[c]).norm(dim=1).mean() for c in range(3)]
+    ref = (
+        sum((sp[i] + sp[j] + 1e-5) / ((cs[i] - cs[j]).norm() + 1e-5) for i in range(3) for j in range(3) if i != j) / 6
+    )
+    assert csd(d, y, 4).item() == pytest.approx(ref.item(), rel=1e-4)  # class 3 absent: left out
+    assert csd(d, torch.zeros(30, dtype=torch.long), 3).item() == 0  # one class: nothing to separate
+    z = torch.randn(16, 8, generator=g)
+    assert nt_xent(z, z + 0.01 * torch.randn(16, 8, generator=g), 0.5) < nt_xent(
+        z, torch.randn(16, 8, generator=g), 0.5
+    )
+    ds = tiny_set(n=24, k=3, size=16)
+    only_csd = {**TINY_TUE, "ssl_weight": 0.0, "steps": 5, "epochs": 3}
+    p = create_attack("tue", device="cpu", progress=False, **only_csd).fit(ds)
+    start = create_attack("tue", device="cpu", progress=False, **{**only_csd, "steps": 1, "epochs": 1}).fit(ds)
+    assert csd(p.delta, ds.labels, 3) < csd(start.delta, ds.labels, 3)
+    with pytest.raises(ValueError, match="not both 0"):
+        create_attack("tue", progress=False, ssl_weight=0.0, csd_weight=0.0)

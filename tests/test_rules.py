@@ -313,6 +313,7 @@ LONG_METHODS = {
     "rem": ("rem", dict(surrogate="small_cnn", train_steps=25, batch_size=16, steps=1, eot=1, adv_steps=1)),
     "bait-direct": ("bait", dict(TINY, stages=[2, 2, 2], batch_size=16)),
     "gue": ("gue", dict(epochs=3, batch_size=16, inner_steps=2, unet_width=4)),
+    "tue": ("tue", dict(TINY, epochs=3, batch_size=16, steps=2, train_steps=2)),
     "bait-generator": (
         "bait",
         dict(TINY, stages=[1, 1, 1], batch_size=16, parameterization="generator", generator_width=0.125),

@@ -269,8 +269,9 @@ def cmd_methods(args) -> int:
         for preset, over in cls.PRESETS.items():
             opts = {**cls.DEFAULTS, **over}
             print(f"    {preset}: " + ", ".join(f"{k}={v}" for k, v in opts.items()))
+    stars = ", ".join(f"{n}*" for n in sorted(ATTACKS) if ATTACKS[n].DEFAULTS.get("surrogate_init") == "scratch")
     print(
-        "\nA trailing * (em*, tap*, rem*) runs a method with an ImageNet-pretrained surrogate "
+        f"\nA trailing * ({stars}) runs a method with an ImageNet-pretrained surrogate "
         "(efficientnet_lite0 for --preset cpu, resnet18_imagenet for paper)."
     )
     return 0
