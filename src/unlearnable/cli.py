@@ -67,39 +67,31 @@ def cmd_protect(args) -> int:
     from .distributed import is_main
     from .protect import photo_plan, protect
 
+    run = dict(  # what the plan and the run are both made of
+        method=args.method,
+        preset=args.preset,
+        eps=args.eps,
+        options=parse_sets(args.set),
+        seed=args.seed,
+        labels=args.labels,
+        working_size=args.working_size,
+        device=args.device,
+    )
     if args.plan:
-        plan = photo_plan(
-            args.data,
-            method=args.method,
-            preset=args.preset,
-            eps=args.eps,
-            options=parse_sets(args.set),
-            seed=args.seed,
-            labels=args.labels,
-            working_size=args.working_size,
-            device=args.device,
-        )
-        print(plan["text"])
+        print(photo_plan(args.data, **run)["text"])
         return 0
     if args.out is None:
         raise ValueError("protect needs --out FOLDER, where the protected copies are written (or --plan to only plan)")
     manifest = protect(
         args.data,
         args.out,
-        method=args.method,
-        preset=args.preset,
-        eps=args.eps,
-        options=parse_sets(args.set),
-        seed=args.seed,
+        **run,
         image_size=args.image_size,
         train_per_class=args.train_per_class,
         force=args.force,
-        device=args.device,
         progress=not args.quiet,
         download=args.download,
         command=command_line(),
-        labels=args.labels,
-        working_size=args.working_size,
         fmt=args.format,
         quality=args.quality,
         strip_metadata=args.strip_metadata,

@@ -297,12 +297,14 @@ def create_app(state: App):
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    def fail(e: Exception):
-        if isinstance(e, UploadError):
-            raise HTTPException(e.status, str(e))
-        if isinstance(e, KeyError):
-            raise HTTPException(404, "not found")
-        raise HTTPException(400, str(e).splitlines()[0] if str(e) else type(e).__name__)
+    def answer(status: int, e: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(e).splitlines()[0] if str(e) else type(e).__name__}, status_code=status)
+
+    # The pipeline's errors are one line naming the file or option and the fix: the page shows them.
+    api.add_exception_handler(UploadError, lambda request, e: answer(e.status, e))
+    api.add_exception_handler(KeyError, lambda request, e: answer(404, Exception("not found")))
+    api.add_exception_handler(ValueError, lambda request, e: answer(400, e))
+    api.add_exception_handler(OSError, lambda request, e: answer(400, e))
 
     @api.exception_handler(HTTPException)
     async def http_error(request, exc):
@@ -339,10 +341,7 @@ def create_app(state: App):
 
     @api.get("/api/uploads/{upload_id}")
     def upload_info(upload_id: str):
-        try:
-            files = state.upload(upload_id).files()
-        except KeyError as e:
-            fail(e)
+        files = state.upload(upload_id).files()
         return {
             "id": upload_id,
             "photos": len(files),
@@ -352,37 +351,25 @@ def create_app(state: App):
 
     async def receive(request: Request, writer_of) -> int:
         length = request.headers.get("content-length")
-        try:
-            with writer_of(int(length) if length and length.isdigit() else None) as w:
-                async for chunk in request.stream():
-                    w.write(chunk)
-        except (UploadError, KeyError, ValueError) as e:
-            fail(e)
+        with writer_of(int(length) if length and length.isdigit() else None) as w:
+            async for chunk in request.stream():
+                w.write(chunk)
         return w.size
 
     @api.put("/api/uploads/{upload_id}/photos")
     async def put_photo(upload_id: str, name: str, request: Request):
-        try:
-            up = state.upload(upload_id)
-        except KeyError as e:
-            fail(e)
+        up = state.upload(upload_id)
         size = await receive(request, lambda n: up.receive(name, n))
         return {"name": name, "bytes": size}
 
     @api.put("/api/uploads/{upload_id}/labels")
     async def put_labels(upload_id: str, request: Request):
-        try:
-            up = state.upload(upload_id)
-        except KeyError as e:
-            fail(e)
+        up = state.upload(upload_id)
         return {"bytes": await receive(request, up.receive_labels)}
 
     @api.put("/api/uploads/{upload_id}/zip")
     async def put_zip(upload_id: str, request: Request):
-        try:
-            up = state.upload(upload_id)
-        except KeyError as e:
-            fail(e)
+        up = state.upload(upload_id)
         archive = up.folder / f".incoming-{new_id()}.zip"
         from .uploads import Receiver
 
@@ -390,26 +377,17 @@ def create_app(state: App):
             await receive(
                 request, lambda n: Receiver(archive, state.limits.total_bytes, lambda s: "the ZIP is too large")
             )
-            added = up.unpack(archive)
-        except (UploadError, ValueError) as e:
-            fail(e)
+            return {"added": up.unpack(archive)}
         finally:
             archive.unlink(missing_ok=True)
-        return {"added": added}
 
     @api.post("/api/plan")
     def plan(req: dict):
-        try:
-            return state.plan(req)
-        except Exception as e:
-            fail(e)
+        return state.plan(req)
 
     @api.post("/api/jobs")
     def start(req: dict):
-        try:
-            return state.describe(state.start(req))
-        except Exception as e:
-            fail(e)
+        return state.describe(state.start(req))
 
     @api.get("/api/jobs")
     def jobs():
@@ -417,67 +395,40 @@ def create_app(state: App):
 
     @api.get("/api/jobs/{job_id}")
     def job(job_id: str):
-        try:
-            return state.describe(state.jobs.get(job_id))
-        except KeyError as e:
-            fail(e)
+        return state.describe(state.jobs.get(job_id))
 
     @api.post("/api/jobs/{job_id}/cancel")
     def cancel(job_id: str):
-        try:
-            return state.describe(state.jobs.cancel(job_id))
-        except Exception as e:
-            fail(e)
+        return state.describe(state.jobs.cancel(job_id))
 
     @api.post("/api/jobs/{job_id}/resume")
     def resume(job_id: str):
-        try:
-            return state.describe(state.jobs.resume(job_id))
-        except Exception as e:
-            fail(e)
+        return state.describe(state.jobs.resume(job_id))
 
     @api.post("/api/jobs/{job_id}/check")
     def check(job_id: str, req: dict):
-        try:
-            return state.describe(state.check(job_id, req))
-        except Exception as e:
-            fail(e)
+        return state.describe(state.check(job_id, req))
 
     @api.get("/api/jobs/{job_id}/photos")
     def photos(job_id: str):
-        try:
-            return state.photos(job_id)
-        except Exception as e:
-            fail(e)
+        return state.photos(job_id)
 
     @api.get("/api/jobs/{job_id}/preview/{index}/{kind}.png")
     def preview(job_id: str, index: int, kind: str):
-        try:
-            return FileResponse(state.preview(job_id, index, kind), media_type="image/png")
-        except Exception as e:
-            fail(e)
+        return FileResponse(state.preview(job_id, index, kind), media_type="image/png")
 
     @api.get("/api/jobs/{job_id}/protected.zip")
     def download(job_id: str):
-        try:
-            return FileResponse(state.archive(job_id), media_type="application/zip", filename="protected.zip")
-        except Exception as e:
-            fail(e)
+        return FileResponse(state.archive(job_id), media_type="application/zip", filename="protected.zip")
 
     @api.get("/api/jobs/{job_id}/report")
     def report(job_id: str):
-        try:
-            return state.report(job_id)
-        except Exception as e:
-            fail(e)
+        return state.report(job_id)
 
     @api.get("/api/jobs/{job_id}/accuracy.png")
     def plot(job_id: str):
-        try:
-            state.report(job_id)
-            return FileResponse(Path(state.jobs.get(job_id)["out"]) / "accuracy.png", media_type="image/png")
-        except Exception as e:
-            fail(e)
+        state.report(job_id)
+        return FileResponse(Path(state.jobs.get(job_id)["out"]) / "accuracy.png", media_type="image/png")
 
     @api.get("/api/jobs/{job_id}/log")
     def log(job_id: str):
