@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from .data import balanced_subset
 from .report import pct
@@ -110,8 +111,6 @@ def run_check(
     out = check_output(out, inputs, force, "check")
     rows: dict[str, dict] = {}
     notes: list[str] = []
-    from tqdm.auto import tqdm
-
     per_victim = 2 + len(steps) + (2 if rrc else 0)  # clean, protected, published views, crops
     models = tqdm(
         total=len(victims) * per_victim, desc="check: training test models", unit="model", disable=not progress
