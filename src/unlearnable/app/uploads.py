@@ -149,12 +149,14 @@ class Upload:
             if any(s > self.limits.file_bytes for s in sizes) or total + sum(sizes) > self.limits.total_bytes:
                 raise UploadError("the ZIP's photos are larger than this page accepts (see --max-upload-mb)", 413)
             for info, rel in members:  # sizes are counted again while unpacking: a header may lie
+                room = min(self.limits.file_bytes, self.limits.total_bytes - total)
                 with (
                     zf.open(info) as f,
-                    Receiver(self.photos / rel, self.limits.file_bytes, lambda n, r=rel: self._too_big(r, n)) as w,
+                    Receiver(self.photos / rel, room, lambda n, r=rel: self._too_big(r, n)) as w,
                 ):
                     while chunk := f.read(1 << 20):
                         w.write(chunk)
+                total += w.size
             return [rel for _, rel in members]
 
     def _too_big(self, rel: str, size: int) -> str:
