@@ -130,10 +130,10 @@ class Jobs:
         for job in self.all():
             if job["state"] != "running":
                 continue
-            pid = job.get("pid")
-            if pid and _is_worker(pid):
+            pid, status = job.get("pid"), self.folder(job["id"]) / "status.json"
+            if pid and _is_worker(pid, status):
                 _interrupt(pid)
-                _wait_gone(pid, STOP_GRACE)
+                _wait_gone(pid, status, STOP_GRACE)
             self._update(
                 job["id"],
                 state="queued",
@@ -219,7 +219,9 @@ def _interrupt(pid: int) -> None:
         pass
 
 
-def _is_worker(pid: int) -> bool:
+def _is_worker(pid: int, status: Path) -> bool:
+    """Whether `pid` is still the worker of the job whose status file is `status` (a pid may have
+    been reused since, by anything, another app's worker included)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -228,7 +230,7 @@ def _is_worker(pid: int) -> bool:
         except OSError:
             return False
         return True  # no /proc: assume it is ours rather than run two workers on one output
-    return b"unlearnable.app.worker" in cmdline
+    return b"unlearnable.app.worker" in cmdline and str(status).encode() in cmdline
 
 
 def _kill_if_running(proc: subprocess.Popen) -> None:
@@ -244,10 +246,10 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _wait_gone(pid: int, seconds: float) -> None:
+def _wait_gone(pid: int, status: Path, seconds: float) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:
-        if not _is_worker(pid):
+        if not _is_worker(pid, status):
             return
         time.sleep(0.2)
     _kill(pid)

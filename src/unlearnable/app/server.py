@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io import atomic_file, atomic_write_bytes
+from ..io import atomic_file, atomic_write_bytes, read_json
 from .jobs import Jobs
 from .uploads import Limits, Upload, UploadError, new_id
 
@@ -139,18 +139,21 @@ class App:
         return {"method": method, "preset": preset, "format": fmt, "options": options}
 
     def plan(self, req: dict) -> dict:
+        return self._planned(req)[0]
+
+    def _planned(self, req: dict) -> tuple[dict, str, str, dict]:
+        """(the plan, the photo folder, the --labels value, the choices) of a request."""
         from ..protect import photo_plan
 
         folder, labels = self.source(req)
         c = self.choices(req)
-        return photo_plan(folder, method=c["method"], preset=c["preset"], options=c["options"], labels=labels)
+        plan = photo_plan(folder, method=c["method"], preset=c["preset"], options=c["options"], labels=labels)
+        return plan, folder, labels, c
 
     def start(self, req: dict) -> dict:
         """Check the request as the plan does (an error before anything is queued), then queue
         `unlearnable protect` with the page's choices."""
-        plan = self.plan(req)
-        folder, labels = self.source(req)
-        c = self.choices(req)
+        plan, folder, labels, c = self._planned(req)
         argv = ["protect", "--data", folder, "--out", "{out}", "--method", c["method"], "--preset", c["preset"]]
         argv += ["--labels", labels, "--format", c["format"]]
         for k, v in c["options"].items():
@@ -180,9 +183,12 @@ class App:
 
     # ------------------------------------------------------------------ results
     def manifest(self, job: dict) -> dict:
-        if job["kind"] != "protect" or job["state"] != "done":
+        from ..photos import read_manifest
+
+        m = read_manifest(Path(job["out"])) if job["kind"] == "protect" and job["state"] == "done" else None
+        if m is None:
             raise ValueError("this job has no protected photos (yet)")
-        return json.loads((Path(job["out"]) / "manifest.json").read_text())
+        return m
 
     def photos(self, job_id: str) -> list[dict]:
         m = self.manifest(self.jobs.get(job_id))
@@ -252,7 +258,7 @@ class App:
         if job["kind"] != "check" or job["state"] != "done":
             raise ValueError("this job has no report (yet)")
         out = Path(job["out"])
-        return {"markdown": (out / "report.md").read_text(), "report": json.loads((out / "report.json").read_text())}
+        return {"markdown": (out / "report.md").read_text(), "report": read_json(out / "report.json")}
 
     def describe(self, job: dict) -> dict:
         """The job with its progress in plain words."""
