@@ -175,3 +175,76 @@ def test_repository_configs_are_valid(name):
 
     cfg = bench.load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
     assert len(bench.cells(cfg)) >= 30
+
+
+def test_the_local_job_launcher_gives_the_local_table(config, tmp_path):
+    """Every protection and cell as a submitit job (the SLURM path, run by the local executor):
+    the same records and table as the inline run, and a second run submits nothing."""
+    pytest.importorskip("submitit")
+    from unlearnable.launch import Launcher
+
+    inline = tmp_path / "inline"
+    bench.run_bench(config, inline, device="cpu", progress=False)
+    jobs = tmp_path / "jobs"
+    bench.run_bench(config, jobs, device="cpu", progress=False, launcher=Launcher(cluster="local", poll_s=0.2))
+    assert (jobs / "table.md").read_text() == (inline / "table.md").read_text()
+    ran = {json.loads(x)["cell"]: json.loads(x) for x in (jobs / "results.jsonl").read_text().splitlines()}
+    ref = {json.loads(x)["cell"]: json.loads(x) for x in (inline / "results.jsonl").read_text().splitlines()}
+    assert ran.keys() == ref.keys()
+    for key, rec in ref.items():
+        assert [h["test_acc"] for h in ran[key]["history"]] == [h["test_acc"] for h in rec["history"]]
+    assert list((jobs / "jobs" / "records").iterdir()) == []  # every job's record collected
+    assert len(list((jobs / "jobs").glob("*/*_submitted.pkl"))) == 3  # one protection, two cells
+    # a record a job left while no bench process was collecting is taken, not trained again
+    lines = (jobs / "results.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1])
+    (jobs / "results.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    slug = last["cell"].replace("/", "__")
+    (jobs / "jobs" / "records" / f"{slug}.json").write_text(json.dumps(last))
+    bench.run_bench(config, jobs, device="cpu", progress=False, launcher=Launcher(cluster="local", poll_s=0.2))
+    assert len(list((jobs / "jobs").glob("*/*_submitted.pkl"))) == 3
+    assert (jobs / "table.md").read_text() == (inline / "table.md").read_text()
+
+
+def test_launcher_options_fail_before_work(config, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("submitit")
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    out = tmp_path / "out"
+    assert main(["bench", str(config), "--out", str(out), "--launcher", "slurm"]) != 0
+    assert "sbatch is not on PATH" in capsys.readouterr().err
+    assert main(["bench", str(config), "--out", str(out), "--launcher", "local", "--slurm-option", "exclude"]) != 0
+    assert "--slurm-option 'exclude'" in capsys.readouterr().err
+    assert main(["bench", str(config), "--out", str(out), "--launcher", "local", "--slurm-time", "0"]) != 0
+    assert "--slurm-time" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_slurm_options_reach_the_sbatch_script(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    from unlearnable.launch import Launcher
+
+    monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)  # as on a login node
+    launcher = Launcher(
+        partition="gpu",
+        time_min=90,
+        gpus_per_cell=2,
+        cpus_per_cell=16,
+        mem_gb=64,
+        account="lab",
+        extra={"exclude": "node12"},
+    )
+    ex = launcher.executor(tmp_path, "cpu-mini-cell")
+    script = ex._executor._make_submission_file_text("python -m x", "uid")
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=90",
+        "#SBATCH --gpus-per-node=2",
+        "#SBATCH --ntasks-per-node=2",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=64GB",
+        "#SBATCH --account=lab",
+        "#SBATCH --exclude=node12",
+        "#SBATCH --job-name=cpu-mini-cell",
+    ):
+        assert line in script, line
+    assert "--signal=USR2@" in script  # warned before the time limit: the job requeues and resumes

@@ -258,3 +258,29 @@ def test_bench_under_torchrun(learnable_folder, tmp_path):
     lines = (tmp_path / "b" / "results.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all(json.loads(x)["final_test_acc"] >= 0.75 for x in lines)
     assert (tmp_path / "b" / "table.md").exists()
+
+
+def test_bench_cells_as_two_task_jobs_match_torchrun(learnable_folder, tmp_path, monkeypatch):
+    """A cell as one job of 2 tasks (the SLURM launcher's multi-process cell, run by submitit's
+    local executor) trains the same DDP group as torchrun: the same table."""
+    pytest.importorskip("submitit")
+    import yaml
+
+    from unlearnable import bench
+    from unlearnable.launch import Launcher
+
+    cfg = {
+        "name": "tiny",
+        "datasets": [{"name": "toy", "source": str(learnable_folder)}],
+        "methods": {"clean": {}, "random": {}},
+        "victims": [{"name": "scratch", "init": "scratch", "epochs": 2, "batch_size": 16}],
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    args = ["-m", "unlearnable", "bench", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "b"), "--quiet"]
+    r = torchrun([*args, "--device", "cpu"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as torchrun() runs its processes
+    launcher = Launcher(cluster="local", tasks_per_cell=2, poll_s=0.2)
+    bench.run_bench(tmp_path / "tiny.yaml", tmp_path / "jobs", device="cpu", progress=False, launcher=launcher)
+    assert (tmp_path / "jobs" / "table.md").read_text() == (tmp_path / "b" / "table.md").read_text()
+    assert len(list((tmp_path / "jobs" / "jobs").glob("*/*_1_result.pkl"))) == 3  # a second task in each job

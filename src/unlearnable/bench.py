@@ -321,8 +321,16 @@ def read_results(path: Path) -> dict[str, dict]:
 
 
 def run_bench(
-    config: str | Path, out: str | Path | None = None, *, device=None, progress: bool = True, download: bool = False
+    config: str | Path,
+    out: str | Path | None = None,
+    *,
+    device=None,
+    progress: bool = True,
+    download: bool = False,
+    launcher=None,
 ) -> dict:
+    """Run the missing cells of a grid here, one after another, or as cluster jobs through a
+    `unlearnable.launch.Launcher`; then write the reports."""
     from .data import resolve_source
     from .distributed import barrier, is_main
     from .outputs import check_output, input_paths, run_lock
@@ -341,18 +349,13 @@ def run_bench(
     barrier()  # under torchrun: every process has checked the folder before rank 0 writes into it
     main = is_main()  # under torchrun every process trains; rank 0 alone writes
     with run_lock(out) if main else nullcontext():  # two benches in one folder would run the same cells
-        return _run_cells(cfg, config, out, main, device, progress and main, download)
+        return _run_cells(cfg, config, out, main, device, progress and main, download, launcher)
 
 
-def _run_cells(cfg: dict, config, out: Path, main: bool, device, progress: bool, download: bool) -> dict:
-    from . import evaluate
-    from .data import balanced_subset, load_dataset
-    from .defenses import create_defense
+def _run_cells(cfg: dict, config, out: Path, main: bool, device, progress: bool, download: bool, launcher=None) -> dict:
     from .distributed import barrier
     from .io import atomic_write_text
-    from .protect import clean_input, protect
 
-    datasets = {d["name"]: d for d in cfg["datasets"]}
     if (out / "config.yaml").exists():
         try:
             old = yaml.safe_load((out / "config.yaml").read_text()) or {}
@@ -367,56 +370,109 @@ def _run_cells(cfg: dict, config, out: Path, main: bool, device, progress: bool,
     if main:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    results_path = out / "results.jsonl"
-    done = read_results(results_path)
+    done = read_results(out / "results.jsonl")
     grid = cells(cfg)
     todo = [c for c in grid if c.key not in done]
     if main:
         print(f"bench {cfg['name']}: {len(grid)} cells, {len(grid) - len(todo)} done, results in {out}")
-    victims = {v["name"]: v for v in cfg["victims"]}
-    loaded: dict = {}
+    if launcher is not None:  # every cell a job (unlearnable.launch); this process collects the records
+        launcher.run(Grid(cfg, out, device, False, download), todo, done)
+    else:
+        g = Grid(cfg, out, device, progress, download)
+        bar = tqdm(
+            total=len(grid),
+            initial=len(grid) - len(todo),
+            desc=f"bench {cfg['name']}",
+            unit="cell",
+            disable=not progress,
+            position=0,
+        )
+        for cell in todo:
+            bar.set_postfix_str(cell.key)
+            rec = g.run(cell)
+            if main:
+                g.record(cell, rec)
+            done[cell.key] = rec
+            bar.update(1)
+            barrier()
+        bar.close()
+    records = [done[c.key] for c in grid]
+    if not main:
+        return {"table": None, "records": records}
+    return write_reports(cfg, records, out)
 
-    def data(name: str, seed: int):
-        if (name, seed) not in loaded:
-            d = datasets[name]
+
+class Grid:
+    """What the cells of one bench share: its config, its results folder, the loaded datasets and
+    the protections, each made once per (dataset, method, seed). One process runs cells through
+    it in turn; a cluster job runs one protection or one cell through its own."""
+
+    def __init__(self, cfg: dict, out: Path, device, progress: bool, download: bool):
+        self.cfg, self.out, self.device, self.progress, self.download = cfg, out, device, progress, download
+        self.datasets = {d["name"]: d for d in cfg["datasets"]}
+        self.victims = {v["name"]: v for v in cfg["victims"]}
+        self.loaded: dict = {}
+
+    def data(self, name: str, seed: int):
+        from .data import balanced_subset, load_dataset
+
+        if (name, seed) not in self.loaded:
+            d, download = self.datasets[name], self.download
             train = load_dataset(d["source"], "train", image_size=d.get("image_size"), download=download)
             if d.get("train_per_class"):
                 train = balanced_subset(train, d["train_per_class"], seed=seed)
             test = load_dataset(d["source"], "test", image_size=d.get("image_size"), download=download)
             if d.get("test_per_class"):
                 test = balanced_subset(test, d["test_per_class"], seed=seed, option="test_per_class")
-            loaded[name, seed] = (train, test)
-        return loaded[name, seed]
+            self.loaded[name, seed] = (train, test)
+        return self.loaded[name, seed]
 
-    def protected(cell: Cell):
-        """The exported protected training set of a (dataset, method, seed), made once."""
-        train, _ = data(cell.dataset, cell.seed)
-        if cell.method == "clean":
-            return train
-        row = protection_row(cfg, cell.method)
-        folder = out / "protected" / cell.dataset / f"{row.replace('*', '-star')}-seed{cell.seed}"
+    def protection_folder(self, dataset: str, row: str, seed: int) -> Path:
+        return self.out / "protected" / dataset / f"{row.replace('*', '-star')}-seed{seed}"
+
+    def protection(self, dataset: str, method: str, seed: int) -> Path | None:
+        """The exported folder of a cell's protected training set (None for clean rows), made here
+        when it is not there yet."""
+        from .distributed import barrier
+        from .protect import protect
+
+        if method == "clean":
+            return None
+        row = protection_row(self.cfg, method)
+        folder = self.protection_folder(dataset, row, seed)
         if not (folder / "manifest.json").exists():
-            method, opts = entry(row, cfg["methods"][row], "method")
-            d = datasets[cell.dataset]
+            method, opts = entry(row, self.cfg["methods"][row], "method")
+            d = self.datasets[dataset]
             protect(
                 d["source"],
                 folder,
                 method=method,
-                preset=opts.pop("preset", cfg["preset"]),
+                preset=opts.pop("preset", self.cfg["preset"]),
                 eps=opts.pop("eps", None),
                 options=opts,
-                seed=cell.seed,
+                seed=seed,
                 image_size=d.get("image_size"),
                 train_per_class=d.get("train_per_class"),
-                device=device,
-                progress=progress,
-                download=download,
-                extra={"bench": cfg["name"], "dataset": d, "row": row},
+                device=self.device,
+                progress=self.progress,
+                download=self.download,
+                extra={"bench": self.cfg["name"], "dataset": d, "row": row},
                 photos=False,
             )
         barrier()
-        made = load_dataset(folder, "train", cache=False)  # evaluate what was exported
-        part = partial(cfg["methods"][cell.method])
+        return folder
+
+    def train_set(self, cell: Cell):
+        """The training set a cell's victim sees: what was exported, read back, not what was made."""
+        from . import evaluate
+        from .data import load_dataset
+        from .protect import clean_input
+
+        folder = self.protection(cell.dataset, cell.method, cell.seed)
+        if folder is None:
+            return self.data(cell.dataset, cell.seed)[0]
+        made = load_dataset(folder, "train", cache=False)
+        part = partial(self.cfg["methods"][cell.method])
         if part:
             made, _ = evaluate.partly_protected(
                 made,
@@ -427,37 +483,43 @@ def _run_cells(cfg: dict, config, out: Path, main: bool, device, progress: bool,
             )
         return made
 
-    bar = tqdm(
-        total=len(grid),
-        initial=len(grid) - len(todo),
-        desc=f"bench {cfg['name']}",
-        unit="cell",
-        disable=not progress,
-        position=0,
-    )
-    for cell in todo:
-        bar.set_postfix_str(cell.key)
-        train = protected(cell)
-        _, test = data(cell.dataset, cell.seed)
-        v = {k: val for k, val in victims[cell.victim].items() if k not in GRID_KEYS}
-        ckpt = out / "checkpoints" / f"{cell.slug}.pt"
-        defense, defense_opts = entry(cell.defense, cfg["defenses"][cell.defense], "defense")
+    def checkpoint(self, cell: Cell) -> Path:
+        return self.out / "checkpoints" / f"{cell.slug}.pt"
+
+    def run(self, cell: Cell) -> dict:
+        """Train the cell's victim (resuming its checkpoint) and return its record. The cell's
+        checkpoint is locked while it trains: a job still running from a bench process that is
+        gone, and a new run that submitted the cell again, cannot both write it."""
+        from .distributed import is_main
+        from .outputs import run_lock
+
+        with run_lock(self.checkpoint(cell)) if is_main() else nullcontext():
+            return self._run(cell)
+
+    def _run(self, cell: Cell) -> dict:
+        from . import evaluate
+        from .defenses import create_defense
+
+        train = self.train_set(cell)
+        _, test = self.data(cell.dataset, cell.seed)
+        v = {k: val for k, val in self.victims[cell.victim].items() if k not in GRID_KEYS}
+        defense, defense_opts = entry(cell.defense, self.cfg["defenses"][cell.defense], "defense")
         rec = evaluate.run(
             train,
             test,
             victim=v.pop("victim", None),
             init=v.pop("init"),
             protocol=v.pop("protocol", "finetune"),
-            preset=v.pop("preset", cfg["preset"]),
+            preset=v.pop("preset", self.cfg["preset"]),
             seed=cell.seed if cell.victim_seed is None else cell.victim_seed,
-            device=device,
-            progress=progress,
-            checkpoint=ckpt,
+            device=self.device,
+            progress=self.progress,
+            checkpoint=self.checkpoint(cell),
             defense=create_defense(defense, **defense_opts),
-            dataset=datasets[cell.dataset]["source"],
+            dataset=self.datasets[cell.dataset]["source"],
             **{k: val for k, val in v.items() if k != "name"},
         )
-        part = partial(cfg["methods"][cell.method])
+        part = partial(self.cfg["methods"][cell.method])
         rec.update(part)
         rec.update(evaluate.class_split_accuracy(rec, train.classes, part.get("protected_classes")))
         rec.update(
@@ -471,19 +533,14 @@ def _run_cells(cfg: dict, config, out: Path, main: bool, device, progress: bool,
                 "victim_seed": cell.victim_seed,
             }
         )
-        if main:
-            with open(results_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            ckpt.unlink(missing_ok=True)
-            tqdm.write(f"{cell.key}: final {100 * rec['final_test_acc']:.1f}%, best {100 * rec['best_test_acc']:.1f}%")
-        done[cell.key] = rec
-        bar.update(1)
-        barrier()
-    bar.close()
-    records = [done[c.key] for c in grid]
-    if not main:
-        return {"table": None, "records": records}
-    return write_reports(cfg, records, out)
+        return rec
+
+    def record(self, cell: Cell, rec: dict) -> None:
+        """A finished cell: one line in results.jsonl (the one record of the results), its checkpoint gone."""
+        with open(self.out / "results.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        self.checkpoint(cell).unlink(missing_ok=True)
+        tqdm.write(f"{rec['cell']}: final {100 * rec['final_test_acc']:.1f}%, best {100 * rec['best_test_acc']:.1f}%")
 
 
 def _mean_std(values: list[float]) -> str:

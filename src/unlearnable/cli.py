@@ -272,7 +272,33 @@ def cmd_methods(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
-    run_bench(args.config, args.out, device=args.device, progress=not args.quiet, download=args.download)
+    launcher = None
+    if args.launcher != "inline":
+        from .launch import Launcher
+
+        extra = {}
+        for opt in args.slurm_option:
+            key, sep, value = opt.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--slurm-option {opt!r}: write KEY=VALUE, e.g. --slurm-option exclude=node12")
+            extra[key.strip()] = value
+        launcher = Launcher(
+            cluster=args.launcher,
+            partition=args.slurm_partition,
+            time_min=args.slurm_time,
+            gpus_per_cell=args.slurm_gpus_per_cell,
+            tasks_per_cell=args.slurm_tasks_per_cell,
+            cpus_per_cell=args.slurm_cpus_per_cell,
+            mem_gb=args.slurm_mem_gb,
+            account=args.slurm_account,
+            qos=args.slurm_qos,
+            constraint=args.slurm_constraint,
+            max_parallel=args.slurm_max_parallel,
+            extra=extra,
+        )
+    run_bench(
+        args.config, args.out, device=args.device, progress=not args.quiet, download=args.download, launcher=launcher
+    )
     return 0
 
 
@@ -484,6 +510,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive if not found")
     p.add_argument("--quiet", action="store_true")
+    g = p.add_argument_group("cluster (docs/bench.md: On a SLURM cluster)")
+    g.add_argument(
+        "--launcher",
+        choices=["inline", "slurm", "local"],
+        default="inline",
+        help="inline (default): every cell here, one after another; slurm: every protection and cell a "
+        "SLURM job (submitit); local: the same jobs as processes of this machine",
+    )
+    g.add_argument("--slurm-partition", default=None)
+    g.add_argument(
+        "--slurm-time",
+        type=int,
+        default=240,
+        help="minutes per job (default 240); a job stopped at its limit is requeued and resumes from its checkpoint",
+    )
+    g.add_argument(
+        "--slurm-gpus-per-cell",
+        type=int,
+        default=0,
+        help="GPUs per job (default 0); more than 1: one task per GPU, trained with DDP",
+    )
+    g.add_argument(
+        "--slurm-tasks-per-cell",
+        type=int,
+        default=None,
+        help="processes per job on CPU nodes (DDP with gloo; default 1, or one per GPU)",
+    )
+    g.add_argument("--slurm-cpus-per-cell", type=int, default=None, help="CPU cores per job")
+    g.add_argument("--slurm-mem-gb", type=int, default=None)
+    g.add_argument("--slurm-account", default=None)
+    g.add_argument("--slurm-qos", default=None)
+    g.add_argument("--slurm-constraint", default=None)
+    g.add_argument("--slurm-max-parallel", type=int, default=64, help="jobs of an array running at once (default 64)")
+    g.add_argument(
+        "--slurm-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. --slurm-option exclude=node12 (repeatable)",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(

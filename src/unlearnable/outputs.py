@@ -162,7 +162,7 @@ def not_replaceable(path: Path, kind: str) -> str | None:
             parts = rel.split("/")
             return (
                 rel in ("config.yaml", "results.jsonl", "table.md", "results.csv")
-                or parts[0] in ("plots", "checkpoints")
+                or parts[0] in ("plots", "checkpoints", "jobs")  # jobs: the cluster launcher's logs and records
                 or (parts[0] == "protected" and len(parts) >= 3)
                 or (len(parts) == 1 and rel.startswith("."))
             )
