@@ -7,6 +7,16 @@ from PIL import Image
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` run only where torch sees a GPU (`pytest -m cuda`: bench/gpu-check.sh)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture()
 def isolated_data(tmp_path, monkeypatch):
     """Never touch the home cache, ./data of the repo, or a UNLEARNABLE_DATA of the caller."""

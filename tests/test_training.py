@@ -109,7 +109,7 @@ def test_resident_leaves_cpu_sets_where_they_are():
     assert training.resident(x, torch.device("cpu")) is x
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.cuda
 def test_resident_moves_a_set_that_fits_onto_the_gpu_and_pins_what_does_not(monkeypatch):
     dev = torch.device("cuda", 0)
     x = torch.zeros(64, 3, 32, 32, dtype=torch.uint8)
