@@ -1,0 +1,152 @@
+"""Cost as the work grows: wall time and peak memory of `protect` (fit, then apply + export),
+`verify` and `evaluate` at several CIFAR-10 training-set sizes, one process per step.
+
+    python experiments/scaling.py --out runs/scaling                            # 1k, 5k, 20k, 50k; bait, em
+    python experiments/scaling.py --out runs/scaling --sizes 1000,5000 --methods bait
+
+Each step runs the toolkit's own command (`unlearnable protect | verify | evaluate`) as a child
+process, so its peak resident memory is its own (os.wait4); the fit's share of `protect` is the
+manifest's `seconds`. `evaluate` trains the demo's pretrained victim (EfficientNet-Lite0,
+ImageNet, 64 px, the `cpu` recipe) on the first method's protected set. Finished steps are kept
+in OUT/steps.jsonl and skipped when the script is run again. Prints one table and the growth
+exponent fitted to each step (time ~ n^b, least squares on the logs), and writes OUT/scaling.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def run(cmd: list[str], log: Path) -> tuple[float, float]:
+    """(seconds, peak resident MB) of one child process; its output to `log`; stops on failure."""
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(p.pid, 0)
+    seconds = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"scaling: {' '.join(cmd)} failed; see {log}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def fit_exponent(points: list[tuple[int, float]]) -> float | None:
+    if len(points) < 2:
+        return None
+    xs, ys = [math.log(n) for n, _ in points], [math.log(t) for _, t in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--sizes", default="1000,5000,20000,50000", help="training images (multiples of 10)")
+    ap.add_argument("--methods", default="bait,em")
+    ap.add_argument("--data", default="cifar10")
+    ap.add_argument("--set", action="append", default=[], help="an option of every method (smoke tests of one)")
+    ap.add_argument("--epochs", type=int, default=None, help="victim epochs (default: the recipe's)")
+    ap.add_argument("--no-evaluate", action="store_true")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if any(n % 10 for n in sizes):
+        sys.exit("scaling: --sizes must be multiples of 10 (a class-balanced CIFAR-10 subset)")
+    methods = args.methods.split(",")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps_path = out / "steps.jsonl"
+    done = {}
+    if steps_path.exists():
+        for line in steps_path.read_text().splitlines():
+            rec = json.loads(line)
+            done[rec["step"], rec["method"], rec["n"]] = rec
+    cli = [sys.executable, "-m", "unlearnable"]
+    sets = [x for s in args.set for x in ("--set", s)]
+
+    def step(name: str, method: str, n: int, cmd: list[str], extra=None) -> dict:
+        if (name, method, n) in done:
+            return done[name, method, n]
+        seconds, mb = run(cmd, out / f"{name}-{method}-{n}.log")
+        rec = {"step": name, "method": method, "n": n, "seconds": round(seconds, 1), "peak_mb": round(mb)}
+        rec.update(extra() if extra else {})
+        with open(steps_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(json.dumps(rec), flush=True)
+        done[name, method, n] = rec
+        return rec
+
+    threads = os.environ.get("OMP_NUM_THREADS", str(os.cpu_count()))
+    for n in sizes:
+        for method in methods:
+            folder = out / f"{method}-{n}"
+            manifest = folder / "manifest.json"
+            step(
+                "protect",
+                method,
+                n,
+                [*cli, "protect", "--data", args.data, "--train-per-class", str(n // 10), "--method", method]
+                + sets
+                + ["--out", str(folder), "--force", "--quiet"],
+                lambda manifest=manifest: {"fit_seconds": json.loads(manifest.read_text())["seconds"]},
+            )
+            step("verify", method, n, [*cli, "verify", str(folder)])
+        if not args.no_evaluate:
+            cmd = [*cli, "evaluate", "--train", str(out / f"{methods[0]}-{n}"), "--data", args.data]
+            cmd += ["--init", "imagenet", "--out", str(out / f"eval-{n}"), "--force", "--quiet"]
+            cmd += ["--epochs", str(args.epochs)] if args.epochs else []
+            step("evaluate", methods[0], n, cmd)
+
+    rows, series = [], {}
+    order = ["protect", "verify", "evaluate"]
+    for (name, method, n), rec in sorted(done.items(), key=lambda kv: (kv[0][1], order.index(kv[0][0]), kv[0][2])):
+        if n not in sizes or method not in methods:
+            continue
+        parts = [(name, rec["seconds"])]
+        if name == "protect":
+            parts = [("fit", rec["fit_seconds"]), ("apply + export", rec["seconds"] - rec["fit_seconds"]), *parts]
+        for what, s in parts:
+            series.setdefault((method, what), []).append((n, max(s, 1e-3)))
+            mb = rec["peak_mb"] if what == name else None
+            rows.append((method, what, n, s, mb))
+    print(f"\n{os.cpu_count()} cores, OMP_NUM_THREADS={threads}; seconds (peak resident MB of the process)\n")
+    print("| method | step | " + " | ".join(f"{n:,}" for n in sizes) + " | growth b (time ~ n^b) |")
+    print("|---|---|" + "---|" * len(sizes) + "---|")
+    for (method, what), pts in series.items():
+        by_n = {n: s for n, s in pts}
+        mbs = {r[2]: r[4] for r in rows if r[0] == method and r[1] == what}
+        cells = [
+            "-" if n not in by_n else f"{by_n[n]:,.0f}" + (f" ({mbs[n]:,} MB)" if mbs.get(n) else "") for n in sizes
+        ]
+        b = fit_exponent(pts)
+        print(f"| {method} | {what} | " + " | ".join(cells) + f" | {'-' if b is None else f'{b:.2f}'} |")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    for (method, what), pts in series.items():
+        b = fit_exponent(pts)
+        ax.plot(*zip(*pts), marker="o", label=f"{method}: {what}" + (f" (b={b:.2f})" if b is not None else ""))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("CIFAR-10 training images")
+    ax.set_ylabel("wall time (s)")
+    ax.set_title(f"cost vs. size ({os.cpu_count()} cores)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "scaling.png")
+    print(f"\nplot: {out / 'scaling.png'}")
+
+
+if __name__ == "__main__":
+    main()
