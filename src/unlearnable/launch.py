@@ -23,6 +23,7 @@ cluster, for checking a setup.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -184,8 +185,6 @@ class _Job:
                 return None
             rec = grid.run(item)
             if is_main():  # kept even if the bench process is gone: it reads these when it starts again
-                import json
-
                 atomic_write_text(grid.out / "jobs" / "records" / f"{item.slug}.json", json.dumps(rec))
             return rec
         finally:
