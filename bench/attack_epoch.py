@@ -99,7 +99,7 @@ def main():
     ) / 2
     model = build_surrogate(em.surrogate, em.surrogate_init, 10).to(device)
     p = bare_passes(model, bs, 32, device)
-    sweep = max(bs, int(em.attack_fraction * args.images))
+    sweep = min(args.images, max(bs, int(em.attack_fraction * args.images)))
     bare = (
         em.train_steps * p["train"]
         + -(-sweep // bs) * em.attack_steps * p["input_grad"]

@@ -121,7 +121,7 @@ def main() -> int:
             row(name, ok and bool(lines), "; ".join(lines) if lines else out, s)
 
         # 3. one BAIT outer epoch and one EM round
-        ok, out, s = run([py, "bench/attack_epoch.py", "--images", "256" if dry else "5000", "--device", device], 300)
+        ok, out, s = run([py, "bench/attack_epoch.py", "--images", "128" if dry else "5000", "--device", device], 300)
         lines = [x for x in out.splitlines() if "ratio" in x]
         row("attack epochs (bf16, channels_last on CUDA)", ok and len(lines) == 2, "; ".join(lines) or out, s)
 

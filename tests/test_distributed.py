@@ -230,40 +230,9 @@ def test_protect_command_under_torchrun_writes_once(learnable_folder, tmp_path):
     assert len(list((out / "train").rglob("*.png"))) == 96
 
 
-def test_bench_under_torchrun(learnable_folder, tmp_path):
-    import yaml
-
-    cfg = {
-        "name": "tiny",
-        "datasets": [{"name": "toy", "source": str(learnable_folder)}],
-        "methods": {"clean": {}, "random": {}},
-        "victims": [{"name": "scratch", "init": "scratch", "epochs": 2, "batch_size": 16}],
-    }
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    r = torchrun(
-        [
-            "-m",
-            "unlearnable",
-            "bench",
-            str(tmp_path / "tiny.yaml"),
-            "--out",
-            str(tmp_path / "b"),
-            "--quiet",
-            "--device",
-            "cpu",
-        ],
-        cwd=tmp_path,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    lines = (tmp_path / "b" / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 2 and all(json.loads(x)["final_test_acc"] >= 0.75 for x in lines)
-    assert (tmp_path / "b" / "table.md").exists()
-
-
-def test_bench_cells_as_two_task_jobs_match_torchrun(learnable_folder, tmp_path, monkeypatch):
-    """A cell as one job of 2 tasks (the SLURM launcher's multi-process cell, run by submitit's
-    local executor) trains the same DDP group as torchrun: the same table."""
-    pytest.importorskip("submitit")
+def test_bench_under_torchrun_and_as_two_task_jobs(learnable_folder, tmp_path, monkeypatch):
+    """Under torchrun every cell trains a DDP group; as jobs of 2 tasks each (the SLURM launcher's
+    multi-process cells, run by submitit's local executor) the same group gives the same table."""
     import yaml
 
     from unlearnable import bench
@@ -279,6 +248,8 @@ def test_bench_cells_as_two_task_jobs_match_torchrun(learnable_folder, tmp_path,
     args = ["-m", "unlearnable", "bench", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "b"), "--quiet"]
     r = torchrun([*args, "--device", "cpu"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
+    lines = (tmp_path / "b" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and all(json.loads(x)["final_test_acc"] >= 0.75 for x in lines)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as torchrun() runs its processes
     launcher = Launcher(cluster="local", tasks_per_cell=2, poll_s=0.2)
     bench.run_bench(tmp_path / "tiny.yaml", tmp_path / "jobs", device="cpu", progress=False, launcher=launcher)
