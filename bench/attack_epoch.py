@@ -80,7 +80,8 @@ def main():
 
     # BAIT: one outer epoch = (fit with 3 epochs - fit with 1 epoch) / 2, setup excluded
     bait = create_attack("bait", preset="cpu")
-    bs, per_epoch = bait.batch_size, min(args.images, bait.images_per_epoch or args.images)
+    per_epoch = min(args.images, bait.images_per_epoch or args.images)
+    bs = min(bait.batch_size, per_epoch)
     epoch = (time_fit("bait", ds, device, stages=[3, 0, 0]) - time_fit("bait", ds, device, stages=[1, 0, 0])) / 2
     model = build_surrogate(bait.surrogate, bait.surrogate_init, 10).to(device)
     p = bare_passes(model, bs, 32, device)
@@ -93,7 +94,7 @@ def main():
 
     # EM class-wise: one round = (fit with 3 rounds - fit with 1 round) / 2, never stopping early
     em = create_attack("em", preset="cpu")
-    bs = em.batch_size
+    bs = min(em.batch_size, args.images)
     rnd = (
         time_fit("em", ds, device, max_rounds=3, stop_acc=2.0) - time_fit("em", ds, device, max_rounds=1, stop_acc=2.0)
     ) / 2

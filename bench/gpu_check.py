@@ -162,7 +162,7 @@ def main() -> int:
                 accs[what] = r["final_test_acc"]
                 out = (
                     f"final {100 * r['final_test_acc']:.1f}%, best {100 * r['best_test_acc']:.1f}% "
-                    f"({r['n_train']:,} training images, {len(r['history'])} epochs, {r['victim']} "
+                    f"({r['n_train']:,} training images, {len(r['history'])} epoch(s), {r['victim']} "
                     f"{r['init']} at {r['input_size'] or 32} px)"
                 )
             row(f"victim on {what}", ok, out, s)

@@ -36,7 +36,8 @@ or `protected_classes` trains on a set protected only in part (the rest clean: a
 are a part of what a trainer collects), made from the protection of the same method and options;
 its records hold the accuracy on the protected classes and on the others. Every finished cell appends
 one JSON line to results.jsonl; a run that is killed and started again skips finished cells
-and resumes the current one from its checkpoint.
+and resumes the current one from its checkpoint. With a launcher (`bench --launcher slurm`,
+unlearnable.launch) every protection and cell is a cluster job instead, with the same records.
 """
 
 from __future__ import annotations
