@@ -109,13 +109,15 @@ class Launcher:
         jobs_dir = grid.out / "jobs"
         inbox = jobs_dir / "records"
         inbox.mkdir(parents=True, exist_ok=True)
+
+        def take(cell: Cell, rec: dict) -> None:  # into results.jsonl, then out of the inbox
+            grid.record(cell, rec)
+            done[cell.key] = rec
+            (inbox / f"{cell.slug}.json").unlink(missing_ok=True)
+
         for cell in list(todo):  # finished by a job while no bench process was collecting
-            path = inbox / f"{cell.slug}.json"
-            if path.exists():
-                rec = read_json(path)
-                grid.record(cell, rec)
-                done[cell.key] = rec
-                path.unlink()
+            if (inbox / f"{cell.slug}.json").exists():
+                take(cell, read_json(inbox / f"{cell.slug}.json"))
                 todo.remove(cell)
         name = grid.cfg["name"]
         rows = sorted({(c.dataset, protection_row(grid.cfg, c.method), c.seed) for c in todo if c.method != "clean"})
@@ -129,14 +131,7 @@ class Launcher:
             ex = self.executor(jobs_dir, f"{name}-cell")
             jobs = ex.map_array(_Job(), ["cell"] * len(todo), [grid] * len(todo), todo)
             print(f"bench {name}: {len(jobs)} cell job(s) submitted ({self.cluster}), logs in {jobs_dir}")
-
-            def collect(i: int, rec: dict) -> None:
-                cell = todo[i]
-                grid.record(cell, rec)
-                done[cell.key] = rec
-                (inbox / f"{cell.slug}.json").unlink(missing_ok=True)
-
-            self._wait(jobs, [c.key for c in todo], collect)
+            self._wait(jobs, [c.key for c in todo], lambda i, rec: take(todo[i], rec))
 
     def _wait(self, jobs: list, names: list[str], on_result) -> None:
         """Every job to its end, results handed on as they come; then one error for all that failed."""
