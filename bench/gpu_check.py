@@ -67,7 +67,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dry", action="store_true", help="tiny sizes on the CPU, to check the script itself")
     ap.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not found")
-    ap.add_argument("--work", default=None, help="folder for the protected set and records (default: a temporary one)")
+    ap.add_argument(
+        "--work",
+        default=None,
+        help="a new or empty folder for the protected set and records (default: a temporary one)",
+    )
     args = ap.parse_args()
     py = sys.executable
     dry = args.dry
@@ -95,6 +99,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         work = Path(args.work) if args.work else Path(tmp)
+        if work.exists() and any(work.iterdir()):  # it writes and replaces inside: only a folder of its own
+            print(f"gpu-check: --work {work} is not empty; name a new or empty folder", file=sys.stderr)
+            return 2
         work.mkdir(parents=True, exist_ok=True)
         data = str(tiny_folder(work / "tiny", 16)) if dry else "cifar10"
         dl = ["--download"] if args.download else []

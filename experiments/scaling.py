@@ -60,8 +60,10 @@ def main() -> None:
         sys.exit("scaling: --sizes must be multiples of 10 (a class-balanced CIFAR-10 subset)")
     methods = args.methods.split(",")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     steps_path = out / "steps.jsonl"
+    if out.exists() and any(out.iterdir()) and not steps_path.exists():  # resumes only a folder of its own
+        sys.exit(f"scaling: --out {out} holds files of something else; name a new folder")
+    out.mkdir(parents=True, exist_ok=True)
     done = {}
     if steps_path.exists():
         for line in steps_path.read_text().splitlines():
