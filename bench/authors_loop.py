@@ -55,8 +55,11 @@ def profiled(fn, generator_forward) -> tuple[object, dict]:
     return result, out
 
 
-def child_authors(checkout: str, data: str, batch: int, work: str, profile: bool) -> dict:
-    """One outer epoch of the authors' perturbation.py; only torch and torchvision are imported here."""
+def child_authors(checkout: str, work: str, batch: int, profile: bool) -> dict:
+    """One outer epoch of the authors' perturbation.py, reading the subset in `work` and writing its
+    experiment folder there; nothing is written into the checkout (no bytecode caches either).
+    Only torch and torchvision are imported here."""
+    sys.dont_write_bytecode = True
     import torch
     import torchvision
     import torchvision.datasets.cifar as cifar
@@ -71,7 +74,7 @@ def child_authors(checkout: str, data: str, batch: int, work: str, profile: bool
     sys.path.insert(0, checkout)
     sys.argv = ["perturbation.py", "--config_path", "configs/cifar10", "--version", "resnet18"]
     sys.argv += ["--train_data_type", "CIFAR10", "--test_data_type", "CIFAR10", "--seed", "0"]
-    sys.argv += ["--train_data_path", data, "--test_data_path", data, "--exp_name", work + "/"]
+    sys.argv += ["--train_data_path", work, "--test_data_path", work, "--exp_name", work + "/"]
     sys.argv += ["--use_pretrained_surrogate", "--pretrained_type", "imagenet", "--epoch", "1"]
     sys.argv += ["--train_batch_size", str(batch)]
     import perturbation  # type: ignore[import-not-found]
@@ -147,7 +150,7 @@ def write_subset(folder: Path, images: int) -> None:
         part = slice(None) if i == 1 else slice(0)
         with open(d / f"data_batch_{i}", "wb") as f:
             pickle.dump({"data": x[part].reshape(-1, 3072), "labels": y[part]}, f)
-    with open(d / "test_batch", "wb") as f:
+    with open(d / "test_batch", "wb") as f:  # their script builds a test loader; the loop never reads it
         pickle.dump({"data": x[:100].reshape(-1, 3072), "labels": y[:100]}, f)
     with open(d / "batches.meta", "wb") as f:
         pickle.dump({"label_names": list(train.classes)}, f)
@@ -174,7 +177,7 @@ def main() -> None:
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "authors":
-        print(json.dumps(child_authors(args.authors, args.work, args.batch, args.work, args.profile)))
+        print(json.dumps(child_authors(args.authors, args.work, args.batch, args.profile)))
         return
     if args.child == "toolkit":
         print(json.dumps(child_toolkit(str(Path(args.work) / "subset.pt"), args.batch, args.profile)))
