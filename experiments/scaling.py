@@ -8,8 +8,9 @@ Each step runs the toolkit's own command (`unlearnable protect | verify | evalua
 process, so its peak resident memory is its own (os.wait4); the fit's share of `protect` is the
 manifest's `seconds`. `evaluate` trains the demo's pretrained victim (EfficientNet-Lite0,
 ImageNet, 64 px, the `cpu` recipe) on the first method's protected set. Finished steps are kept
-in OUT/steps.jsonl and skipped when the script is run again. Prints one table and the growth
-exponent fitted to each step (time ~ n^b, least squares on the logs), and writes OUT/scaling.png.
+in OUT/steps.jsonl and skipped when the script is run again. Prints one table with two fits to
+each step, the growth exponent (time ~ n^b, least squares on the logs) and a fixed cost plus a
+cost per image (time = a + c n), and writes OUT/scaling.png.
 """
 
 from __future__ import annotations
@@ -43,6 +44,20 @@ def fit_exponent(points: list[tuple[int, float]]) -> float | None:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     den = sum((x - mx) ** 2 for x in xs)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else None
+
+
+def fit_line(points: list[tuple[int, float]]) -> tuple[float, float] | None:
+    """(fixed seconds, seconds per 1,000 images): time = a + c n, least squares. The log-log slope
+    alone reads a fixed start-up cost as slow growth; this separates the two."""
+    if len(points) < 2:
+        return None
+    xs, ys = [n / 1000 for n, _ in points], [t for _, t in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    if not den:
+        return None
+    c = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den
+    return my - c * mx, c
 
 
 def main() -> None:
@@ -103,31 +118,48 @@ def main() -> None:
             cmd = [*cli, "evaluate", "--train", str(out / f"{methods[0]}-{n}"), "--data", args.data]
             cmd += ["--init", "imagenet", "--out", str(out / f"eval-{n}"), "--force", "--quiet"]
             cmd += ["--epochs", str(args.epochs)] if args.epochs else []
-            step("evaluate", methods[0], n, cmd)
+            record = out / f"eval-{n}" / "record.json"
+
+            def about_eval(record=record) -> dict:
+                rec = json.loads(record.read_text())
+                return {
+                    "epochs": rec["config"]["epochs"],
+                    "final_test_acc": rec["final_test_acc"],
+                    "best_test_acc": rec["best_test_acc"],
+                }
+
+            step("evaluate", methods[0], n, cmd, about_eval)
 
     rows, series = [], {}
     order = ["protect", "verify", "evaluate"]
     for (name, method, n), rec in sorted(done.items(), key=lambda kv: (kv[0][1], order.index(kv[0][0]), kv[0][2])):
         if n not in sizes or method not in methods:
             continue
-        parts = [(name, rec["seconds"])]
+        label = f"evaluate ({rec['epochs']} epochs)" if name == "evaluate" else name
+        parts = [(label, rec["seconds"])]
         if name == "protect":
-            parts = [("fit", rec["fit_seconds"]), ("apply + export", rec["seconds"] - rec["fit_seconds"]), *parts]
+            rest = rec["seconds"] - rec["fit_seconds"]
+            parts = [("fit", rec["fit_seconds"]), ("load + apply + export", rest), *parts]
         for what, s in parts:
             series.setdefault((method, what), []).append((n, max(s, 1e-3)))
-            mb = rec["peak_mb"] if what == name else None
+            mb = rec["peak_mb"] if what == label else None
             rows.append((method, what, n, s, mb))
     print(f"\n{os.cpu_count()} cores, OMP_NUM_THREADS={threads}; seconds (peak resident MB of the process)\n")
-    print("| method | step | " + " | ".join(f"{n:,}" for n in sizes) + " | growth b (time ~ n^b) |")
-    print("|---|---|" + "---|" * len(sizes) + "---|")
+    print("| method | step | " + " | ".join(f"{n:,}" for n in sizes) + " | b (time ~ n^b) | a + c n: a s, c s/1k |")
+    print("|---|---|" + "---|" * len(sizes) + "---|---|")
     for (method, what), pts in series.items():
         by_n = {n: s for n, s in pts}
         mbs = {r[2]: r[4] for r in rows if r[0] == method and r[1] == what}
         cells = [
             "-" if n not in by_n else f"{by_n[n]:,.0f}" + (f" ({mbs[n]:,} MB)" if mbs.get(n) else "") for n in sizes
         ]
-        b = fit_exponent(pts)
-        print(f"| {method} | {what} | " + " | ".join(cells) + f" | {'-' if b is None else f'{b:.2f}'} |")
+        b, line = fit_exponent(pts), fit_line(pts)
+        ac = "-" if line is None else f"{line[0]:,.0f} + {line[1]:,.1f}"
+        print(f"| {method} | {what} | " + " | ".join(cells) + f" | {'-' if b is None else f'{b:.2f}'} | {ac} |")
+    evals = sorted((n, rec) for (name, _, n), rec in done.items() if name == "evaluate" and n in sizes)
+    for n, rec in evals:  # what the victim learned: a check that the timed runs did the real work
+        final, best = 100 * rec["final_test_acc"], 100 * rec["best_test_acc"]
+        print(f"evaluate on {rec['method']}-{n}: final test {final:.1f}%, best {best:.1f}% ({rec['epochs']} epochs)")
 
     import matplotlib
 
@@ -135,9 +167,11 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    styles = {m: ("-", "--", ":", "-.")[i % 4] for i, m in enumerate(methods)}
     for (method, what), pts in series.items():
         b = fit_exponent(pts)
-        ax.plot(*zip(*pts), marker="o", label=f"{method}: {what}" + (f" (b={b:.2f})" if b is not None else ""))
+        label = f"{method}: {what}" + (f" (b={b:.2f})" if b is not None else "")
+        ax.plot(*zip(*pts), marker="o", linestyle=styles.get(method, "-"), label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("CIFAR-10 training images")
