@@ -166,20 +166,35 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    fig, (ax, ax_mb) = plt.subplots(1, 2, figsize=(11, 5.4), dpi=110)
     styles = {m: ("-", "--", ":", "-.")[i % 4] for i, m in enumerate(methods)}
+    colors = {key: f"C{i % 10}" for i, key in enumerate(series)}  # one colour per series in both panels
     for (method, what), pts in series.items():
         b = fit_exponent(pts)
         label = f"{method}: {what}" + (f" (b={b:.2f})" if b is not None else "")
-        ax.plot(*zip(*pts), marker="o", linestyle=styles.get(method, "-"), label=label)
-    ax.set_xscale("log")
+        style = {"marker": "o", "linestyle": styles.get(method, "-"), "color": colors[method, what]}
+        ax.plot(*zip(*pts), label=label, **style)
+        mb = sorted((r[2], r[4]) for r in rows if r[0] == method and r[1] == what and r[4])
+        if mb:
+            ax_mb.plot(*zip(*mb), **style)
+    n0 = min(sizes)
+    at_n0 = sorted(s for pts in series.values() for n, s in pts if n == n0)
+    if at_n0:  # a guide of slope 1 (time proportional to n) through the median time at the smallest size
+        t0 = at_n0[len(at_n0) // 2]
+        ax.plot([n0, max(sizes)], [t0, t0 * max(sizes) / n0], color="grey", alpha=0.4, linewidth=3, label="~ n")
+    for a, ylabel, title in (
+        (ax, "wall time (s)", f"time ({os.cpu_count()} cores, {threads} threads; log-log)"),
+        (ax_mb, "peak resident memory (MB)", "peak memory of each command"),
+    ):
+        a.set_xscale("log")
+        a.set_xlabel("CIFAR-10 training images")
+        a.set_ylabel(ylabel)
+        a.set_title(title)
+        a.grid(True, which="both", alpha=0.3)
     ax.set_yscale("log")
-    ax.set_xlabel("CIFAR-10 training images")
-    ax.set_ylabel("wall time (s)")
-    ax.set_title(f"cost vs. size ({os.cpu_count()} cores)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    ax_mb.set_ylim(bottom=0)
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=7)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(out / "scaling.png")
     print(f"\nplot: {out / 'scaling.png'}")
 
