@@ -156,10 +156,12 @@ def main() -> None:
         b, line = fit_exponent(pts), fit_line(pts)
         ac = "-" if line is None else f"{line[0]:,.0f} + {line[1]:,.1f}"
         print(f"| {method} | {what} | " + " | ".join(cells) + f" | {'-' if b is None else f'{b:.2f}'} | {ac} |")
-    evals = sorted((n, rec) for (name, _, n), rec in done.items() if name == "evaluate" and n in sizes)
-    for n, rec in evals:  # what the victim learned: a check that the timed runs did the real work
+    # what the victim learned: a check that the timed runs did the real work
+    evals = [rec for (name, method, n), rec in done.items() if name == "evaluate" and n in sizes and method in methods]
+    for rec in sorted(evals, key=lambda r: (r["method"], r["n"])):
         final, best = 100 * rec["final_test_acc"], 100 * rec["best_test_acc"]
-        print(f"evaluate on {rec['method']}-{n}: final test {final:.1f}%, best {best:.1f}% ({rec['epochs']} epochs)")
+        about = f"{rec['method']}-{rec['n']} ({rec['epochs']} epochs)"
+        print(f"evaluate on {about}: final test {final:.1f}%, best {best:.1f}%")
 
     import matplotlib
 
