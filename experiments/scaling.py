@@ -9,8 +9,8 @@ process, so its peak resident memory is its own (os.wait4); the fit's share of `
 manifest's `seconds`. `evaluate` trains the demo's pretrained victim (EfficientNet-Lite0,
 ImageNet, 64 px, the `cpu` recipe) on the first method's protected set. Finished steps are kept
 in OUT/steps.jsonl and skipped when the script is run again. Prints one table with two fits to
-each step, the growth exponent (time ~ n^b, least squares on the logs) and a fixed cost plus a
-cost per image (time = a + c n), and writes OUT/scaling.png.
+each step, the growth exponent (time ~ n^b, least squares on the logs) and a
+fixed cost plus a cost per image (time = a + c n), and writes OUT/scaling.png.
 """
 
 from __future__ import annotations
@@ -37,27 +37,25 @@ def run(cmd: list[str], log: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
-def fit_exponent(points: list[tuple[int, float]]) -> float | None:
-    if len(points) < 2:
+def least_squares(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
+    """(intercept, slope) of the least-squares line through the points; None with fewer than two sizes."""
+    if len(set(xs)) < 2:
         return None
-    xs, ys = [math.log(n) for n, _ in points], [math.log(t) for _, t in points]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    den = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else None
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return my - slope * mx, slope
+
+
+def fit_exponent(points: list[tuple[int, float]]) -> float | None:
+    """b in time ~ n^b: the slope on the logs."""
+    line = least_squares([math.log(n) for n, _ in points], [math.log(t) for _, t in points])
+    return None if line is None else line[1]
 
 
 def fit_line(points: list[tuple[int, float]]) -> tuple[float, float] | None:
-    """(fixed seconds, seconds per 1,000 images): time = a + c n, least squares. The log-log slope
-    alone reads a fixed start-up cost as slow growth; this separates the two."""
-    if len(points) < 2:
-        return None
-    xs, ys = [n / 1000 for n, _ in points], [t for _, t in points]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    den = sum((x - mx) ** 2 for x in xs)
-    if not den:
-        return None
-    c = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den
-    return my - c * mx, c
+    """(fixed seconds, seconds per 1,000 images): time = a + c n. The log-log slope alone reads a
+    fixed start-up cost as slow growth; this separates the two."""
+    return least_squares([n / 1000 for n, _ in points], [t for _, t in points])
 
 
 def main() -> None:
@@ -130,7 +128,8 @@ def main() -> None:
 
             step("evaluate", methods[0], n, cmd, about_eval)
 
-    rows, series = [], {}
+    series: dict[tuple[str, str], list[tuple[int, float]]] = {}  # (method, what) -> [(n, seconds)]
+    peaks: dict[tuple[str, str], dict[int, int]] = {}  # (method, what) -> {n: peak MB}, whole commands only
     order = ["protect", "verify", "evaluate"]
     for (name, method, n), rec in sorted(done.items(), key=lambda kv: (kv[0][1], order.index(kv[0][0]), kv[0][2])):
         if n not in sizes or method not in methods:
@@ -142,14 +141,12 @@ def main() -> None:
             parts = [("fit", rec["fit_seconds"]), ("load + apply + export", rest), *parts]
         for what, s in parts:
             series.setdefault((method, what), []).append((n, max(s, 1e-3)))
-            mb = rec["peak_mb"] if what == label else None
-            rows.append((method, what, n, s, mb))
+        peaks.setdefault((method, label), {})[n] = rec["peak_mb"]
     print(f"\n{os.cpu_count()} cores, OMP_NUM_THREADS={threads}; seconds (peak resident MB of the process)\n")
     print("| method | step | " + " | ".join(f"{n:,}" for n in sizes) + " | b (time ~ n^b) | a + c n: a s, c s/1k |")
     print("|---|---|" + "---|" * len(sizes) + "---|---|")
     for (method, what), pts in series.items():
-        by_n = {n: s for n, s in pts}
-        mbs = {r[2]: r[4] for r in rows if r[0] == method and r[1] == what}
+        by_n, mbs = dict(pts), peaks.get((method, what), {})
         cells = [
             "-" if n not in by_n else f"{by_n[n]:,.0f}" + (f" ({mbs[n]:,} MB)" if mbs.get(n) else "") for n in sizes
         ]
@@ -176,9 +173,8 @@ def main() -> None:
         label = f"{method}: {what}" + (f" (b={b:.2f})" if b is not None else "")
         style = {"marker": "o", "linestyle": styles.get(method, "-"), "color": colors[method, what]}
         ax.plot(*zip(*pts), label=label, **style)
-        mb = sorted((r[2], r[4]) for r in rows if r[0] == method and r[1] == what and r[4])
-        if mb:
-            ax_mb.plot(*zip(*mb), **style)
+        if (method, what) in peaks:
+            ax_mb.plot(*zip(*sorted(peaks[method, what].items())), **style)
     n0 = min(sizes)
     at_n0 = sorted(s for pts in series.values() for n, s in pts if n == n0)
     if at_n0:  # a guide of slope 1 (time proportional to n) through the median time at the smallest size
