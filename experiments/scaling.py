@@ -8,8 +8,9 @@ Each step runs the toolkit's own command (`unlearnable protect | verify | evalua
 process, so its peak resident memory is its own (os.wait4); the fit's share of `protect` is the
 manifest's `seconds`. `evaluate` trains the demo's pretrained victim (EfficientNet-Lite0,
 ImageNet, 64 px, the `cpu` recipe) on the first method's protected set. Finished steps are kept
-in OUT/steps.jsonl and skipped when the script is run again. Prints one table with two fits to
-each step, the growth exponent (time ~ n^b, least squares on the logs) and a
+in OUT/steps.jsonl and skipped when the script is run again with the same --data, --set and
+--epochs (kept in OUT/settings.json; other values stop it before any work). Prints one table
+with two fits to each step, the growth exponent (time ~ n^b, least squares on the logs) and a
 fixed cost plus a cost per image (time = a + c n), and writes OUT/scaling.png.
 """
 
@@ -23,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from unlearnable.io import atomic_write_text
 
 
 def run(cmd: list[str], log: Path) -> tuple[float, float]:
@@ -76,7 +79,15 @@ def main() -> None:
     steps_path = out / "steps.jsonl"
     if out.exists() and any(out.iterdir()) and not steps_path.exists():  # resumes only a folder of its own
         sys.exit(f"scaling: --out {out} holds files of something else; name a new folder")
+    # Steps are keyed by (step, method, size): a folder resumed with other options would mix runs made two ways.
+    settings, settings_path = {"data": args.data, "set": args.set, "epochs": args.epochs}, out / "settings.json"
+    if steps_path.exists():
+        old = json.loads(settings_path.read_text()) if settings_path.exists() else None
+        if old != settings:
+            was = "options not recorded" if old is None else ", ".join(f"--{k} {v}" for k, v in old.items())
+            sys.exit(f"scaling: --out {out} holds steps made with other options ({was}); name a new folder")
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(settings_path, json.dumps(settings) + "\n")
     done = {}
     if steps_path.exists():
         for line in steps_path.read_text().splitlines():
