@@ -13,6 +13,7 @@ A config (YAML) names the grid:
       em: {}                    # the row name is the method (method* for a pretrained surrogate) ...
       em-sw: {method: em, kind: samplewise}   # ... unless `method` names it
       bait-robust: {method: bait, preset: robust}   # a row may take another preset of its method
+      bait-invisible: {method: bait, look: invisible}   # ... or a look (look.py; default: none)
       bait: {}
       bait-25%: {method: bait, protected_fraction: 0.25}   # a quarter of every class protected
       bait-3cls: {method: bait, protected_classes: [airplane, automobile, bird]}
@@ -162,6 +163,7 @@ def _check_names(cfg: dict, path: Path) -> None:
     from .attacks import create_attack
     from .defenses import create_defense
     from .evaluate import check_victim
+    from .protect import look_options, resolve_look
 
     for key, what in (("datasets", "dataset"), ("victims", "victim")):
         for e in cfg[key]:
@@ -216,7 +218,8 @@ def _check_names(cfg: dict, path: Path) -> None:
                     raise ValueError(f"protected_classes must be a list of class names, got {classes!r}")
                 method, opts = entry(name, opts, "method")
                 opts.setdefault("preset", cfg["preset"])
-                create_attack(method, device="cpu", progress=False, **opts)
+                look = resolve_look(opts.pop("look", None), False)
+                create_attack(method, device="cpu", progress=False, **look_options(method, look, opts))
             except ValueError as e:
                 raise ValueError(f"{path}: method {name!r}: {e}") from e
     for name, opts in cfg["defenses"].items():
@@ -450,6 +453,7 @@ class Grid:
                 method=method,
                 preset=opts.pop("preset", self.cfg["preset"]),
                 eps=opts.pop("eps", None),
+                look=opts.pop("look", None),
                 options=opts,
                 seed=seed,
                 image_size=d.get("image_size"),

@@ -76,6 +76,7 @@ def cmd_protect(args) -> int:
         labels=args.labels,
         working_size=args.working_size,
         device=args.device,
+        look=args.look,
     )
     if args.plan:
         print(photo_plan(args.data, **run)["text"])
@@ -379,6 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. --set stages=[5,5,5]")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument(
+        "--look",
+        default=None,
+        choices=["invisible", "subtle", "strong", "none"],
+        help="how the change sits on each image: invisible (the default for photos: smooth patterns, less change "
+        "on flat areas), subtle, strong (the whole budget everywhere), none (a benchmark set's default: the "
+        "paper's protocol); grey photos get a grey change in every look (docs/photos.md)",
+    )
     p.add_argument(
         "--plan", action="store_true", help="a folder of photos: print what would be done (time, memory) and stop"
     )

@@ -210,6 +210,7 @@ def export_photos(
     quality,
     strip: bool,
     *,
+    look=None,
     replace: bool = False,
     progress: bool = True,
 ) -> dict:
@@ -245,7 +246,7 @@ def export_photos(
         )
         for i, (photo, name) in enumerate(zip(collection.photos, names)):
             delta = p.delta[labels[i] if p.kind == "classwise" else i]
-            data, top, seen, kept = render(collection, i, delta, p.eps, fmt, quality or 0, strip)
+            data, top, seen, kept, grey = render(collection, i, delta, p.eps, fmt, quality or 0, strip, look)
             if top > levels:
                 raise RuntimeError(f"{photo.rel}: change {top}/255 over the budget {levels}/255; refusing to export")
             files[f"train/{name}"] = file_sha256(write_new(tmp / "train", name, data))
@@ -257,6 +258,7 @@ def export_photos(
                 "max_change_0_255": top,
                 "decoded_max_change_0_255": seen,
                 "metadata": kept,
+                "grey": grey,  # a black-and-white photo: given a grey change, written grey
             }
             tops.append(top)
             bar.update(round(photo.width * photo.height / 1e6, 1))

@@ -167,9 +167,11 @@ class Perturbation:
             raise ValueError(f"{self.kind} perturbation has {n} entries but the dataset has {need} {what}")
 
     def apply(self, dataset, chunk: int = 1024):
-        """Protected copy of `dataset` (uint8), quantized within the budget; computed `chunk` images
-        at a time, into a disk-backed array for sets larger than memory (data/cache.py)."""
+        """Protected copy of `dataset` (uint8), quantized within the budget and shaped by the look of
+        its budget map, if any; computed `chunk` images at a time, into a disk-backed array for sets
+        larger than memory (data/cache.py)."""
         from .data.cache import disk_array, mmap_threshold
+        from .look import is_grey, shaped
 
         self.check_fits(dataset)
         images = dataset.images
@@ -178,7 +180,10 @@ class Perturbation:
         for i in range(0, len(dataset), chunk):
             part = slice(i, i + chunk)
             rows = torch.arange(i, min(i + chunk, len(dataset)))
-            protected[part] = quantize(images[part], self.for_batch(dataset.labels[part], rows), self.eps, self.norm)
+            delta = self.for_batch(dataset.labels[part], rows)
+            if dataset.budget is not None:  # a look: the photo's own budget map, grey on grey (look.py)
+                delta = shaped(delta, dataset.budget[part], is_grey(images[part]))
+            protected[part] = quantize(images[part], delta, self.eps, self.norm)
         return type(dataset)(
             protected,
             dataset.labels.clone(),

@@ -236,7 +236,7 @@ def cluster_labels(root: Path, photos: list[Photo], k: int | None, seed: int, pr
     k = k or default_clusters(len(photos))
     if k > len(photos):
         raise DataError(f"--labels clusters:{k} asks for more groups than there are photos ({len(photos)})")
-    views = working_set_images(root, photos, 224, progress, "reading photos for grouping")
+    views, _ = working_set_images(root, photos, 224, progress, "reading photos for grouping")
     labels = kmeans(image_features(views), k, seed)
     return [f"group{i + 1:02d}" for i in range(k)], labels
 
@@ -308,30 +308,84 @@ def central_square(arr: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + s, top + s)))
 
 
+def central_square_mean(values: np.ndarray, size: int) -> np.ndarray:
+    """The mean of an (H, W) float map over the area of every pixel of the central square at
+    size x size (what a trainer's resize averages a change by)."""
+    h, w = values.shape
+    s = min(h, w)
+    top, left = (h - s) / 2, (w - s) / 2
+    img = Image.fromarray(values.astype(np.float32), "F")
+    return np.array(img.resize((size, size), Image.Resampling.BOX, box=(left, top, left + s, top + s)))
+
+
+def photo_budget(pixels: np.ndarray, look) -> np.ndarray:
+    """The look's (H, W) budget map of an (H, W, 3) uint8 photo, computed STRIP_ROWS rows at a time
+    with enough context above and below that it equals the whole photo's map."""
+    from .look import budget_map, halo
+
+    h = pixels.shape[0]
+    pad = halo(look)
+    out = np.empty(pixels.shape[:2], np.float32)
+    for r in range(0, h, STRIP_ROWS):
+        lo, hi = max(0, r - pad), min(h, r + STRIP_ROWS + pad)
+        part = torch.from_numpy(np.array(pixels[lo:hi])).permute(2, 0, 1)[None]
+        m = budget_map(part, look)[0, 0]
+        out[r : r + STRIP_ROWS] = m[r - lo : r - lo + min(STRIP_ROWS, h - r)].numpy()
+    return out
+
+
+def photo_is_grey(pixels: np.ndarray) -> bool:
+    """A black-and-white photo: its channels equal at every pixel (within look.GREY_LEVELS)."""
+    from .look import GREY_LEVELS
+
+    for r in range(0, pixels.shape[0], STRIP_ROWS):
+        part = pixels[r : r + STRIP_ROWS].astype(np.int16)
+        if (
+            np.abs(part[..., 0] - part[..., 1]).max() > GREY_LEVELS
+            or np.abs(part[..., 1] - part[..., 2]).max() > GREY_LEVELS
+        ):
+            return False
+    return True
+
+
 def working_set_images(
-    root: Path, photos: list[Photo], size: int, progress: bool, desc: str, transform=None
-) -> torch.Tensor:
-    """Every photo's central square at size x size; `transform` first maps each photo at full
-    resolution (what publishing does to it; without one, a JPEG is decoded at a reduced scale)."""
+    root: Path, photos: list[Photo], size: int, progress: bool, desc: str, transform=None, look=None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Every photo's central square at size x size, and with a `look` its budget map (computed at
+    full resolution, averaged over the area of each working pixel: the share of the budget the
+    drawn photo carries there); `transform` first maps each photo at full resolution (what
+    publishing does to it). Without either, a JPEG is decoded at a reduced scale."""
     from tqdm.auto import tqdm
 
     out = torch.empty((len(photos), 3, size, size), dtype=torch.uint8)
+    budget = None if look is None else torch.empty((len(photos), 1, size, size))
+    full = transform is not None or look is not None
     for i, p in enumerate(tqdm(photos, desc=desc, unit="photo", disable=not progress, leave=False)):
-        arr, img = open_upright(root / p.rel, p.rel, draft=None if transform else 2 * size)
+        arr, img = open_upright(root / p.rel, p.rel, draft=None if full else 2 * size)
         img.close()
         if transform is not None:
             arr = transform(arr)
         out[i] = torch.from_numpy(central_square(arr, size).transpose(2, 0, 1).copy())
-    return out
+        if budget is not None:
+            budget[i, 0] = torch.from_numpy(central_square_mean(photo_budget(arr, look), size))
+    return out, budget
 
 
-def working_set(collection: Collection, size: int, progress: bool = True, transform=None, desc: str = "reading photos"):
+def working_set(
+    collection: Collection,
+    size: int,
+    progress: bool = True,
+    transform=None,
+    desc: str = "reading photos",
+    look=None,
+):
     """The ImageDataset a method is fitted on (and a trainer's view): every photo's central square
-    at size x size, after `transform` (see working_set_images)."""
+    at size x size, after `transform`, with the `look`'s budget map (see working_set_images)."""
     from .data import ImageDataset
 
-    images = working_set_images(collection.root, collection.photos, size, progress, desc, transform)
-    return ImageDataset(images, collection.labels.clone(), list(collection.classes), [p.rel for p in collection.photos])
+    images, budget = working_set_images(collection.root, collection.photos, size, progress, desc, transform, look)
+    files = [p.rel for p in collection.photos]
+    return ImageDataset(images, collection.labels.clone(), list(collection.classes), files, budget)
 
 
 def originals_of(manifest: dict, root: str | Path | None = None) -> tuple[Collection, list[str]]:
@@ -410,19 +464,33 @@ def axis_weights(n_out: int, n_work: int, short: int) -> torch.Tensor:
     return w
 
 
-def draw(pixels: np.ndarray, delta: torch.Tensor, eps: float, norm: str = "linf") -> tuple[np.ndarray, int]:
+def draw(pixels: np.ndarray, delta: torch.Tensor, eps: float, norm: str = "linf", look=None) -> tuple[np.ndarray, int]:
     """The protected copy of an (H, W, 3) uint8 photo and its largest change in 8-bit levels:
-    `delta` (3, n, n) drawn at the photo's size (module doc), rounded and held within the budget,
-    STRIP_ROWS rows at a time."""
+    `delta` (3, n, n) drawn at the photo's size (module doc), shaped by the `look` (its budget map
+    of this photo, grey on a grey photo; look.py), rounded and held within the budget, STRIP_ROWS
+    rows at a time."""
+    from .look import budget_map, halo, shaped
     from .perturbation import quantize
 
     if norm != "linf":
         raise ValueError(f"photos at full resolution take an Linf budget; {norm} budgets need --image-size")
     h, w = pixels.shape[:2]
     n = delta.shape[-1]
+    grey = torch.tensor([look is not None and photo_is_grey(pixels)])
+    pad = 0 if look is None else halo(look)
+
+    def looked(change: torch.Tensor, r: int, rows: int) -> torch.Tensor:
+        """The change of rows r..r+rows as the look allows it (the map from the rows around them)."""
+        if look is None:
+            return change
+        lo, hi = max(0, r - pad), min(h, r + rows + pad)
+        part = torch.from_numpy(np.array(pixels[lo:hi])).permute(2, 0, 1)[None]
+        m = budget_map(part, look)[:, :, r - lo : r - lo + rows]
+        return shaped(change[None], m, grey)[0]
+
     if (h, w) == tuple(delta.shape[-2:]):  # the photo is the working size: nothing to draw
         t = torch.from_numpy(np.array(pixels)).permute(2, 0, 1)[None]
-        same = quantize(t, delta[None], eps, norm)[0]
+        same = quantize(t, looked(delta.float(), 0, h)[None], eps, norm)[0]
         return same.permute(1, 2, 0).numpy().copy(), int((same.int() - t[0].int()).abs().max())
     short = min(h, w)
     wy, wx = axis_weights(h, n, short), axis_weights(w, n, short)
@@ -432,7 +500,7 @@ def draw(pixels: np.ndarray, delta: torch.Tensor, eps: float, norm: str = "linf"
     for r in range(0, h, STRIP_ROWS):
         strip = torch.einsum("rn,cnw->crw", wy[r : r + STRIP_ROWS], side)
         clean = torch.from_numpy(np.array(pixels[r : r + STRIP_ROWS])).permute(2, 0, 1)
-        prot = quantize(clean[None], strip[None], eps, norm)[0]
+        prot = quantize(clean[None], looked(strip, r, strip.shape[1])[None], eps, norm)[0]
         top = max(top, int((prot.int() - clean.int()).abs().max()))
         out[r : r + STRIP_ROWS] = prot.permute(1, 2, 0).numpy()
     return out, top
@@ -513,14 +581,18 @@ def lossy(fmt: str) -> bool:
     return fmt == "JPEG"
 
 
-def render(collection: Collection, i: int, delta: torch.Tensor, eps: float, fmt: str, quality: int, strip: bool):
+def render(
+    collection: Collection, i: int, delta: torch.Tensor, eps: float, fmt: str, quality: int, strip: bool, look=None
+):
     """(encoded bytes, largest change before encoding, largest change in the decoded output, kept
-    metadata keys) of photo i, protected with its `delta`: the one function export and verify use."""
+    metadata keys, whether the photo is grey) of photo i, protected with its `delta` under the
+    `look`: the one function export and verify use."""
     p = collection.photos[i]
     pixels, img = open_upright(collection.root / p.rel, p.rel)
     try:
         meta = metadata(img, strip)
-        prot, top = draw(pixels, delta, eps)
+        grey = look is not None and photo_is_grey(pixels)
+        prot, top = draw(pixels, delta, eps, look=look)
         pil_fmt, _ = output_format(p, fmt)
         data = encode(prot, pil_fmt, quality, img, meta)
     finally:
@@ -530,7 +602,7 @@ def render(collection: Collection, i: int, delta: torch.Tensor, eps: float, fmt:
         with Image.open(io.BytesIO(data)) as back:
             decoded = np.asarray(back.convert("RGB"))
         seen = int(np.abs(decoded.astype(np.int16) - pixels.astype(np.int16)).max())
-    return data, top, seen, sorted(meta)
+    return data, top, seen, sorted(meta), grey
 
 
 def output_names(collection: Collection, fmt: str) -> tuple[list[str], list[str]]:

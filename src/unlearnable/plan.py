@@ -59,9 +59,9 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def describe_plan(collection, attack, size: int, method: str, est: dict | None = None) -> str:
-    """One line: photos found, classes, working size, method, estimated time and memory (`est`:
-    an estimate already made, so that the line and the caller's numbers agree)."""
+def describe_plan(collection, attack, size: int, method: str, est: dict | None = None, look=None) -> str:
+    """One line: photos found, classes, working size, method, look, estimated time and memory
+    (`est`: an estimate already made, so that the line and the caller's numbers agree)."""
     counts = torch.bincount(collection.labels, minlength=len(collection.classes)).tolist()
     groups = ", ".join(f"{c} {n}" for c, n in zip(collection.classes, counts))
     if len(groups) > 120:
@@ -78,5 +78,6 @@ def describe_plan(collection, attack, size: int, method: str, est: dict | None =
     return (
         f"{len(collection)} photos (largest {mp:.{0 if mp >= 10 else 1}f} MP) in {len(collection.classes)} "
         f"classes by {collection.label_mode} ({groups}){ignored}; working size {size} px; {method} "
-        f"({attack.preset} preset); {when}; peak memory about {est['memory'] / 1e9:.1f} GB"
+        f"({attack.preset} preset){'' if look is None else f'; look {look.name}: {look.summary}'}; {when}; "
+        f"peak memory about {est['memory'] / 1e9:.1f} GB"
     )

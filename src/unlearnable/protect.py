@@ -97,13 +97,16 @@ def protect(
     quality: int | None = None,
     strip_metadata: bool = False,
     photos: bool | None = None,
+    look: str | None = None,
 ) -> dict:
     """Protect the training split of `source` with `method` and write the folder `out`; returns
     its manifest. `extra` adds keys to the manifest (a bench's dataset entry). For a folder of
     photos: `labels` (photos.py), `working_size`, `fmt` (png | jpeg | same), `quality` (JPEG,
     1-100) and `strip_metadata`. `photos`: whether `source` is a folder of photos protected at
     full resolution (None: a folder with no --image-size and no --train-per-class is; a bench
-    says False, its datasets being benchmark sets)."""
+    says False, its datasets being benchmark sets). `look` (look.py): how the change sits on
+    each image; None takes the photos' default (invisible) or, for a benchmark set, none (the
+    paper's protocol: the whole budget everywhere)."""
     from .attacks import create_attack
     from .distributed import barrier
     from .outputs import check_output, input_paths
@@ -111,6 +114,7 @@ def protect(
     if photos is None:
         photos = is_photo_folder(source, image_size) and not train_per_class
     check_photo_options(photos, labels, working_size, fmt, quality, strip_metadata)
+    chosen = resolve_look(look, photos)
     inputs = input_paths(source, download)
     if labels.lower().endswith(".csv"):
         inputs.append(Path(labels).expanduser().resolve())
@@ -118,9 +122,16 @@ def protect(
     barrier()  # under torchrun: every process has checked the output before rank 0 may write it
     ckpt = checkpoint_path(out)
     attack = create_attack(
-        method, eps=eps, seed=seed, preset=preset, device=device, progress=progress, checkpoint=ckpt, **(options or {})
+        method,
+        eps=eps,
+        seed=seed,
+        preset=preset,
+        device=device,
+        progress=progress,
+        checkpoint=ckpt,
+        **look_options(method, chosen, options),
     )
-    common = dict(method=method, seed=seed, force=force, progress=progress, command=command, extra=extra)
+    common = dict(method=method, seed=seed, force=force, progress=progress, command=command, extra=extra, look=chosen)
     if photos:
         return _protect_photos(
             source,
@@ -136,6 +147,30 @@ def protect(
     return _protect_set(source, out, attack, image_size, train_per_class, download, **common)
 
 
+def resolve_look(name: str | None, photos: bool):
+    """The Look a run uses: the named one, else the photos' default, or None for a benchmark set."""
+    from .look import DEFAULT_PHOTO_LOOK, get_look
+
+    if name is None:
+        name = DEFAULT_PHOTO_LOOK if photos else "none"
+    look = get_look(name)
+    if look is None and photos:
+        raise ValueError("--look none is the benchmark protocol; photos take invisible, subtle or strong")
+    return look
+
+
+def look_options(method: str, look, options: dict | None) -> dict:
+    """The method's options with what the look asks of its pattern: a method with a `smooth` option
+    (bait) draws without block edges under a smooth look, unless --set says otherwise."""
+    from .attacks import ATTACKS
+
+    options = dict(options or {})
+    cls = ATTACKS.get(method.lower().replace("-", "_").rstrip("*"))  # an unknown name is refused when built
+    if look is not None and look.smooth and cls is not None and "smooth" in cls.DEFAULTS:
+        options.setdefault("smooth", True)
+    return options
+
+
 def photo_plan(
     source,
     *,
@@ -147,6 +182,7 @@ def photo_plan(
     labels: str = "folders",
     working_size: int | None = None,
     device=None,
+    look: str | None = None,
 ) -> dict:
     """What protecting the folder of photos `source` would do, told before any work and writing
     nothing (`protect --plan`, the web page's plan): the photos and groups found, the working
@@ -156,7 +192,16 @@ def photo_plan(
     from .plan import describe_plan, estimate
 
     check_photo_options(True, labels, working_size, "png", None, False)
-    attack = create_attack(method, eps=eps, seed=seed, preset=preset, device=device, progress=False, **(options or {}))
+    chosen = resolve_look(look, True)
+    attack = create_attack(
+        method,
+        eps=eps,
+        seed=seed,
+        preset=preset,
+        device=device,
+        progress=False,
+        **look_options(method, chosen, options),
+    )
     if attack.norm != "linf":
         raise ValueError(f"{method} has an {attack.norm} budget; photos are protected with an Linf method")
     collection = scan(source, labels, seed=seed, progress=False)
@@ -165,7 +210,8 @@ def photo_plan(
     est = estimate(collection, attack, size)
     counts = collection.labels.bincount(minlength=len(collection.classes)).tolist()
     return {
-        "text": describe_plan(collection, attack, size, method, est),
+        "text": describe_plan(collection, attack, size, method, est, chosen),
+        "look": chosen.name,
         "photos": len(collection),
         "groups": dict(zip(collection.classes, counts)),
         "ignored": collection.ignored,
@@ -227,7 +273,7 @@ def about(method: str, attack, perturbation, seed: int) -> dict:
 
 
 def _protect_set(
-    source, out, attack, image_size, train_per_class, download, *, method, seed, force, progress, command, extra
+    source, out, attack, image_size, train_per_class, download, *, method, seed, force, progress, command, extra, look
 ):
     from .distributed import barrier, is_main
     from .evaluate import versions
@@ -239,10 +285,13 @@ def _protect_set(
         ds, resolved = load_training_set(
             source, image_size=image_size, train_per_class=train_per_class, seed=seed, download=download
         )
+        if look is not None:
+            ds = with_look(ds, look)
         perturbation, seconds = fit(attack, ds)
         protected = perturbation.apply(ds)
         manifest = {
             **about(method, attack, perturbation, seed),
+            "look": None if look is None else look.record(),
             "data": str(resolved),
             "data_source": None if source is None else str(source),
             "train_per_class": train_per_class,
@@ -263,8 +312,34 @@ def _protect_set(
     return manifest
 
 
+def with_look(ds, look, chunk: int = 1024):
+    """`ds` with the look's budget map of every image (computed at the images' own size)."""
+    import torch
+
+    from .look import budget_map
+
+    maps = [budget_map(ds.images[i : i + chunk], look) for i in range(0, len(ds), chunk)]
+    budget = torch.cat(maps) if maps else torch.empty((0, 1, *ds.images.shape[2:]))
+    return type(ds)(ds.images, ds.labels, list(ds.classes), ds.files, budget)
+
+
 def _protect_photos(
-    source, out, attack, labels, working_size, fmt, quality, strip, *, method, seed, force, progress, command, extra
+    source,
+    out,
+    attack,
+    labels,
+    working_size,
+    fmt,
+    quality,
+    strip,
+    *,
+    method,
+    seed,
+    force,
+    progress,
+    command,
+    extra,
+    look,
 ):
     from .distributed import barrier, is_main
     from .evaluate import versions
@@ -289,13 +364,14 @@ def _protect_photos(
         size = working_size or default_working_size(collection, attack.working_size())
         names, renamed = output_names(collection, fmt)
         if progress and is_main():
-            tqdm.write(describe_plan(collection, attack, size, method), file=sys.stderr)
+            tqdm.write(describe_plan(collection, attack, size, method, look=look), file=sys.stderr)
             for w in renamed:
                 tqdm.write(f"note: {w}", file=sys.stderr)
-        ds = working_set(collection, size, progress)
+        ds = working_set(collection, size, progress, look=look)
         perturbation, seconds = fit(attack, ds)
         manifest = {
             **about(method, attack, perturbation, seed),
+            "look": look.record(),
             "data": str(Path(source).expanduser().resolve()),
             "data_source": str(source),
             "photos": True,
@@ -324,6 +400,7 @@ def _protect_photos(
                 fmt,
                 quality,
                 strip,
+                look=look,
                 replace=force,
                 progress=progress,
             )

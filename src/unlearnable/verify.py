@@ -239,6 +239,7 @@ def _check_photos(folder: Path, manifest: dict, perturbation, data) -> list[tupl
     """budget and exact for photos protected at full resolution: every photo is drawn again from
     its original (photos.render, as protect did) and must give the very bytes in the folder."""
     from .io import file_sha256
+    from .look import look_from_record
     from .perturbation import budget_levels
     from .photos import originals_of, render
 
@@ -254,7 +255,7 @@ def _check_photos(folder: Path, manifest: dict, perturbation, data) -> list[tupl
     for i, name in enumerate(names):
         row = labels[i] if perturbation.kind == "classwise" else i
         try:
-            encoded, change, _, _ = render(
+            encoded, change, _, _, _ = render(
                 originals,
                 i,
                 perturbation.delta[row],
@@ -262,8 +263,9 @@ def _check_photos(folder: Path, manifest: dict, perturbation, data) -> list[tupl
                 manifest.get("format", "png"),
                 manifest.get("quality") or 0,
                 bool(manifest.get("strip_metadata")),
+                look_from_record(manifest.get("look")),
             )
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, KeyError) as e:
             return [(c, "FAILED", f"cannot redraw {name}: {e}") for c in ("budget", "exact")]
         try:
             on_disk = (folder / name).read_bytes()

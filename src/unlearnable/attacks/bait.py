@@ -15,7 +15,11 @@ Two parameterizations:
   generator  delta^c = eps * mean over class-c images of G(x), G the AdvGAN-style network
              (the authors' method; the class means are one index_add per batch);
   direct     delta^c = eps * tanh(w_c), optimized directly (no generator; far cheaper), optionally
-             on a coarser grid upsampled to constant patches (`direct_size`).
+             on a coarser grid upsampled to constant patches (`direct_size`), or with `smooth` to a
+             periodic cubic B-spline of the grid (no block edges: what a photo's look asks for).
+
+A training set with a budget map (a look, look.py) is fitted through it: every perturbed batch
+carries its images' own share of the budget, and grey images a grey change, as they are drawn.
 With `hypergradient=True` the look-ahead step is recomputed inside every batch with delta in
 the graph, giving the exact gradient through the inner step (the reference drops it).
 
@@ -41,6 +45,7 @@ from tqdm.auto import tqdm
 
 from ..data.augment import luma as luma_of
 from ..distributed import all_reduce_sum_, local_generator, rank_and_world, sum_all, wrap_ddp
+from ..look import is_grey, periodic_spline, shaped
 from ..training import autocast, resident, to_float
 from .base import Attack, build_surrogate, register_attack, seed_everything
 from .common import class_means, perturbed_batch, sgd_step, surrogate_optimizer
@@ -135,9 +140,11 @@ class BAIT(Attack):
         "luma": 0.0,  # share of the budget in a grey pattern shared by the three channels, in [0, 1)
         "random_phase": False,  # every image its own circular shift of its class's zero-mean pattern
         "surrogates": None,  # more surrogate backbones (an ensemble), e.g. [efficientnet_lite1]; same init
+        "smooth": False,  # direct grid drawn as a periodic cubic B-spline instead of constant patches (look.py)
     }
     PRETRAINED = {}  # the surrogate is pretrained already
     MIN_CLASSES, WHY_CLASSES = 2, "binds each class to another class"
+    _look: tuple[torch.Tensor, torch.Tensor] | None = None  # the training set's budget map and grey images, in fit
     # CPU: direct class-wise delta on an 8x8 grid (4x4-pixel patches at 32 px), which survives the
     # trainer's crop/flip and a CNN's downsampling; full-resolution noise did not (see README).
     CPU = {
@@ -221,6 +228,8 @@ class BAIT(Attack):
         gen = seed_everything(self.seed)
         dev, K = self.device, train_set.num_classes
         images, labels = resident(train_set.images, self.device), train_set.labels
+        budget = train_set.budget
+        self._look = None if budget is None else (budget.to(dev), is_grey(train_set.images).to(dev))
         n, bs = len(images), min(self.batch_size, len(images))
         per_epoch = min(n, self.images_per_epoch or n)
         # Under torchrun every process takes its share of each batch; the surrogate, the look-ahead
@@ -302,7 +311,7 @@ class BAIT(Attack):
                 torch.randperm(n, generator=gen)[:bs]
                 for _ in range(max(self.lookahead_steps, self.surrogate_steps) - 1)
             ]
-            steps = [(x0, y0)] + [(to_float(images[b], dev), labels[b].to(dev)) for b in more]
+            steps = [(x0, y0, first)] + [(to_float(images[b], dev), labels[b].to(dev), b) for b in more]
             self._pick_size(model, gen)
             fast = None if self.hypergradient else self._lookahead(model, names, steps, buffer, gen, False, eot)
             order = torch.randperm(n, generator=gen)[:per_epoch]
@@ -329,7 +338,7 @@ class BAIT(Attack):
                 else:
                     t = choose_targets(stage, logits, y, K, gen)
                 with autocast(dev):
-                    xp = perturbed_batch(x, self._rows(cand, t, mine), self.augment, mine, eot)
+                    xp = perturbed_batch(x, self._shaped(self._rows(cand, t, mine), idx), self.augment, mine, eot)
                     out = functional_call(model, fast, (xp,))
                     loss = F.cross_entropy(out.float(), t)
                 gopt.zero_grad(set_to_none=True)
@@ -342,8 +351,8 @@ class BAIT(Attack):
                 loss_sum += loss.item() * len(idx)
             hits, seen, loss_sum = sum_all(hits, seen, loss_sum)
             self._pick_size(model, gen)
-            for xs, ys in steps[: self.surrogate_steps]:
-                xp = perturbed_batch(xs, self._rows(buffer, ys, gen), self.augment, gen, eot)
+            for xs, ys, ix in steps[: self.surrogate_steps]:
+                xp = perturbed_batch(xs, self._shaped(self._rows(buffer, ys, gen), ix), self.augment, gen, eot)
                 sgd_step(model, opt, xp, ys, self.grad_clip)
             record = {
                 "epoch": epoch + 1,
@@ -375,11 +384,17 @@ class BAIT(Attack):
         return self.perturbation(delta, "classwise", history=history)
 
     def direct_delta(self, w: torch.Tensor, shape) -> torch.Tensor:
-        """eps * tanh(w), upsampled (nearest: constant patches) when w lives on a coarser grid; with
-        `luma`, w's last channel is the grey pattern (see _mix_luma)."""
-        if tuple(w.shape[2:]) != tuple(shape[2:]):
-            w = F.interpolate(w, size=tuple(shape[2:]), mode="nearest")
-        u = torch.tanh(w)
+        """eps * tanh(w), upsampled when w lives on a coarser grid (nearest: constant patches; with
+        `smooth`, a periodic cubic B-spline of tanh(w), whose weights are non-negative and sum to 1,
+        so the budget holds); with `luma`, w's last channel is the grey pattern (see _mix_luma)."""
+        if self.smooth and tuple(w.shape[2:]) != tuple(shape[2:]):
+            ay = periodic_spline(shape[2], w.shape[2]).to(w.device)
+            ax = periodic_spline(shape[3], w.shape[3]).to(w.device)
+            u = torch.einsum("hy,kcyx,wx->kchw", ay, torch.tanh(w), ax)
+        else:
+            if tuple(w.shape[2:]) != tuple(shape[2:]):
+                w = F.interpolate(w, size=tuple(shape[2:]), mode="nearest")
+            u = torch.tanh(w)
         if self.luma > 0:
             c = shape[1]
             u = (1 - self.luma) * u[:, :c] + self.luma * u[:, c:]
@@ -401,6 +416,15 @@ class BAIT(Attack):
         peak = centred.abs().amax((1, 2, 3), keepdim=True).clamp(min=1e-12)
         return centred * (self.eps / peak).clamp(max=1)  # scaled, not clipped, into the budget: the mean stays 0
 
+    def _shaped(self, rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The deltas of a batch as its images will carry them: each image's budget map, grey on grey
+        (look.py); unchanged without a look."""
+        if self._look is None:
+            return rows
+        budget, grey = self._look
+        index = index.to(budget.device)
+        return shaped(rows, budget[index], grey[index])
+
     def _rows(self, table: torch.Tensor, index: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """The class-wise deltas of a batch, each at a random phase with `random_phase`."""
         rows = rows_of(table, index)
@@ -414,10 +438,9 @@ class BAIT(Attack):
         params = dict(model.named_parameters())
         buffers = dict(model.named_buffers())
         fast = {k: params[k] for k in names}
-        for x0, y0 in steps[: self.lookahead_steps]:
-            xp = perturbed_batch(
-                x0, self._rows(delta if differentiable else delta.detach(), y0, gen), self.augment, gen, eot
-            )
+        for x0, y0, i0 in steps[: self.lookahead_steps]:
+            rows = self._shaped(self._rows(delta if differentiable else delta.detach(), y0, gen), i0)
+            xp = perturbed_batch(x0, rows, self.augment, gen, eot)
             with autocast(x0.device):
                 loss = F.cross_entropy(functional_call(model, {**params, **fast, **buffers}, (xp,)).float(), y0)
             grads = torch.autograd.grad(loss, [fast[k] for k in names], create_graph=differentiable)

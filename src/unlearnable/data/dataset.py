@@ -17,12 +17,15 @@ class ImageDataset:
     labels: int64, shape (N,), each in [0, len(classes)).
     classes: class names; the label of an image is the index of its class here.
     files: the relative source path of every image (e.g. "cat/0001.jpg"), or None when unknown.
+    budget: float (N, 1, H, W) share of the budget a look allows at every pixel (look.py), or None
+        (the whole budget everywhere, the benchmark protocol).
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     classes: list[str]
     files: list[str] | None = None
+    budget: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, torch.Tensor):
@@ -59,6 +62,10 @@ class ImageDataset:
                 raise ValueError(f"{n} images but {len(self.files)} file names")
         if not self.images.is_contiguous():
             self.images = self.images.contiguous()
+        if self.budget is not None and (
+            self.budget.shape != (n, 1, *self.images.shape[2:]) or not self.budget.is_floating_point()
+        ):
+            raise ValueError(f"budget must be float of shape ({n}, 1, H, W), got {tuple(self.budget.shape)}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -90,7 +97,8 @@ class ImageDataset:
         files = None
         if self.files is not None:
             files = [self.files[i] for i in idx.tolist()]
-        return ImageDataset(self.images[idx].contiguous(), self.labels[idx].clone(), list(self.classes), files)
+        budget = None if self.budget is None else self.budget[idx].contiguous()
+        return ImageDataset(self.images[idx].contiguous(), self.labels[idx].clone(), list(self.classes), files, budget)
 
     def with_images(self, images: torch.Tensor) -> ImageDataset:
         """The same labelled set with other pixels (same shape), e.g. after a transformation."""
@@ -125,6 +133,8 @@ class ImageDataset:
         for i in range(0, flat.numel(), step):
             h.update(flat[i : i + step].contiguous().cpu().numpy().tobytes())
         h.update(self.labels.contiguous().cpu().numpy().tobytes())
+        if self.budget is not None:  # a look's budget map is part of what a method is fitted on
+            h.update(self.budget.contiguous().cpu().numpy().tobytes())
         return h.hexdigest()
 
     def class_counts(self) -> torch.Tensor:
