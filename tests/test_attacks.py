@@ -217,7 +217,7 @@ def test_bait_lookahead_keeps_each_weights_memory_layout():
     names = [k for k, _ in model.named_parameters()]
     bait = create_attack("bait", device="cpu", augment=False, lookahead_lr=0.1)
     for differentiable in (False, True):
-        fast = bait._lookahead(model, names, [(x, y)], torch.zeros(3, 3, 8, 8), None, differentiable)
+        fast = bait._lookahead(model, names, [(x, y, torch.arange(4))], torch.zeros(3, 3, 8, 8), None, differentiable)
         grads = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), list(model.parameters()))
         for (k, p), g in zip(model.named_parameters(), grads):
             assert fast[k].stride() == p.stride(), k
