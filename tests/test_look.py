@@ -2,6 +2,7 @@
 the visibility scores (visibility.py)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 from unlearnable.attacks import create_attack
 from unlearnable.cli import main
 from unlearnable.data import ImageDataset
-from unlearnable.look import LOOKS, budget_map, is_grey, periodic_spline, shaped
+from unlearnable.look import LOOKS, Look, budget_map, is_grey, periodic_spline, shaped
 from unlearnable.perturbation import Perturbation
 from unlearnable.photos import draw, open_upright, photo_budget
 
@@ -198,3 +199,37 @@ def test_visibility_scores():
     s = vis.score(img, shifted)
     assert s["ssimulacra2_100"] < 90 and s["delta_e_flat_100"]["mean"] > 1
     assert vis.fit_to_screen(np.zeros((100, 4000, 3), np.uint8)).shape == (48, 1920, 3)
+
+
+def test_a_benchmark_set_keeps_the_protocol_unless_a_look_is_asked(make_image_folder, tmp_path):
+    from unlearnable.protect import protect
+
+    root = make_image_folder(tmp_path / "set", ["a", "b"], {"train": 6})
+    for i, path in enumerate(sorted(root.rglob("*.png"))):  # flat images: the look's map is its floor
+        Image.fromarray(np.full((16, 16, 3), 40 + 10 * i, np.uint8)).save(path)
+    kw = dict(method="random", image_size=16, progress=False)
+    plain = protect(root, tmp_path / "plain", **kw)
+    looked = protect(root, tmp_path / "looked", look="subtle", **kw)
+    assert plain["look"] is None and looked["look"]["name"] == "subtle"
+    assert plain["max_abs_change_0_255"] == 8 and looked["max_abs_change_0_255"] == 4  # subtle: half on flat
+    assert main(["verify", str(tmp_path / "looked")]) == 0 and main(["verify", str(tmp_path / "plain")]) == 0
+
+
+def test_custom_looks_are_parsed_checked_and_recorded(grey_and_colour, tmp_path, capsys):
+    from unlearnable.look import get_look, look_from_record
+
+    look = get_look("floor=0.7, texture=12,smooth=yes")
+    assert (look.name, look.floor, look.texture, look.smooth) == ("custom", 0.7, 12.0, True)
+    assert look_from_record(look.record()) == Look("custom", 0.7, 12.0, True, "", look.window, look.blur)
+    assert get_look("floor=1").smooth is False and get_look("none") is None
+    for bad, words in [
+        ("floor=2", "floor must be in (0, 1]"),
+        ("shade=1", "'shade=1' is not one of"),
+        ("pretty", "--look must be one of"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(words)):
+            get_look(bad)
+    assert (
+        main(["protect", "--data", str(grey_and_colour), "--look", "smooth=maybe", "--out", str(tmp_path / "x")]) == 2
+    )
+    assert "'smooth=maybe' is not one of" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -383,10 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--look",
         default=None,
-        choices=["invisible", "subtle", "strong", "none"],
+        metavar="LOOK",
         help="how the change sits on each image: invisible (the default for photos: smooth patterns, less change "
         "on flat areas), subtle, strong (the whole budget everywhere), none (a benchmark set's default: the "
-        "paper's protocol); grey photos get a grey change in every look (docs/photos.md)",
+        "paper's protocol), or KEY=VALUE pairs such as floor=1,smooth=yes; grey photos get a grey change in "
+        "every look (docs/photos.md)",
     )
     p.add_argument(
         "--plan", action="store_true", help="a folder of photos: print what would be done (time, memory) and stop"

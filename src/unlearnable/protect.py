@@ -279,14 +279,14 @@ def _protect_set(
     from .evaluate import versions
     from .export import export_protected
     from .io import source_checksums
+    from .look import with_look
     from .outputs import run_lock
 
     with run_lock(out) if is_main() else nullcontext():
         ds, resolved = load_training_set(
             source, image_size=image_size, train_per_class=train_per_class, seed=seed, download=download
         )
-        if look is not None:
-            ds = with_look(ds, look)
+        ds = with_look(ds, look)
         perturbation, seconds = fit(attack, ds)
         protected = perturbation.apply(ds)
         manifest = {
@@ -310,17 +310,6 @@ def _protect_set(
         barrier()
         attack.remove_checkpoint()  # only now: the output is in place
     return manifest
-
-
-def with_look(ds, look, chunk: int = 1024):
-    """`ds` with the look's budget map of every image (computed at the images' own size)."""
-    import torch
-
-    from .look import budget_map
-
-    maps = [budget_map(ds.images[i : i + chunk], look) for i in range(0, len(ds), chunk)]
-    budget = torch.cat(maps) if maps else torch.empty((0, 1, *ds.images.shape[2:]))
-    return type(ds)(ds.images, ds.labels, list(ds.classes), ds.files, budget)
 
 
 def _protect_photos(

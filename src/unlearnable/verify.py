@@ -68,6 +68,7 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
     """[(check, "ok" | "FAILED" | "skipped", detail)] for a protected folder, one row per check."""
     from .data import balanced_subset, load_dataset
     from .io import file_sha256, source_checksums
+    from .look import look_from_record, with_look
     from .outputs import OS_LITTER
     from .perturbation import Perturbation, budget_levels, budget_limit, budget_used
 
@@ -219,7 +220,8 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
         detail = f"largest {perturbation.norm} change {used.max().item():.6g} (budget {eps:.6g})"
     results.append(("budget", "ok" if ok else "FAILED", detail))
     try:
-        same = torch.equal(perturbation.apply(clean).images, protected)
+        look = look_from_record(manifest.get("look"))
+        same = torch.equal(perturbation.apply(with_look(clean, look)).images, protected)
     except ValueError as e:
         results.append(("exact", "FAILED", f"the perturbation does not fit the input: {e}"))
         return results
