@@ -28,6 +28,7 @@ from PIL import Image
 CROP = 768
 SCREEN = 1920
 FLAT_STD = 2.0  # luma levels: below this local standard deviation a pixel is on a flat area
+MID_TONES = (24, 232)  # mean luma of a crop where a change is not clipped away
 
 
 def need(module: str):
@@ -65,12 +66,17 @@ def local_std(pixels: np.ndarray, sigma: float = 3.0) -> np.ndarray:
 
 def smoothest_box(pixels: np.ndarray, size: int = CROP) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of the size x size square with the least texture (mean local
-    luma standard deviation), on a grid of quarter-size steps: where a change shows first."""
+    luma standard deviation), on a grid of quarter-size steps: where a change shows first. Squares
+    of near-black or near-white (mean luma outside MID_TONES), where a change is clipped away and
+    hard to see, are taken only when there is no other."""
     h, w = pixels.shape[:2]
     s = min(size, h, w)
     act = torch.from_numpy(local_std(pixels))[None, None]
+    luma = torch.from_numpy(pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[None, None]
     stride = max(1, s // 4)
     means = torch.nn.functional.avg_pool2d(act, s, stride=stride)[0, 0]
+    tone = torch.nn.functional.avg_pool2d(luma, s, stride=stride)[0, 0]
+    means = means + 1e6 * ((tone < MID_TONES[0]) | (tone > MID_TONES[1]))
     i = int(means.flatten().argmin())
     top, left = (i // means.shape[1]) * stride, (i % means.shape[1]) * stride
     return left, top, left + s, top + s
