@@ -269,6 +269,9 @@ def test_page_end_to_end_in_a_real_browser(tmp_path, photos):
                 ".every(i => i.complete && i.naturalWidth > 0)"
             )
         )
+        views = driver.find_elements(By.CSS_SELECTOR, "#gallery img")
+        assert len(views) == 6 * len(made)  # before / after / change, scaled to fit and at 100%
+        assert sum("-100.png" in v.get_attribute("src") for v in views) == 3 * len(made)
         shot("5-results", "step-results")
         driver.find_element(By.ID, "download-link").click()
         deadline = time.time() + 60

@@ -110,7 +110,7 @@ def write_image_folder(dataset, root: Path, names: list[str], progress: bool = T
         raise RuntimeError(f"{len(names)} images to write but {written} files were written; nothing was exported")
 
 
-def preview(clean, protected, path: Path, per_row: int = 10) -> None:
+def preview(clean, protected, path, per_row: int = 10) -> None:
     """A 3-row strip: clean images, protected images, perturbation magnified to full range."""
     picks = []
     for c in range(clean.num_classes):
@@ -127,7 +127,25 @@ def preview(clean, protected, path: Path, per_row: int = 10) -> None:
     grid = torch.cat(rows, dim=1).clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     h, w = grid.shape[:2]
     zoom = max(1, 256 // h)
-    Image.fromarray(np.ascontiguousarray(grid)).resize((w * zoom, h * zoom), Image.Resampling.NEAREST).save(path)
+    img = Image.fromarray(np.ascontiguousarray(grid)).resize((w * zoom, h * zoom), Image.Resampling.NEAREST)
+    img.save(path, format="PNG")
+
+
+def photo_preview(clean, protected, crops: list[tuple[np.ndarray, np.ndarray]], levels: int, path: Path) -> None:
+    """preview() of the working views, and below it, for a few photos, a 100% crop of the photo's
+    smoothest area: original | protected | change magnified (where a change would show first)."""
+    from .visibility import magnified
+
+    buf = io.BytesIO()
+    preview(clean, protected, buf)
+    top = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    rows = [np.concatenate([a, b, magnified(a, b, levels)], axis=1) for a, b in crops]
+    if not rows:
+        Image.fromarray(top).save(path)
+        return
+    width = max(top.shape[1], *(r.shape[1] for r in rows))
+    pad = lambda x: np.pad(x, ((0, 8), (0, width - x.shape[1]), (0, 0)), constant_values=255)  # noqa: E731
+    Image.fromarray(np.concatenate([pad(top), *map(pad, rows)])).save(path, optimize=True)
 
 
 def change_summary(linf, perturbation) -> dict:
@@ -199,6 +217,24 @@ def export_protected(
     return manifest
 
 
+PREVIEW_CROPS = 4  # photos whose 100% crop the preview shows
+CROP_SIDE = 256
+
+
+def zoom_crop(collection, i: int, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(original, protected) 100% crops of photo i's smoothest area; `data` is the written file."""
+    from .data.sources import rgb_array
+    from .photos import open_upright
+    from .visibility import crop, smoothest_box
+
+    p = collection.photos[i]
+    original = open_upright(collection.root / p.rel, p.rel)[0]
+    with Image.open(io.BytesIO(data)) as img:
+        protected = rgb_array(img)  # written upright
+    box = smoothest_box(original, CROP_SIDE)
+    return crop(original, box), crop(protected, box)
+
+
 def export_photos(
     out,
     collection,
@@ -234,6 +270,8 @@ def export_photos(
     entries: dict[str, dict] = {}
     files: dict[str, str] = {}
     tops = []
+    shown = {labels.index(c): None for c in sorted(set(labels))[:PREVIEW_CROPS]}  # a photo of each class
+    crops = []
     with atomic_dir(out, replace=replace, kind="protect") as tmp:
         total = sum(ph.width * ph.height for ph in collection.photos) / 1e6
         bar = tqdm(
@@ -261,6 +299,8 @@ def export_photos(
                 "grey": grey,  # a black-and-white photo: given a grey change, written grey
             }
             tops.append(top)
+            if i in shown:
+                crops.append(zoom_crop(collection, i, data))
             bar.update(round(photo.width * photo.height / 1e6, 1))
         bar.close()
         linf = torch.tensor(tops, dtype=torch.float32) / 255
@@ -271,7 +311,7 @@ def export_photos(
                 "scale), so nothing is protected and nothing was written; raise --eps or the method's steps"
             )
         perturbation.save(tmp / "perturbation.safetensors")
-        preview(working, p.apply(working), tmp / "preview.png")
+        photo_preview(working, p.apply(working), crops, levels, tmp / "preview.png")
         export_seconds = time.perf_counter() - t0
         manifest = {
             **marker("protect"),

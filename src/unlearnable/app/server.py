@@ -23,7 +23,6 @@ import secrets
 import zipfile
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from ..io import atomic_file, atomic_write_bytes, read_json
@@ -34,6 +33,7 @@ STATIC = Path(__file__).parent / "static"
 PAGE_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 PREVIEW_SIDE = 640  # the longer side of a before / after / difference view, in pixels
+CROP_SIDE = 384  # the side of a 100% crop view
 PRESET_WORDS = {
     "cpu": "Quick: sized for this computer's processor (minutes for a few hundred photos).",
     "paper": "The BAIT paper's full settings: much slower, meant for a computer with a GPU.",
@@ -51,6 +51,11 @@ LABEL_WORDS = {
     "folders": "Each sub-folder is one group (e.g. portraits/, landscapes/): photos of a group share one pattern.",
     "clusters": "The tool sorts the photos into groups of similar photos itself: for one flat folder of photos.",
     "csv": "A spreadsheet (CSV) with one row per photo: file,group.",
+}
+LOOK_WORDS = {  # the page's words for look.LOOKS, the default first
+    "invisible": "Invisible: the change is smooth and kept small on skies, skin and walls (the default).",
+    "subtle": "Subtle: more change on smooth areas, which may show there on close inspection.",
+    "strong": "Strong: the whole budget everywhere; visible as soft colour patches on smooth areas.",
 }
 FORMAT_WORDS = {
     "png": "PNG: lossless, so the protection is kept exactly (larger files).",
@@ -128,7 +133,12 @@ class App:
         return folder, labels
 
     def choices(self, req: dict) -> dict:
+        from ..look import DEFAULT_PHOTO_LOOK
+
         method, preset, fmt = req.get("method", "bait"), req.get("preset", "cpu"), req.get("format", "png")
+        look = req.get("look", DEFAULT_PHOTO_LOOK)
+        if look not in LOOK_WORDS:
+            raise ValueError(f"look must be one of {', '.join(LOOK_WORDS)}, got {look!r}")
         if method not in {m["name"] for m in methods()}:
             raise ValueError(f"unknown method {method!r}")
         if fmt not in FORMAT_WORDS:
@@ -136,7 +146,7 @@ class App:
         options = req.get("options") or {}
         if not isinstance(options, dict):
             raise ValueError("options must be a mapping of method option to value")
-        return {"method": method, "preset": preset, "format": fmt, "options": options}
+        return {"method": method, "preset": preset, "format": fmt, "look": look, "options": options}
 
     def plan(self, req: dict) -> dict:
         return self._planned(req)[0]
@@ -147,7 +157,9 @@ class App:
 
         folder, labels = self.source(req)
         c = self.choices(req)
-        plan = photo_plan(folder, method=c["method"], preset=c["preset"], options=c["options"], labels=labels)
+        plan = photo_plan(
+            folder, method=c["method"], preset=c["preset"], options=c["options"], labels=labels, look=c["look"]
+        )
         return plan, folder, labels, c
 
     def start(self, req: dict) -> dict:
@@ -155,14 +167,14 @@ class App:
         `unlearnable protect` with the page's choices."""
         plan, folder, labels, c = self._planned(req)
         argv = ["protect", "--data", folder, "--out", "{out}", "--method", c["method"], "--preset", c["preset"]]
-        argv += ["--labels", labels, "--format", c["format"]]
+        argv += ["--labels", labels, "--format", c["format"], "--look", c["look"]]
         for k, v in c["options"].items():
             argv += ["--set", f"{k}={json.dumps(v)}"]
         return self.jobs.submit(
             "protect",
             argv,
             out="protected",
-            title=req.get("title") or f"{plan['photos']} photos, {c['method']} ({c['preset']})",
+            title=req.get("title") or f"{plan['photos']} photos, {c['method']} ({c['preset']}, {c['look']} look)",
             plan=plan,
             choices={**c, "labels": labels, "folder": folder},
         )
@@ -207,10 +219,14 @@ class App:
 
     def preview(self, job_id: str, index: int, kind: str) -> Path:
         """A PNG view of one photo: `before` (the original), `after` (the protected copy) or `diff`
-        (their difference, magnified so that the budget spans the whole grey range)."""
+        (their difference, magnified so that the budget spans the whole grey range), scaled to fit;
+        with `-100` (before-100, ...), a crop at 100% of the photo's smoothest area, where a change
+        would show first."""
         from ..photos import open_upright
+        from ..visibility import crop, magnified, smoothest_box
 
-        if kind not in ("before", "after", "diff"):
+        base, full = kind.removesuffix("-100"), kind.endswith("-100")
+        if base not in ("before", "after", "diff"):
             raise KeyError(kind)
         job = self.jobs.get(job_id)
         m = self.manifest(job)
@@ -222,16 +238,16 @@ class App:
             return path
         name, entry = names[index], m["photo_files"][names[index]]
         before = open_upright(Path(m["photo_root"]) / entry["source"], entry["source"])[0]
-        if kind == "before":
+        box = smoothest_box(before, CROP_SIDE) if full else None
+        if box is not None:
+            before = crop(before, box)
+        if base == "before":
             view = before
         else:
             after = open_upright(Path(job["out"]) / name, name)[0]
-            if kind == "after":
-                view = after
-            else:
-                gain = 127 / max(1.0, m["eps"] * 255)
-                diff = after.astype(np.int16) - before.astype(np.int16)
-                view = np.clip(128 + diff * gain, 0, 255).astype(np.uint8)
+            if box is not None:
+                after = crop(after, box)
+            view = after if base == "after" else magnified(before, after, round(m["eps"] * 255))
         img = Image.fromarray(view)
         img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BOX)
         buf = io.BytesIO()
@@ -337,6 +353,7 @@ def create_app(state: App):
             "methods": methods(),
             "labels": LABEL_WORDS,
             "formats": FORMAT_WORDS,
+            "looks": LOOK_WORDS,
             "folders": state.local,
             "limits": {"file_mb": state.limits.file_bytes / 2**20, "files": state.limits.files},
         }

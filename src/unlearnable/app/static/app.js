@@ -54,6 +54,8 @@ function fillChoices() {
   $("preset").addEventListener("change", () => { showWords(); invalidatePlan(); });
   for (const [value] of Object.entries(info.formats)) { $("format").add(new Option(value === "png" ? "PNG (lossless)" : "same as the original", value)); }
   $("format").addEventListener("change", () => { showWords(); invalidatePlan(); });
+  for (const [value] of Object.entries(info.looks)) { $("look").add(new Option(value, value)); }
+  $("look").addEventListener("change", () => { showWords(); invalidatePlan(); });
   $("options").addEventListener("input", invalidatePlan);
   $("server-folder").addEventListener("input", () => { invalidatePlan(); });
   $("server-folder-row").hidden = !info.folders;
@@ -72,6 +74,7 @@ function showWords() {
   const p = m && m.presets.find((x) => x.name === $("preset").value);
   $("preset-words").textContent = p ? p.words : "";
   $("format-words").textContent = state.info.formats[$("format").value] || "";
+  $("look-words").textContent = state.info.looks[$("look").value] || "";
 }
 const labelMode = () => (document.querySelector('input[name="labels"]:checked') || {}).value || "folders";
 function parseOptions() {
@@ -89,7 +92,7 @@ function parseOptions() {
   return out;
 }
 function request() {
-  const req = { labels: labelMode(), method: $("method").value, preset: $("preset").value, format: $("format").value, options: parseOptions() };
+  const req = { labels: labelMode(), method: $("method").value, preset: $("preset").value, format: $("format").value, look: $("look").value, options: parseOptions() };
   const folder = $("server-folder").value.trim();
   if (folder) req.folder = folder;  // photos from that folder; an upload then holds only the CSV
   if (state.upload) req.upload = state.upload;
@@ -204,6 +207,9 @@ function showMore() {
       `<div class="views"><div><img src="${src("before")}" alt="before: ${escapeHtml(p.source)}"><span>before</span></div>` +
       `<div><img src="${src("after")}" alt="after: ${escapeHtml(p.name)}"><span>after</span></div>` +
       `<div><img src="${src("diff")}" alt="difference, magnified"><span>change, magnified</span></div></div>` +
+      `<div class="views zoom"><div><img src="${src("before-100")}" alt="before, at 100%"><span>before, at 100% (its smoothest area)</span></div>` +
+      `<div><img src="${src("after-100")}" alt="after, at 100%"><span>after, at 100%</span></div>` +
+      `<div><img src="${src("diff-100")}" alt="difference at 100%, magnified"><span>change at 100%, magnified</span></div></div>` +
       `<figcaption>${escapeHtml(p.name)}: ${p.width} x ${p.height}, group ${escapeHtml(p.group)}, largest change ${p.max_change}/255</figcaption>`;
     $("gallery").appendChild(fig);
   }
