@@ -69,21 +69,25 @@ LOOKS = {
         floor=0.3,
         texture=20.0,
         smooth=True,
-        summary="smooth patterns, 30% of the budget on flat areas, the whole budget only in texture",
+        summary="smooth patterns, 30% of the budget on flat areas, the whole budget only in texture "
+        "(measured: SSIMULACRA2 83 on the worst real photo, 90 median; a pretrained victim kept 0.73 of its "
+        "clean accuracy)",
     ),
     "subtle": Look(
         "subtle",
         floor=0.5,
         texture=10.0,
         smooth=True,
-        summary="smooth patterns, half the budget on flat areas",
+        summary="smooth patterns, half the budget on flat areas (measured: SSIMULACRA2 78 on the worst real "
+        "photo, 89 median; a pretrained victim kept 0.60 of its clean accuracy)",
     ),
     "strong": Look(
         "strong",
         floor=1.0,
         texture=1.0,
         smooth=False,
-        summary="the method's own patterns at the whole budget everywhere (visible on smooth areas)",
+        summary="the method's own patterns at the whole budget everywhere, visible on smooth areas (measured: "
+        "SSIMULACRA2 34 on the worst real photo, 58 median; a pretrained victim kept 0.34 of its clean accuracy)",
     ),
 }
 DEFAULT_PHOTO_LOOK = "invisible"
