@@ -59,9 +59,26 @@ def photographer(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def protected(photographer, tmp_path_factory):
+    # the strong look: these tests check geometry, names and metadata, and read a photo's
+    # orientation from its change, which a short fit under the default look keeps at 0-1 levels on
+    # these smooth scenes (the looks are tested in test_look.py)
     out = tmp_path_factory.mktemp("out") / "protected"
     assert (
-        main(["protect", "--data", str(photographer), "--method", "bait", "--out", str(out), "--quiet", *SHORT_BAIT])
+        main(
+            [
+                "protect",
+                "--data",
+                str(photographer),
+                "--method",
+                "bait",
+                "--out",
+                str(out),
+                "--quiet",
+                "--look",
+                "strong",
+                *SHORT_BAIT,
+            ]
+        )
         == 0
     )
     return out
