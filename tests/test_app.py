@@ -242,7 +242,7 @@ def test_page_end_to_end_in_a_real_browser(tmp_path, photos):
         assert Select(driver.find_element(By.ID, "method")).first_selected_option.text == "bait"
         assert "pretrained" in text_of("method-words")
         driver.find_element(By.CSS_SELECTOR, "#step-choices details summary").click()
-        driver.find_element(By.ID, "options").send_keys("stages=[12,12,12]" if shots else QUICK)  # time to watch
+        driver.find_element(By.ID, "options").send_keys("stages=[6,6,6]" if shots else QUICK)  # time to watch
         shot("2-photos-and-choices")
         # 3. the plan
         driver.find_element(By.ID, "plan-btn").click()
