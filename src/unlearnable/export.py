@@ -110,8 +110,13 @@ def write_image_folder(dataset, root: Path, names: list[str], progress: bool = T
         raise RuntimeError(f"{len(names)} images to write but {written} files were written; nothing was exported")
 
 
-def preview(clean, protected, path, per_row: int = 10) -> None:
+def preview(clean, protected, path: Path, per_row: int = 10) -> None:
     """A 3-row strip: clean images, protected images, perturbation magnified to full range."""
+    Image.fromarray(preview_strip(clean, protected, per_row)).save(path)
+
+
+def preview_strip(clean, protected, per_row: int = 10) -> np.ndarray:
+    """preview()'s strip as an (H, W, 3) uint8 array, enlarged to at least 256 px high."""
     picks = []
     for c in range(clean.num_classes):
         hit = (clean.labels == c).nonzero()
@@ -127,8 +132,7 @@ def preview(clean, protected, path, per_row: int = 10) -> None:
     grid = torch.cat(rows, dim=1).clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     h, w = grid.shape[:2]
     zoom = max(1, 256 // h)
-    img = Image.fromarray(np.ascontiguousarray(grid)).resize((w * zoom, h * zoom), Image.Resampling.NEAREST)
-    img.save(path, format="PNG")
+    return np.ascontiguousarray(grid.repeat(zoom, axis=0).repeat(zoom, axis=1))
 
 
 def photo_preview(clean, protected, crops: list[tuple[np.ndarray, np.ndarray]], levels: int, path: Path) -> None:
@@ -136,9 +140,7 @@ def photo_preview(clean, protected, crops: list[tuple[np.ndarray, np.ndarray]], 
     smoothest area: original | protected | change magnified (where a change would show first)."""
     from .visibility import magnified
 
-    buf = io.BytesIO()
-    preview(clean, protected, buf)
-    top = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    top = preview_strip(clean, protected)
     rows = [np.concatenate([a, b, magnified(a, b, levels)], axis=1) for a, b in crops]
     if not rows:
         Image.fromarray(top).save(path)

@@ -335,17 +335,11 @@ def photo_budget(pixels: np.ndarray, look) -> np.ndarray:
 
 
 def photo_is_grey(pixels: np.ndarray) -> bool:
-    """A black-and-white photo: its channels equal at every pixel (within look.GREY_LEVELS)."""
-    from .look import GREY_LEVELS
+    """A black-and-white photo: look.is_grey of its (H, W, 3) uint8 pixels, STRIP_ROWS rows at a time."""
+    from .look import is_grey
 
-    for r in range(0, pixels.shape[0], STRIP_ROWS):
-        part = pixels[r : r + STRIP_ROWS].astype(np.int16)
-        if (
-            np.abs(part[..., 0] - part[..., 1]).max() > GREY_LEVELS
-            or np.abs(part[..., 1] - part[..., 2]).max() > GREY_LEVELS
-        ):
-            return False
-    return True
+    strips = (pixels[r : r + STRIP_ROWS] for r in range(0, pixels.shape[0], STRIP_ROWS))
+    return all(bool(is_grey(torch.from_numpy(np.array(part)).permute(2, 0, 1)[None])) for part in strips)
 
 
 def working_set_images(
@@ -464,7 +458,9 @@ def axis_weights(n_out: int, n_work: int, short: int) -> torch.Tensor:
     return w
 
 
-def draw(pixels: np.ndarray, delta: torch.Tensor, eps: float, norm: str = "linf", look=None) -> tuple[np.ndarray, int]:
+def draw(
+    pixels: np.ndarray, delta: torch.Tensor, eps: float, norm: str = "linf", look=None, grey: bool | None = None
+) -> tuple[np.ndarray, int]:
     """The protected copy of an (H, W, 3) uint8 photo and its largest change in 8-bit levels:
     `delta` (3, n, n) drawn at the photo's size (module doc), shaped by the `look` (its budget map
     of this photo, grey on a grey photo; look.py), rounded and held within the budget, STRIP_ROWS
@@ -476,7 +472,9 @@ def draw(pixels: np.ndarray, delta: torch.Tensor, eps: float, norm: str = "linf"
         raise ValueError(f"photos at full resolution take an Linf budget; {norm} budgets need --image-size")
     h, w = pixels.shape[:2]
     n = delta.shape[-1]
-    grey = torch.tensor([look is not None and photo_is_grey(pixels)])
+    if grey is None:  # render() knows it already
+        grey = look is not None and photo_is_grey(pixels)
+    grey_row = torch.tensor([grey])
     pad = 0 if look is None else halo(look)
 
     def looked(change: torch.Tensor, r: int, rows: int) -> torch.Tensor:
@@ -486,7 +484,7 @@ def draw(pixels: np.ndarray, delta: torch.Tensor, eps: float, norm: str = "linf"
         lo, hi = max(0, r - pad), min(h, r + rows + pad)
         part = torch.from_numpy(np.array(pixels[lo:hi])).permute(2, 0, 1)[None]
         m = budget_map(part, look)[:, :, r - lo : r - lo + rows]
-        return shaped(change[None], m, grey)[0]
+        return shaped(change[None], m, grey_row)[0]
 
     if (h, w) == tuple(delta.shape[-2:]):  # the photo is the working size: nothing to draw
         t = torch.from_numpy(np.array(pixels)).permute(2, 0, 1)[None]
@@ -592,7 +590,7 @@ def render(
     try:
         meta = metadata(img, strip)
         grey = look is not None and photo_is_grey(pixels)
-        prot, top = draw(pixels, delta, eps, look=look)
+        prot, top = draw(pixels, delta, eps, look=look, grey=grey)
         pil_fmt, _ = output_format(p, fmt)
         data = encode(prot, pil_fmt, quality, img, meta)
     finally:

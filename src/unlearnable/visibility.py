@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .look import LUMA
+
 CROP = 768
 SCREEN = 1920
 FLAT_STD = 2.0  # luma levels: below this local standard deviation a pixel is on a flat area
@@ -72,7 +74,7 @@ def smoothest_box(pixels: np.ndarray, size: int = CROP) -> tuple[int, int, int, 
     h, w = pixels.shape[:2]
     s = min(size, h, w)
     act = torch.from_numpy(local_std(pixels))[None, None]
-    luma = torch.from_numpy(pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[None, None]
+    luma = torch.from_numpy(pixels.astype(np.float32) @ np.array(LUMA, np.float32))[None, None]
     stride = max(1, s // 4)
     means = torch.nn.functional.avg_pool2d(act, s, stride=stride)[0, 0]
     tone = torch.nn.functional.avg_pool2d(luma, s, stride=stride)[0, 0]
