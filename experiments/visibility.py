@@ -11,8 +11,9 @@ photo and a summary per variant; --gallery writes 100% crops of each photo's smo
     python experiments/visibility.py --protected invisible=OUT_INVISIBLE --protected strong=OUT_STRONG \\
         --results RESULTS.jsonl [--gallery docs/look]
 
-Results are appended to --results one line per (variant, photo) and reused when present, so
-an interrupted measurement resumes. Needs pip install ssimulacra2 colour-science.
+Results are appended to --results one line per (variant, photo) and reused when present for the
+same originals and the same protected file (their checksums), so an interrupted measurement
+resumes and a folder made again is scored again. Needs pip install ssimulacra2 colour-science.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def changed_copy(variant: str, original: np.ndarray, folder: str | None, name: s
 
 
 def one(job: tuple) -> dict:
-    variant, source_root, source, folder, name = job
+    variant, source_root, source, folder, name, scored = job
     original = open_upright(Path(source_root) / source, source)[0]
     changed = changed_copy(variant, original, folder, name)
     grey_in = bool((original[..., 0] == original[..., 1]).all() and (original[..., 1] == original[..., 2]).all())
@@ -53,6 +54,7 @@ def one(job: tuple) -> dict:
         "grey_in": grey_in,
         "grey_out": grey_out,
         "max_change": int(np.abs(changed.astype(np.int16) - original.astype(np.int16)).max()),
+        "scored": scored,
         **vis.score(original, changed),
     }
 
@@ -101,9 +103,15 @@ def main() -> None:
         for line in results.read_text().splitlines():
             r = json.loads(line)
             done[r["variant"], r["photo"]] = r
-    jobs = [(v, str(root), s, None, None) for v in REFERENCES for s in sources]
-    jobs += [(v, str(root), s, variants[v], by_source[v][s]) for v in variants for s in sources]
-    todo = [j for j in jobs if (j[0], j[2]) not in done]
+    # a line is reused only for the same photos and the same protected file (sha256 from the manifests)
+    originals = first["input_checksums"]
+    jobs = [(v, str(root), s, None, None, originals) for v in REFERENCES for s in sources]
+    jobs += [
+        (v, str(root), s, variants[v], by_source[v][s], manifests[v]["files"][by_source[v][s]])
+        for v in variants
+        for s in sources
+    ]
+    todo = [j for j in jobs if done.get((j[0], j[2]), {}).get("scored") != j[5]]
     with ProcessPoolExecutor(a.jobs) as pool, results.open("a") as f:
         for r in pool.map(one, todo):
             done[r["variant"], r["photo"]] = r
