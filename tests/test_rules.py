@@ -189,6 +189,90 @@ def test_rule1_bench_writes_only_inside_its_out(world, capsys):
     assert "not an earlier `unlearnable bench` output" in one_line_error(capsys)
 
 
+def test_rule1_no_run_destroys_what_another_run_left(world, tmp_path, monkeypatch, capsys):
+    """A checkpoint, a partial folder or a set-aside output beside --out belongs to the run that
+    left it: any other command, method or setting is refused naming it, with and without --force;
+    `unlearnable clean` lists them and deletes them only when asked, and nothing else."""
+    from unlearnable import export, io, training
+
+    photos, root = world["photos"], world["root"]
+    real_save = training.Checkpoint.save
+    out, ckpt = root / "prot", root / ".prot.checkpoint.pt"
+    em = ["protect", "--data", str(photos), *EM_TINY, "--out", str(out)]
+    stop_after_saves(monkeypatch, 1)
+    assert main(em) == 130 and ckpt.exists()
+    ev, ev_ckpt = root / "ev", root / ".ev.checkpoint.pt"
+    evaluate = ["evaluate", "--train", str(photos), "--data", str(photos), *FAST_EVAL, "--out", str(ev)]
+    stop_after_saves(monkeypatch, 1)
+    assert main(evaluate) == 130 and ev_ckpt.exists()
+    monkeypatch.setattr(training.Checkpoint, "save", real_save)
+    capsys.readouterr()
+    kept = {p: p.read_bytes() for p in (ckpt, ev_ckpt)}
+    protect = ["protect", "--data", str(photos), "--quiet", "--device", "cpu"]
+    others = [
+        [*protect, "--method", m, "--out", str(target), *force]
+        for m in ("random", "lsp", "ar")
+        for target in (out, ev)
+        for force in ([], ["--force"])
+    ]
+    others += [
+        [*em, "--seed", "1"],  # the same method with another setting
+        [*em[:-2], "--set", "max_rounds=3", "--out", str(out)],
+        ["evaluate", "--train", str(photos), "--data", str(photos), *FAST_EVAL, "--out", str(out)],
+        [*evaluate, "--epochs", "2"],
+        ["check", str(root / "r0"), "--out", str(ev), "--quiet", "--init", "scratch"],
+    ]
+    assert main([*protect, "--method", "random", "--out", str(root / "r0")]) == 0
+    for argv in others:
+        assert main(argv) == 2, argv
+        err = one_line_error(capsys)
+        assert "belongs to another run" in err and "unlearnable clean" in err, (argv, err)
+        assert {p: p.read_bytes() for p in kept} == kept and not out.exists() and not ev.exists()
+    # a run killed while its output was being written leaves a partial folder: it is that run's
+    lsp, part = root / "lsp", None
+    lsp_cmd = [*protect, "--method", "lsp", "--image-size", "16", "--out", str(lsp)]
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "write_new", killed)
+    monkeypatch.setattr(io.shutil, "rmtree", lambda *a, **k: None)  # as a SIGKILL: no cleanup ran
+    assert main(lsp_cmd) == 130
+    monkeypatch.undo()
+    (part,) = [p for p in root.iterdir() if p.name.startswith(".lsp.partial-")]
+    capsys.readouterr()
+    for argv in ([*protect, "--method", "random", "--out", str(lsp)], [*lsp_cmd, "--seed", "2"]):
+        assert main(argv) == 2
+        assert str(part) in one_line_error(capsys) and part.is_dir()
+    assert main(lsp_cmd) == 0 and not part.exists()  # its own run finishes and removes it
+    assert not [p.name for p in root.iterdir() if p.name.startswith(".lsp.")]
+    # leftovers with no record of their run (an older version's) are no one's to take over
+    stray = root / ".lsp.old-x1"
+    stray.mkdir()
+    (stray / "lsp").mkdir()
+    (root / ".lsp.notes").write_text("not a leftover name")
+    assert main([*lsp_cmd, "--force"]) == 2
+    assert "no record" in one_line_error(capsys) and stray.is_dir()
+    # clean: lists, deletes only with --yes, only leftover names, never the output, never a live run's
+    before = tree_hash(lsp)
+    assert main(["clean", str(out)]) == 0
+    listed = capsys.readouterr().out
+    assert str(ckpt) in listed and "--yes" in listed and ckpt.exists()
+    from unlearnable.outputs import run_lock
+
+    with run_lock(ev.resolve()):
+        assert main(["clean", str(ev), "--yes"]) == 2
+        assert "another unlearnable run is writing" in one_line_error(capsys) and ev_ckpt.exists()
+    for target in (out, ev, lsp):
+        assert main(["clean", str(target), "--yes"]) == 0
+    assert not ckpt.exists() and not ev_ckpt.exists() and not stray.exists()
+    assert (root / ".lsp.notes").read_text() == "not a leftover name" and tree_hash(lsp) == before
+    assert not [p for p in root.iterdir() if p.name.endswith(".lock")]
+    assert main(["clean", str(out)]) == 0 and "nothing to clean" in capsys.readouterr().out
+    assert main([*protect, "--method", "random", "--out", str(out)]) == 0  # the way is free again
+    assert main(evaluate) == 0 and (ev / "record.json").is_file()
+
+
 # --------------------------------------------------------------------------- rule 2
 
 
@@ -269,10 +353,21 @@ def test_rule2_two_runs_never_share_an_output_or_a_temporary_file(world, tmp_pat
         assert a != b and a.parent == b.parent == tmp_path
 
 
-def test_rule2_truncated_or_foreign_checkpoints_are_refused_naming_the_file(world, tmp_path, capsys):
+def test_rule2_truncated_or_foreign_checkpoints_are_refused_naming_the_file(world, tmp_path, monkeypatch, capsys):
+    from unlearnable import training
+
     out, ckpt = tmp_path / "prot", tmp_path / ".prot.checkpoint.pt"
     cmd = ["protect", "--data", str(world["photos"]), *EM_TINY, "--out", str(out)]
-    for content in (b"\x80\x02truncated", b""):
+    ckpt.write_bytes(b"\x80\x02truncated")  # no run recorded it: nobody may take it over
+    assert main(cmd) == 2
+    err = one_line_error(capsys)
+    assert str(ckpt) in err and "no record" in err and f"unlearnable clean {out}" in err
+    ckpt.unlink()
+    real_save = training.Checkpoint.save
+    stop_after_saves(monkeypatch, 1)  # the run is recorded as the checkpoint's owner
+    assert main(cmd) == 130 and "run the same command again" in capsys.readouterr().err
+    monkeypatch.setattr(training.Checkpoint, "save", real_save)
+    for content in (b"\x80\x02truncated", b""):  # its checkpoint damaged: the same run refuses to read it
         ckpt.write_bytes(content)
         assert main(cmd) == 2
         err = one_line_error(capsys)

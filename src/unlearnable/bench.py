@@ -337,7 +337,7 @@ def run_bench(
     `unlearnable.launch.Launcher`; then write the reports."""
     from .data import resolve_source
     from .distributed import barrier, is_main
-    from .outputs import check_output, input_paths, run_lock
+    from .outputs import check_output, claim, input_paths
 
     cfg = load_config(config)
     inputs = [p for d in cfg["datasets"] for p in input_paths(d["source"], download)]
@@ -352,7 +352,8 @@ def run_bench(
                 raise ValueError(f"{config}: dataset {d['name']!r}: {e}") from None
     barrier()  # under torchrun: every process has checked the folder before rank 0 writes into it
     main = is_main()  # under torchrun every process trains; rank 0 alone writes
-    with run_lock(out) if main else nullcontext():  # two benches in one folder would run the same cells
+    run = {"command": "bench", "name": cfg["name"]}  # two benches in one folder would run the same cells
+    with claim(out, run, f"unlearnable bench {config}") if main else nullcontext():
         return _run_cells(cfg, config, out, main, device, progress and main, download, launcher)
 
 

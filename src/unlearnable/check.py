@@ -87,7 +87,7 @@ def run_check(
     from . import evaluate
     from .io import atomic_dir
     from .models import model_info
-    from .outputs import check_output, input_paths, marker, run_lock
+    from .outputs import check_output, claim, input_paths, marker
 
     folder = Path(folder)
     mpath = folder / "manifest.json"
@@ -115,7 +115,15 @@ def run_check(
     models = tqdm(
         total=len(victims) * per_victim, desc="check: training test models", unit="model", disable=not progress
     )
-    with run_lock(out):
+    run = {  # what a resume must repeat
+        "command": "check",
+        "folder": str(folder.resolve()),
+        "inits": list(inits),
+        "steps": list(steps),
+        "test": None if test is None else str(test),
+        "seed": seed,
+    }
+    with claim(out, run, command):
         bench = None if photos else _benchmark_cells(manifest, folder, steps, test, test_per_class, seed, progress)
         for init, (vname, size) in victims.items():
             if photos:

@@ -115,7 +115,7 @@ def cmd_evaluate(args) -> int:
     from .defenses import create_defense
     from .distributed import is_main, parse_device
     from .io import atomic_dir
-    from .outputs import check_output, input_paths, marker, run_lock
+    from .outputs import check_output, claim, input_paths, marker
     from .protect import clean_input, is_photo_folder, load_training_set
     from .report import pct, plot_curves
 
@@ -142,7 +142,20 @@ def cmd_evaluate(args) -> int:
                 "--protected-fraction and --protected-classes need --train to be a `protect` output folder"
             )
     partial = {}
-    with run_lock(out) if out and is_main() else nullcontext():
+    run = {  # what a resume must repeat (the checkpoint then checks the data's pixels too)
+        "command": "evaluate",
+        "train": [str(p) for p in inputs],
+        **victim,
+        "defense": defense.settings() if defense is not None else None,
+        "seed": args.seed,
+        "image_size": args.image_size,
+        "input_size": args.input_size,
+        "train_per_class": args.train_per_class,
+        "test_per_class": args.test_per_class,
+        "protected_fraction": args.protected_fraction,
+        "protected_classes": args.protected_classes,
+    }
+    with claim(out, run, command_line()) if out and is_main() else nullcontext():
         if is_photo_folder(args.train, args.image_size) and is_photo_folder(args.data, args.image_size):
             # photos of any size: the trainer's resize + centre crop to the victim's input size (the
             # preset's: 64 px for the cpu preset's pretrained victim; --input-size for another)
@@ -216,6 +229,20 @@ def cmd_evaluate(args) -> int:
             if ckpt is not None:
                 ckpt.unlink(missing_ok=True)  # only now: the record is in place
             print(f"record and plot -> {out}")
+    return 0
+
+
+def cmd_clean(args) -> int:
+    from .outputs import clean
+
+    found = clean(args.out, yes=args.yes)
+    if not found:
+        print(f"nothing to clean: no unfinished run left anything beside {args.out}")
+        return 0
+    for p, size in found:
+        print(f"{'deleted' if args.yes else 'would delete'} {p} ({size / 1e6:.1f} MB)")
+    if not args.yes:
+        print("run again with --yes to delete them (the run that left them then starts over)")
     return 0
 
 
@@ -577,6 +604,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=float, default=200, help="largest photo accepted, in MB (default 200)")
     p.add_argument("--max-files", type=positive_int, default=2000, help="most photos in one upload (default 2000)")
     p.set_defaults(func=cmd_app)
+
+    p = sub.add_parser(
+        "clean",
+        help="list, then with --yes delete, what an unfinished run left beside an output folder (its "
+        "checkpoint, a partial folder, its lock); the output itself and anything else are never touched",
+    )
+    p.add_argument("out", help="the --out of the unfinished run")
+    p.add_argument("--yes", action="store_true", help="delete what is listed")
+    p.set_defaults(func=cmd_clean)
 
     p = sub.add_parser("defenses", help="list defenses with their options")
     p.set_defaults(func=cmd_defenses)

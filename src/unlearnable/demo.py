@@ -34,10 +34,11 @@ def victim_label(rec: dict) -> str:
 
 
 def run_demo(args) -> dict:
-    from .outputs import check_output, input_paths, run_lock
+    from .outputs import check_output, claim, input_paths
 
     out = check_output(args.out, input_paths(args.data, args.download), args.force, "demo", resume=True)
-    with run_lock(out):
+    run = {"command": "demo", "data": args.data, "train_per_class": args.train_per_class, "seed": args.seed}
+    with claim(out, {**run, "test_per_class": args.test_per_class}, "unlearnable demo"):
         return _demo(args, out)
 
 

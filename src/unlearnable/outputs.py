@@ -18,6 +18,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -212,12 +214,10 @@ def not_replaceable(path: Path, kind: str) -> str | None:
     return None
 
 
-@contextmanager
-def run_lock(out: Path) -> Iterator[None]:
-    """Hold `.OUT.lock` beside the output for the whole run: a second run with the same output
-    (which would share its checkpoint) is refused while this one is alive. The lock dies with the
-    process, so a killed run never blocks the next one."""
-    lock = out.with_name(f".{out.name}.lock")
+def _acquire(lock: Path, out: Path) -> int:
+    """An open descriptor of `lock` holding its exclusive flock, or a one-line error while another
+    live process holds it. The file may be removed by the run that held it just before: the lock
+    is retried until it is taken on the file that is there."""
     lock.parent.mkdir(parents=True, exist_ok=True)
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -229,12 +229,25 @@ def run_lock(out: Path) -> Iterator[None]:
                 f"another unlearnable run is writing {out} right now (it holds {lock}); wait for it to "
                 "finish, or choose another --out"
             ) from None
-        try:  # the file may have been removed by the run that held it just before: lock the current one
+        try:
             if os.fstat(fd).st_ino == os.stat(lock).st_ino:
-                break
+                return fd
         except FileNotFoundError:
             pass
         os.close(fd)
+
+
+def lock_path(out: Path) -> Path:
+    return out.with_name(f".{out.name}.lock")
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold `.OUT.lock` beside the output for the whole run: a second run with the same output
+    (which would share its checkpoint) is refused while this one is alive. The lock dies with the
+    process, so a killed run never blocks the next one."""
+    lock = lock_path(out)
+    fd = _acquire(lock, out)
     try:
         yield
     finally:
@@ -243,3 +256,130 @@ def run_lock(out: Path) -> Iterator[None]:
         except OSError:
             pass
         os.close(fd)
+
+
+def leftovers(out: Path) -> list[Path]:
+    """What an unfinished run of `out` leaves beside it: its checkpoint (and a method's second one,
+    TAP's `.surrogate`) with their temporary files, the partial folder an export was writing, an
+    earlier output set aside while being replaced. The lock is not one: it only says who owns them."""
+    name = re.escape(out.name)
+    pattern = re.compile(
+        rf"\.{name}\.(checkpoint\.pt(\.surrogate)?|partial-.+|old-.+)|\.\.{name}\.checkpoint\.pt(\.surrogate)?\..+\.tmp"
+    )
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
+        return []
+    return sorted(p for p in entries if pattern.fullmatch(p.name))
+
+
+def _normal(run: dict) -> dict:
+    return json.loads(json.dumps(run, sort_keys=True, default=str))
+
+
+def _owner(fd: int) -> dict | None:
+    """The run recorded in a held lock file, or None (an empty, damaged or foreign record)."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        data = json.loads(os.read(fd, 1 << 20) or b"null")
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("tool") == TOOL and isinstance(data.get("run"), dict) else None
+
+
+def _differences(theirs: dict, ours: dict) -> list[str]:
+    def flat(d, prefix=""):  # {"settings": {"seed": 0}} -> {"settings.seed": 0}
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(theirs), flat(ours)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def foreign_leftovers(out: Path, found: list[Path], owner: dict | None, run: dict) -> str:
+    """The one line that refuses a run on an output whose leftovers belong to another run."""
+    more = f" (and {', '.join(p.name for p in found[1:])})" if len(found) > 1 else ""
+    if owner is None:
+        whose = "a run this tool has no record of (an older version's, or one killed as it started)"
+        fix = "finish it with the command that made it, or"
+    else:
+        differ = _differences(owner["run"], run) or ["(unrecorded)"]
+        command = owner.get("command") or f"unlearnable {owner['run'].get('command', '')}".strip()
+        whose = f"another run, `{command}` (it differs in: {', '.join(differ[:6])})"
+        fix = "run that command again to finish it, or"
+    return f"{found[0]}{more} belongs to {whose}; {fix} delete what it left with `unlearnable clean {out} --yes`"
+
+
+@contextmanager
+def claim(out: Path, run: dict, command: str | None = None) -> Iterator[None]:
+    """Hold `out` for this run and own what it leaves beside it until it finishes.
+
+    The lock (`.OUT.lock`, run_lock's) records the run: what it is (`run`, the settings a resume
+    must repeat) and its command line. Leftovers of `out` (`leftovers`) found when the run starts
+    must be this same run's, which then resumes them; anyone else's (another method, another
+    command, other settings, or a run with no record) refuse this one with a line naming them and
+    the way out, so no run ever deletes another's checkpoint or partial output. A run that ends
+    without error deletes its own stale partial folders; the lock goes once nothing is left to own,
+    and stays (with its record) while a checkpoint or a partial folder remains."""
+    run = _normal(run)
+    lock = lock_path(out)
+    fd = _acquire(lock, out)
+    try:
+        found = leftovers(out)
+        owner = _owner(fd)
+        if found and (owner is None or owner["run"] != run):
+            raise ValueError(foreign_leftovers(out, found, owner, run))
+        record = {"tool": TOOL, "run": run, "command": command, "pid": os.getpid()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record, indent=1).encode(), 0)
+        finished = False
+        try:
+            yield
+            finished = True
+        finally:
+            left = leftovers(out)
+            if finished:
+                for p in left:
+                    if p.is_dir() and not p.is_symlink() and ".checkpoint.pt" not in p.name:
+                        shutil.rmtree(p, ignore_errors=True)
+                left = leftovers(out)
+            if not left:
+                try:
+                    os.unlink(lock)
+                except OSError:
+                    pass
+    finally:
+        os.close(fd)
+
+
+def _size(p: Path) -> int:
+    if p.is_dir() and not p.is_symlink():
+        return sum(f.lstat().st_size for f in p.rglob("*") if not f.is_dir())
+    return p.lstat().st_size
+
+
+def clean(out, yes: bool = False) -> list[tuple[Path, int]]:
+    """The leftovers of `out` (see `leftovers`) with their sizes in bytes, deleted with yes=True:
+    a checkpoint, a partial or set-aside folder, and the lock that owns them. Refused while a run
+    holds the lock; `out` itself and anything not named as one of this tool's leftovers is never
+    touched."""
+    out = Path(out).expanduser().absolute()
+    out = out.parent.resolve() / out.name
+    lock = lock_path(out)
+    fd = _acquire(lock, out)
+    try:
+        found = [(p, _size(p)) for p in leftovers(out)]
+        if yes:
+            for p, _ in found:
+                if p.is_symlink() or not p.is_dir():
+                    p.unlink(missing_ok=True)
+                else:
+                    shutil.rmtree(p)
+            os.unlink(lock)
+        elif not found:
+            os.unlink(lock)
+    finally:
+        os.close(fd)
+    return found

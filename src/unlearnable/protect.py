@@ -108,8 +108,8 @@ def protect(
     each image; None takes the photos' default (invisible) or, for a benchmark set, none (the
     paper's protocol: the whole budget everywhere)."""
     from .attacks import create_attack
-    from .distributed import barrier
-    from .outputs import check_output, input_paths
+    from .distributed import barrier, is_main
+    from .outputs import check_output, claim, input_paths
 
     if photos is None:
         photos = is_photo_folder(source, image_size) and not train_per_class
@@ -132,19 +132,30 @@ def protect(
         **look_options(method, chosen, options),
     )
     common = dict(method=method, seed=seed, force=force, progress=progress, command=command, extra=extra, look=chosen)
-    if photos:
-        return _protect_photos(
-            source,
-            out,
-            attack,
-            labels,
-            working_size,
-            fmt,
-            quality,
-            strip_metadata,
-            **common,
-        )
-    return _protect_set(source, out, attack, image_size, train_per_class, download, **common)
+    run = {  # what a resume must repeat (the checkpoint then checks the data's pixels too)
+        "command": "protect",
+        "data": [str(p) for p in inputs],
+        "settings": attack.settings(),
+        "image_size": image_size,
+        "train_per_class": train_per_class,
+        "labels": labels,
+        "working_size": working_size,
+        "look": None if chosen is None else chosen.record(),
+    }
+    with claim(out, run, command) if is_main() else nullcontext():
+        if photos:
+            return _protect_photos(
+                source,
+                out,
+                attack,
+                labels,
+                working_size,
+                fmt,
+                quality,
+                strip_metadata,
+                **common,
+            )
+        return _protect_set(source, out, attack, image_size, train_per_class, download, **common)
 
 
 def resolve_look(name: str | None, photos: bool):
@@ -280,35 +291,33 @@ def _protect_set(
     from .export import export_protected
     from .io import source_checksums
     from .look import with_look
-    from .outputs import run_lock
 
-    with run_lock(out) if is_main() else nullcontext():
-        ds, resolved = load_training_set(
-            source, image_size=image_size, train_per_class=train_per_class, seed=seed, download=download
-        )
-        ds = with_look(ds, look)
-        perturbation, seconds = fit(attack, ds)
-        protected = perturbation.apply(ds)
-        manifest = {
-            **about(method, attack, perturbation, seed),
-            "look": None if look is None else look.record(),
-            "data": str(resolved),
-            "data_source": None if source is None else str(source),
-            "train_per_class": train_per_class,
-            "image_size": image_size,
-            "input_checksums": source_checksums(resolved),
-            "versions": versions(),
-            "seconds": round(seconds, 1),
-            **(extra or {}),
-        }
-        if command is not None:
-            manifest["command"] = command
-        if is_main():  # under torchrun every process holds the same perturbation; rank 0 writes it
-            manifest = export_protected(out, ds, protected, perturbation, manifest, replace=force, progress=progress)
-            for w in manifest["warnings"]:
-                tqdm.write(f"warning: {w}", file=sys.stderr)
-        barrier()
-        attack.remove_checkpoint()  # only now: the output is in place
+    ds, resolved = load_training_set(
+        source, image_size=image_size, train_per_class=train_per_class, seed=seed, download=download
+    )
+    ds = with_look(ds, look)
+    perturbation, seconds = fit(attack, ds)
+    protected = perturbation.apply(ds)
+    manifest = {
+        **about(method, attack, perturbation, seed),
+        "look": None if look is None else look.record(),
+        "data": str(resolved),
+        "data_source": None if source is None else str(source),
+        "train_per_class": train_per_class,
+        "image_size": image_size,
+        "input_checksums": source_checksums(resolved),
+        "versions": versions(),
+        "seconds": round(seconds, 1),
+        **(extra or {}),
+    }
+    if command is not None:
+        manifest["command"] = command
+    if is_main():  # under torchrun every process holds the same perturbation; rank 0 writes it
+        manifest = export_protected(out, ds, protected, perturbation, manifest, replace=force, progress=progress)
+        for w in manifest["warnings"]:
+            tqdm.write(f"warning: {w}", file=sys.stderr)
+    barrier()
+    attack.remove_checkpoint()  # only now: the output is in place
     return manifest
 
 
@@ -334,7 +343,6 @@ def _protect_photos(
     from .evaluate import versions
     from .export import export_photos
     from .io import source_checksums
-    from .outputs import run_lock
     from .photos import default_working_size, output_names, scan, working_set
     from .plan import describe_plan
 
@@ -343,58 +351,57 @@ def _protect_photos(
             f"{method} has an {attack.norm} budget, which depends on the image size; protect photos at full "
             "resolution with an Linf method (bait, em, tap, rem, random), or pass --image-size for square copies"
         )
-    with run_lock(out) if is_main() else nullcontext():
-        collection = scan(source, labels, seed=seed, progress=progress)
-        attack.check_classes(collection.classes)
-        if labels in ("folders", "top"):  # the classes are folder names, kept in the output
-            from .export import check_class_names
+    collection = scan(source, labels, seed=seed, progress=progress)
+    attack.check_classes(collection.classes)
+    if labels in ("folders", "top"):  # the classes are folder names, kept in the output
+        from .export import check_class_names
 
-            check_class_names(collection.classes)
-        size = working_size or default_working_size(collection, attack.working_size())
-        names, renamed = output_names(collection, fmt)
-        if progress and is_main():
-            tqdm.write(describe_plan(collection, attack, size, method, look=look), file=sys.stderr)
-            for w in renamed:
-                tqdm.write(f"note: {w}", file=sys.stderr)
-        ds = working_set(collection, size, progress, look=look)
-        perturbation, seconds = fit(attack, ds)
-        manifest = {
-            **about(method, attack, perturbation, seed),
-            "look": look.record(),
-            "data": str(Path(source).expanduser().resolve()),
-            "data_source": str(source),
-            "photos": True,
-            "photo_root": str(collection.root),
-            "labels": labels,
-            "working_size": size,
-            "format": fmt,
-            "quality": quality,
-            "strip_metadata": strip,
-            "renamed": renamed,  # photos written under another name than their own, and why
-            "input_checksums": source_checksums(Path(source).expanduser().resolve()),
-            "versions": versions(),
-            "fit_seconds": round(seconds, 1),
-            **(extra or {}),
-        }
-        if command is not None:
-            manifest["command"] = command
-        if is_main():
-            manifest = export_photos(
-                out,
-                collection,
-                ds,
-                perturbation,
-                names,
-                manifest,
-                fmt,
-                quality,
-                strip,
-                look=look,
-                replace=force,
-                progress=progress,
-            )
-            for w in manifest["warnings"]:
-                tqdm.write(f"warning: {w}", file=sys.stderr)
-        barrier()
-        attack.remove_checkpoint()
+        check_class_names(collection.classes)
+    size = working_size or default_working_size(collection, attack.working_size())
+    names, renamed = output_names(collection, fmt)
+    if progress and is_main():
+        tqdm.write(describe_plan(collection, attack, size, method, look=look), file=sys.stderr)
+        for w in renamed:
+            tqdm.write(f"note: {w}", file=sys.stderr)
+    ds = working_set(collection, size, progress, look=look)
+    perturbation, seconds = fit(attack, ds)
+    manifest = {
+        **about(method, attack, perturbation, seed),
+        "look": look.record(),
+        "data": str(Path(source).expanduser().resolve()),
+        "data_source": str(source),
+        "photos": True,
+        "photo_root": str(collection.root),
+        "labels": labels,
+        "working_size": size,
+        "format": fmt,
+        "quality": quality,
+        "strip_metadata": strip,
+        "renamed": renamed,  # photos written under another name than their own, and why
+        "input_checksums": source_checksums(Path(source).expanduser().resolve()),
+        "versions": versions(),
+        "fit_seconds": round(seconds, 1),
+        **(extra or {}),
+    }
+    if command is not None:
+        manifest["command"] = command
+    if is_main():
+        manifest = export_photos(
+            out,
+            collection,
+            ds,
+            perturbation,
+            names,
+            manifest,
+            fmt,
+            quality,
+            strip,
+            look=look,
+            replace=force,
+            progress=progress,
+        )
+        for w in manifest["warnings"]:
+            tqdm.write(f"warning: {w}", file=sys.stderr)
+    barrier()
+    attack.remove_checkpoint()
     return manifest
