@@ -545,7 +545,7 @@ def protected(world, tmp_path):
 
 def edit_manifest(folder: Path, change) -> None:
     m = json.loads((folder / "manifest.json").read_text())
-    m = change(m) or m
+    change(m)  # in place
     (folder / "manifest.json").write_text(json.dumps(m))
 
 
@@ -597,11 +597,72 @@ def test_rule5_verify_fails_on_every_inconsistency_it_can_detect(protected, tmp_
         (f / "manifest.json").write_text(json.dumps(m))
 
     case("32-as-8", bigger_budget, "budget        FAILED")
+
+    def emptied(f):  # the perturbation zeroed, the clean images in its place, every hash redone
+        p = Perturbation.load(f / "perturbation.safetensors")
+        Perturbation(p.delta * 0, p.eps, p.kind, p.method, p.meta).save(f / "perturbation.safetensors")
+        clean = load_dataset(world["photos"], "train").images.permute(0, 2, 3, 1).numpy()
+        m = json.loads((f / "manifest.json").read_text())
+        for i, n in enumerate(m["files"]):
+            Image.fromarray(clean[i]).save(f / n)
+            m["files"][n] = file_sha256(f / n)
+        m.update(perturbation_sha256=file_sha256(f / "perturbation.safetensors"), max_abs_change_0_255=0)
+        (f / "manifest.json").write_text(json.dumps(m))
+
+    case("emptied", emptied, "an empty protection")
+    case("method-differs", lambda f: edit_manifest(f, lambda m: m.update(method="bait")), "disagree on method")
+    case(
+        "option-differs",
+        lambda f: edit_manifest(f, lambda m: m["settings"].update(seed=5)),
+        "disagree on settings.seed",
+    )
+    case("no-settings", lambda f: edit_manifest(f, lambda m: m.pop("settings")), "no 'settings'")
+    case(
+        "largest-differs",
+        lambda f: edit_manifest(f, lambda m: m.update(max_abs_change_0_255=m["max_abs_change_0_255"] - 1)),
+        "the manifest records",
+    )
+    case(
+        "source-dropped",
+        lambda f: edit_manifest(f, lambda m: m["sources"].pop(next(iter(m["sources"])))),
+        "list different images",
+    )
     moved = tmp_path / "moved-input"
     world["photos"].rename(moved)
     rc, report = verify_report(protected, capsys)
     assert rc == 1 and "NOT VERIFIED" in report and "skipped" in report
     assert verify_report(protected, capsys, "--data", str(moved))[0] == 0
+
+
+def test_rule5_every_photo_is_accounted_for_by_one_check(world, tmp_path, capsys):
+    """A photo folder: a listed file that no check redraws (its photo_files entry dropped, the
+    original in its place with its hash redone) is not verified, nor a file listed twice over."""
+    import shutil
+
+    from unlearnable.io import file_sha256
+
+    photos = world["photos"] / "train"
+    out = tmp_path / "ph"
+    assert main(["protect", "--data", str(photos), *RANDOM, "--out", str(out)]) == 0
+    assert verify_report(out, capsys)[0] == 0
+
+    def swapped(f):
+        m = json.loads((f / "manifest.json").read_text())
+        name = next(iter(m["photo_files"]))
+        source = m["photo_files"].pop(name)["source"]
+        shutil.copyfile(photos / source, f / name)  # the unprotected original, byte for byte
+        m["files"][name] = file_sha256(f / name)
+        (f / "manifest.json").write_text(json.dumps(m))
+
+    for name, tamper in (
+        ("entry-dropped", swapped),
+        ("photo-files-gone", lambda f: edit_manifest(f, lambda m: m.pop("photo_files"))),
+    ):
+        folder = tmp_path / name
+        shutil.copytree(out, folder)
+        tamper(folder)
+        rc, report = verify_report(folder, capsys)
+        assert rc == 1 and "manifest      FAILED" in report, (name, report)
 
 
 def test_rule5_verify_passes_on_folders_made_by_bench_and_demo(world, tmp_path, monkeypatch, capsys):

@@ -1,14 +1,18 @@
 """Re-check a protected folder against its manifest: `unlearnable verify DIR`.
 
 Checks, each reported as ok / FAILED / skipped with the reason:
-  manifest      the manifest is this tool's, with every field verify relies on, of the right type;
+  manifest      the manifest is this tool's, with every field verify relies on, of the right type,
+                and its lists of images agree (files, sources, photo_files): every listed file is
+                accounted for by the exact check;
   files         every image listed in the manifest is present with its sha256, and nothing else
                 (of any kind, hidden files too) sits in the folder besides the manifest,
                 perturbation and preview (a file browser's .DS_Store, Thumbs.db, desktop.ini aside);
   perturbation  perturbation.safetensors loads (safetensors, no pickle) with its sha256, and its
-                budget, norm, kind and method are the manifest's;
+                budget, norm, kind, method and the method's settings are the manifest's;
   input         the input's checksums still match the manifest;
-  budget        every protected image is within the budget of the clean image it came from;
+  budget        every protected image is within the budget of the clean image it came from, some
+                image changed (protect never writes an empty protection), and the largest change
+                is the one the manifest records;
   exact         every protected image equals the clean image plus the perturbation, quantized
                 (the folder holds exactly what `protect` computed).
 The last three rebuild the clean training set from the manifest's data, subset and image size
@@ -41,6 +45,7 @@ def _manifest_problems(m) -> list[str]:
         "files": dict,
         "perturbation_sha256": str,
         "input_checksums": dict,
+        "settings": dict,
     }
     for key, kind in want.items():
         if key not in m or m[key] is None:
@@ -61,6 +66,15 @@ def _manifest_problems(m) -> list[str]:
         ]
         if bad:
             problems.append(f"'files' has {len(bad)} entries that are not train/ paths with a sha256 (e.g. {bad[0]!r})")
+        # every listed file is accounted for by one check: the images the exact check redraws are
+        # the photos' (photo_files) or the sources' entries, and they must be the same list
+        if m.get("photos") and not isinstance(m.get("photo_files"), dict):
+            problems.append("no 'photo_files' (a folder of photos records every photo's source)")
+        for other in ("sources", "photo_files"):
+            entries = m.get(other)
+            if isinstance(entries, dict) and set(entries) != set(files):
+                odd = sorted(set(entries) ^ set(files))
+                problems.append(f"'files' and {other!r} list different images (e.g. {odd[0]!r})")
     return problems
 
 
@@ -149,6 +163,12 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
                 or (k == "eps" and isinstance(mine, (int, float)) and abs(mine - perturbation.eps) < 1e-9)
             )
         ]
+        recorded = manifest.get("settings") if isinstance(manifest.get("settings"), dict) else {}
+        if perturbation.method != manifest.get("method"):
+            differs.append("method")
+        meta = json.loads(json.dumps(perturbation.meta, default=str))
+        differs += [f"settings.{k}" for k, v in sorted(recorded.items()) if k in meta and meta[k] != v]
+        differs += [f"settings.{k}" for k in sorted(set(recorded) - set(meta))]
         if want is None or file_sha256(ppath) != want:
             results.append(
                 (
@@ -163,7 +183,10 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
                     "perturbation",
                     "FAILED",
                     "the manifest and the perturbation file disagree on "
-                    + ", ".join(f"{k} ({manifest.get(k)!r} vs {getattr(perturbation, k)!r})" for k in differs),
+                    + ", ".join(
+                        f"{k} ({manifest.get(k)!r} vs {getattr(perturbation, k)!r})" if "." not in k else k
+                        for k in differs[:6]
+                    ),
                 )
             )
         else:
@@ -218,7 +241,7 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
         detail = f"largest change {round(used.max().item() * 255)}/255 (budget {budget_levels(eps)}/255)"
     else:
         detail = f"largest {perturbation.norm} change {used.max().item():.6g} (budget {eps:.6g})"
-    results.append(("budget", "ok" if ok else "FAILED", detail))
+    results.append(budget_row(ok, detail, round(used.max().item() * 255), manifest))
     try:
         look = look_from_record(manifest.get("look"))
         same = torch.equal(perturbation.apply(with_look(clean, look)).images, protected)
@@ -283,7 +306,7 @@ def _check_photos(folder: Path, manifest: dict, perturbation, data) -> list[tupl
     )
     after = " before JPEG encoding (JPEG adds its own error; see the manifest)" if lossy else ""
     return [
-        ("budget", "ok" if top <= levels else "FAILED", f"largest change {top}/255{after} (budget {levels}/255)"),
+        budget_row(top <= levels, f"largest change {top}/255{after} (budget {levels}/255)", top, manifest),
         (
             "exact",
             "FAILED" if differ else "ok",
@@ -292,6 +315,17 @@ def _check_photos(folder: Path, manifest: dict, perturbation, data) -> list[tupl
             else "every photo equals its original + perturbation, drawn at its size and encoded as recorded",
         ),
     ]
+
+
+def budget_row(within: bool, detail: str, top: int, manifest: dict) -> tuple[str, str, str]:
+    """The budget check's row: within the budget, and not empty (protect never writes a folder
+    whose images equal the clean ones), with the largest change the manifest records."""
+    recorded = manifest.get("max_abs_change_0_255")
+    if top == 0:
+        return "budget", "FAILED", "no pixel of any image changed: an empty protection is not one `protect` writes"
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded != top:
+        return "budget", "FAILED", f"{detail}, but the manifest records {recorded}/255"
+    return "budget", "ok" if within else "FAILED", detail
 
 
 def _file_change(data: bytes, originals, i: int) -> int:
