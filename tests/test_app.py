@@ -94,11 +94,14 @@ class Server:
         assert "open http" in line, line + self.proc.stdout.read()
         self.url = line.split("open ", 1)[1].split()[0]
         self.port = int(self.url.split(":")[2].split("/")[0])
+        self.token = self.url.split("?token=", 1)[1]
         self.key = None
 
-    def request(self, method, path, body=None, headers=None, key=True):
+    def request(self, method, path, body=None, headers=None, key=True, token=True):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         h = dict(headers or {})
+        if token:
+            h.setdefault("Cookie", f"unlearnable_token_{self.port}={self.token}")
         if key:
             h.setdefault("X-Unlearnable-Key", self.page_key())
         if isinstance(body, dict):
@@ -163,6 +166,7 @@ def check_protected(files: dict[str, bytes], originals: Path, made: dict, eps: i
     assert changed > 0
     manifest = json.loads(files["manifest.json"])
     assert manifest["images"] == len(made)
+    assert str(originals) not in files["manifest.json"].decode() and '"/' not in files["manifest.json"].decode()
 
 
 # --------------------------------------------------------------------------- the page in a browser
@@ -322,16 +326,18 @@ def test_with_a_token_every_request_needs_it(tmp_path):
     server = Server(tmp_path / "work", "--host", "0.0.0.0", "--token", token)
     try:
         assert f"?token={token}" in server.url
-        assert server.request("GET", "/", key=False)[0] == 401
+        assert server.request("GET", "/", key=False, token=False)[0] == 401
         assert (
-            server.request("GET", "/api/info", key=False, headers={"Authorization": "Bearer wrong-token-000000"})[0]
+            server.request(
+                "GET", "/api/info", key=False, token=False, headers={"Authorization": "Bearer wrong-token-000000"}
+            )[0]
             == 401
         )
-        status, _ = server.request("GET", f"/?token={token}", key=False)
+        status, _ = server.request("GET", f"/?token={token}", key=False, token=False)
         assert status == 303  # the token becomes a cookie
-        _, page = server.request("GET", "/", key=False, headers={"Cookie": f"unlearnable_token={token}"})
+        _, page = server.request("GET", "/", key=False, headers={"Cookie": f"unlearnable_token_{server.port}={token}"})
         key = page.decode().split('name="unlearnable-key" content="')[1].split('"')[0]
-        auth = {"Cookie": f"unlearnable_token={token}", "X-Unlearnable-Key": key}
+        auth = {"Cookie": f"unlearnable_token_{server.port}={token}", "X-Unlearnable-Key": key}
         assert server.request("GET", "/api/info", key=False, headers=auth)[0] == 200
         info = json.loads(server.request("GET", "/api/info", key=False, headers=auth)[1])
         assert info["folders"] is False  # no naming of the server's folders from another computer
@@ -355,6 +361,38 @@ def test_local_page_refuses_other_hosts_and_calls_without_its_key(tmp_path):
             status, body = server.request("GET", f"/static/{name}", key=False)
             assert status == 200 and b"https://" not in body
         assert server.request("GET", "/static/..%2Fserver.py", key=False)[0] == 404
+    finally:
+        server.stop()
+
+
+def test_another_account_on_this_computer_cannot_use_the_page(tmp_path, photos):
+    """A lab server: the page started by one account, reached from 127.0.0.1 by another (`nobody`).
+    Without the token in the printed address it gets nothing: not the page (so not its key), not
+    the API, not the photos; nor can it read the work folder, nor find the token in the process
+    list."""
+    if os.geteuid() != 0 or not (shutil.which("setpriv") and shutil.which("curl")):
+        pytest.skip("switching to a second account needs root, setpriv and curl")
+    root, _ = photos
+    server = Server(tmp_path / "work")
+    try:
+        up = server.json("POST", "/api/uploads")["id"]
+        photo = (root / "portraits" / "portrait 0.jpg").read_bytes()
+        assert server.request("PUT", f"/api/uploads/{up}/photos?name=p.jpg", photo)[0] == 200
+
+        def as_nobody(*cmd: str) -> subprocess.CompletedProcess:
+            switch = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+            return subprocess.run([*switch, *cmd], capture_output=True, text=True, timeout=60)
+
+        base = f"http://127.0.0.1:{server.port}"
+        for path in ("/", f"/?token=guess{server.token[5:]}", "/api/info", f"/api/uploads/{up}"):
+            r = as_nobody(
+                "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "X-Unlearnable-Key: x", base + path
+            )
+            assert r.stdout == "401", (path, r.stdout, r.stderr)
+        assert as_nobody("ls", str(tmp_path / "work")).returncode != 0  # the work folder is its owner's
+        cmdline = as_nobody("cat", f"/proc/{server.proc.pid}/cmdline")
+        assert cmdline.returncode == 0 and server.token not in cmdline.stdout
+        assert server.request("GET", "/")[0] == 200  # the person who started it, with the address it printed
     finally:
         server.stop()
 
@@ -403,6 +441,71 @@ def test_uploads_refuse_traversal_oversize_and_zip_slip(tmp_path, photos):
         assert not list((tmp_path / "work").rglob("*slipped*")) and not list((tmp_path / "work").rglob("evil*"))
     finally:
         server.stop()
+
+
+def zip_of(entries: dict[str, bytes], method=zipfile.ZIP_STORED) -> bytearray:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return bytearray(buf.getvalue())
+
+
+def test_zips_that_cannot_be_read_or_would_replace_a_photo_are_refused_with_a_reason(tmp_path, photos):
+    """A ZIP the standard library cannot read (a size header that lies, a damaged stream, an
+    encrypted entry) is a 400 with the entry's name, and none of it is kept; a name the ZIP holds
+    twice, or one already uploaded, is refused, never silently replaced."""
+    import struct
+
+    root, _ = photos
+    photo = (root / "portraits" / "portrait 0.jpg").read_bytes()
+    lying = zip_of({"ok.jpg": photo, "lies.jpg": photo}, zipfile.ZIP_DEFLATED)
+    at = lying.rfind(b"PK\x01\x02")  # the central header of lies.jpg: say it is 10 bytes
+    lying[at + 24 : at + 28] = struct.pack("<I", 10)
+    damaged = zip_of({"ok.jpg": photo, "bad.jpg": photo})
+    at = damaged.rfind(photo[:64])
+    damaged[at + 40] ^= 0xFF
+    encrypted = zip_of({"ok.jpg": photo, "secret.jpg": photo})
+    for sig, flags in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # secret.jpg's two headers say "encrypted"
+        at = encrypted.rfind(sig)
+        encrypted[at + flags] |= 1
+    server = Server(tmp_path / "work")
+    try:
+        up = server.json("POST", "/api/uploads")["id"]
+        for archive, name in ((lying, b"lies.jpg"), (damaged, b"bad.jpg"), (encrypted, b"secret.jpg")):
+            status, body = server.request("PUT", f"/api/uploads/{up}/zip", bytes(archive))
+            assert status == 400 and name in body and b"cannot be read" in body, (status, body)
+            assert server.json("GET", f"/api/uploads/{up}")["names"] == []  # all of the ZIP or none
+        twice = io.BytesIO()
+        with zipfile.ZipFile(twice, "w") as zf:
+            zf.writestr("a/x.jpg", photo)
+            with pytest.warns(UserWarning, match="Duplicate name"):
+                zf.writestr("a/x.jpg", photo[:-10] + b"0123456789")
+        status, body = server.request("PUT", f"/api/uploads/{up}/zip", twice.getvalue())
+        assert status == 400 and b"twice" in body, body
+        assert server.json("PUT", f"/api/uploads/{up}/zip", bytes(zip_of({"a/x.jpg": photo})))["added"] == ["a/x.jpg"]
+        status, body = server.request("PUT", f"/api/uploads/{up}/zip", bytes(zip_of({"a/x.jpg": photo[:-1]})))
+        assert status == 400 and b"already uploaded" in body, body
+        assert server.json("GET", f"/api/uploads/{up}")["names"] == ["a/x.jpg"]
+    finally:
+        server.stop()
+
+
+def test_what_the_page_offers_for_download_names_no_folder_of_the_server():
+    from unlearnable.app.server import without_server_paths
+
+    manifest = {
+        "data": "/home/me/.cache/unlearnable/app/uploads/3f/photos",
+        "command": "unlearnable protect --data /srv/x/photos --out /srv/jobs/1/out --look invisible",
+        "warnings": ["cannot read /home/me/My Photos/a.jpg"],
+        "sources": {"train/cat/a.png": "cat/a.jpg"},
+        "url": "https://example.org/a",
+    }
+    clean = json.dumps(without_server_paths(manifest))
+    assert '"/' not in clean and " /" not in clean and "/home" not in clean and "/srv" not in clean
+    assert without_server_paths(manifest)["sources"] == manifest["sources"]
+    assert without_server_paths(manifest)["url"] == manifest["url"]
+    assert without_server_paths(manifest)["data"] == "photos"
 
 
 @pytest.mark.slow

@@ -7,18 +7,21 @@ from a CDN and no analytics; a Gradio page would bring its own front end and sta
 less control over each of those. The page calls the same functions as the CLI (photo_plan for
 the plan) and runs the CLI itself for protect and check (jobs.py), so there is no second pipeline.
 
-Access. Bound to 127.0.0.1 (the default) the page is for the person at this computer: requests
-must name this computer as their Host (a web page elsewhere cannot reach it by DNS tricks), and
-every API call carries the key written into the page when it is served (another site cannot
-read it, so it cannot post jobs). Bound to any other address, an access token is required: the
-address printed at start carries it once, the page keeps it as a cookie, and an API call without
-it is refused. Naming a folder of the server's own disk is offered only on 127.0.0.1.
+Access: the page serves only the person who started it. Every request needs the access token:
+a new random one each start (or --token / UNLEARNABLE_APP_TOKEN), carried once by the address
+printed at start (as Jupyter does, also on 127.0.0.1: another account of a shared computer can
+reach 127.0.0.1 too), then kept by the browser as a cookie. Every API call also carries the key
+written into the page when it is served (another site cannot read it, so it cannot post jobs).
+On 127.0.0.1 (the default) requests must name this computer as their Host (a web page elsewhere
+cannot reach it by DNS tricks); naming a folder of the server's own disk is offered only there.
+The work folder (uploads, protected photos, previews) is readable by its owner only.
 """
 
 import hmac
 import io
 import json
 import os
+import re
 import secrets
 import zipfile
 from pathlib import Path
@@ -88,8 +91,10 @@ class App:
 
     def __init__(self, work: Path, *, local: bool = True, token: str | None = None, limits: Limits | None = None):
         self.work = work.expanduser().resolve()
-        self.work.mkdir(parents=True, exist_ok=True)
-        self.local, self.token, self.limits = local, token, limits or Limits()
+        self.work.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.work, 0o700)  # the app's own folder: photos and previews are its owner's alone
+        self.local, self.limits = local, limits or Limits()
+        self.token = token or secrets.token_urlsafe(24)  # in the printed address; every request carries it
         self.key = secrets.token_urlsafe(24)  # written into the page; every API call carries it
         self.jobs = Jobs(self.work)
 
@@ -266,7 +271,7 @@ class App:
         with atomic_file(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
             for name in m["photo_files"]:
                 zf.write(out / name, name.removeprefix("train/"))
-            zf.write(out / "manifest.json", "manifest.json")
+            zf.writestr("manifest.json", json.dumps(without_server_paths(read_json(out / "manifest.json")), indent=2))
         return path
 
     def report(self, job_id: str) -> dict:
@@ -274,13 +279,36 @@ class App:
         if job["kind"] != "check" or job["state"] != "done":
             raise ValueError("this job has no report (yet)")
         out = Path(job["out"])
-        return {"markdown": (out / "report.md").read_text(), "report": read_json(out / "report.json")}
+        return without_server_paths(
+            {"markdown": (out / "report.md").read_text(), "report": read_json(out / "report.json")}
+        )
 
     def describe(self, job: dict) -> dict:
         """The job with its progress in plain words."""
         from .progress import in_words
 
         return {**job, "words": in_words(job)}
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.~:/-])/(?:[^\s\"'/]+/)*([^\s\"'/]*)")
+
+
+def without_server_paths(value):
+    """`value` (a manifest, a report) with every absolute path of the server cut to its last name
+    (`/home/me/.cache/unlearnable/app/uploads/3f/photos` -> `photos`): what is downloaded from the
+    page tells nothing of the server's folders."""
+    if isinstance(value, str):
+        return _ABSOLUTE.sub(lambda m: m.group(1), value)
+    if isinstance(value, dict):
+        return {without_server_paths(k): without_server_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_server_paths(v) for v in value]
+    return value
+
+
+def cookie_name(request) -> str:
+    """The token's cookie, one per port: two apps on one computer keep their own."""
+    return f"unlearnable_token_{request.url.port or 80}"
 
 
 def create_app(state: App):
@@ -296,13 +324,14 @@ def create_app(state: App):
             host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]")
             if host not in LOCAL_HOSTS:
                 return JSONResponse({"error": "this page answers to 127.0.0.1 or localhost only"}, status_code=403)
-        else:
-            given = request.query_params.get("token") or request.cookies.get("unlearnable_token") or ""
-            auth = request.headers.get("authorization", "")
-            if auth.startswith("Bearer "):
-                given = auth[7:]
-            if not (state.token and hmac.compare_digest(given.encode(), state.token.encode())):
-                return JSONResponse({"error": "an access token is needed: open the address the app printed"}, 401)
+        given = request.query_params.get("token") or request.cookies.get(cookie_name(request)) or ""
+        auth = request.headers.get("authorization", "")
+        if auth.startswith("Bearer "):
+            given = auth[7:]
+        if not hmac.compare_digest(given.encode(), state.token.encode()):
+            return JSONResponse(
+                {"error": "an access token is needed: open the address `unlearnable app` printed when it started"}, 401
+            )
         if request.url.path.startswith("/api/"):
             key = (
                 request.headers.get("x-unlearnable-key") or request.query_params.get("key") or ""
@@ -336,7 +365,7 @@ def create_app(state: App):
     def page(request: Request):
         if request.query_params.get("token"):  # keep the token as a cookie and drop it from the address bar
             r = RedirectResponse("/", status_code=303)
-            r.set_cookie("unlearnable_token", state.token or "", httponly=True, samesite="strict")
+            r.set_cookie(cookie_name(request), state.token, httponly=True, samesite="strict")
             return r
         html = (STATIC / "index.html").read_text().replace("{{KEY}}", state.key)
         return HTMLResponse(html.replace("{{LOCAL}}", "1" if state.local else "0"))
@@ -491,7 +520,7 @@ def serve(
     if token is not None and len(token) < 16:
         raise ValueError("--token must be at least 16 characters (e.g. the output of `openssl rand -hex 16`)")
     work = Path(work).expanduser() if work else cache_root() / "app"
-    work.mkdir(parents=True, exist_ok=True)
+    work.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock = open(work / ".app.lock", "w")  # noqa: SIM115 - held for the server's life
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -507,7 +536,7 @@ def serve(
     sock.listen(64)
     state = App(work, local=local, token=token, limits=limits)
     shown = f"[{host}]" if ":" in host else host
-    address = f"http://{shown}:{sock.getsockname()[1]}/" + (f"?token={token}" if not local else "")
+    address = f"http://{shown}:{sock.getsockname()[1]}/?token={state.token}"
     ready(f"unlearnable app: open {address} in your browser (work folder {work}; Ctrl-C stops)")
     server = uvicorn.Server(uvicorn.Config(create_app(state), log_level="warning", lifespan="off"))
     try:

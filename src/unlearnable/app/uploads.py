@@ -14,6 +14,7 @@ import os
 import re
 import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -140,6 +141,13 @@ class Upload:
                 if PurePosixPath(rel).suffix.lower() not in PHOTO_SUFFIXES:
                     continue
                 members.append((info, photo_name(rel)))
+            seen: set[str] = set()
+            for _, rel in members:  # never one photo silently replacing another
+                if rel in seen:
+                    raise UploadError(f"the ZIP holds {rel} twice; rename one of them and upload the ZIP again")
+                if (self.photos / rel).exists():
+                    raise UploadError(f"{rel} is already uploaded; remove it from the ZIP or rename it")
+                seen.add(rel)
             count, total = self.used()
             if count + len(members) > self.limits.files:
                 raise UploadError(
@@ -148,15 +156,31 @@ class Upload:
             sizes = [i.file_size for i, _ in members]
             if any(s > self.limits.file_bytes for s in sizes) or total + sum(sizes) > self.limits.total_bytes:
                 raise UploadError("the ZIP's photos are larger than this page accepts (see --max-upload-mb)", 413)
-            for info, rel in members:  # sizes are counted again while unpacking: a header may lie
-                room = min(self.limits.file_bytes, self.limits.total_bytes - total)
-                with (
-                    zf.open(info) as f,
-                    Receiver(self.photos / rel, room, lambda n, r=rel: self._too_big(r, n)) as w,
-                ):
-                    while chunk := f.read(1 << 20):
-                        w.write(chunk)
-                total += w.size
+            written: list[Path] = []
+            try:
+                for info, rel in members:  # sizes are counted again while unpacking: a header may lie
+                    room = min(self.limits.file_bytes, self.limits.total_bytes - total)
+                    try:
+                        with (
+                            zf.open(info) as f,
+                            Receiver(self.photos / rel, room, lambda n, r=rel: self._too_big(r, n)) as w,
+                        ):
+                            while chunk := f.read(1 << 20):
+                                w.write(chunk)
+                    except UploadError:
+                        raise
+                    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as e:
+                        # a lying size or CRC, a damaged stream, an encrypted entry, an unknown compression
+                        raise UploadError(
+                            f"{rel} in the ZIP cannot be read ({str(e).splitlines()[0] or type(e).__name__}): the "
+                            "archive is damaged or encrypted; make the ZIP again without a password"
+                        ) from None
+                    written.append(self.photos / rel)
+                    total += w.size
+            except BaseException:
+                for path in written:  # all of the ZIP or none of it
+                    path.unlink(missing_ok=True)
+                raise
             return [rel for _, rel in members]
 
     def _too_big(self, rel: str, size: int) -> str:
