@@ -158,6 +158,49 @@ def test_rule1_force_replaces_only_an_earlier_output_of_the_same_command(world, 
     assert main([*eval_args, str(evaluated)]) == 0
 
 
+@pytest.fixture()
+def bind_mount():
+    """mount --bind SRC DST (undone afterwards), or a skip where this process may not mount."""
+    import shutil
+    import subprocess
+
+    made = []
+
+    def bind(src: Path, dst: Path) -> Path:
+        dst.mkdir(parents=True, exist_ok=True)
+        if not shutil.which("mount") or subprocess.run(["mount", "--bind", src, dst], capture_output=True).returncode:
+            pytest.skip("a bind mount needs root and CAP_SYS_ADMIN")
+        made.append(dst)
+        return dst
+
+    yield bind
+    for dst in reversed(made):
+        subprocess.run(["umount", dst], check=False)
+
+
+def test_rule1_an_output_is_never_an_input_under_another_name(world, capsys, bind_mount):
+    """A second path to the same folder (a bind mount) is the same folder: an --out that is,
+    contains or lies inside an input through it is refused like the plain path."""
+    photos, root = world["photos"], world["root"]
+    alias = bind_mount(photos, root / "alias")
+    around = bind_mount(photos.parent, root / "around")  # p/ under another name
+    before = snapshot(world)
+    protect = ["protect", "--data", str(photos), *RANDOM]
+    for out, force, expect in (
+        (alias, [], "is the input"),
+        (alias, ["--force"], "is the input"),
+        (alias / "train" / "protected", [], "inside the input"),
+        (alias / "new", [], "inside the input"),
+        (around, ["--force"], "contains the input"),
+    ):
+        assert main([*protect, "--out", str(out), *force]) == 2, out
+        assert expect in one_line_error(capsys), out
+    evaluate = ["evaluate", "--train", str(photos), "--data", str(photos), *FAST_EVAL]
+    assert main([*evaluate, "--out", str(alias / "record")]) == 2
+    assert "inside the input" in one_line_error(capsys)
+    assert snapshot(world) == before and not (photos / "new").exists()
+
+
 def test_rule1_bench_writes_only_inside_its_out(world, capsys):
     root = world["root"]
     cfg = root / "b.yaml"
@@ -878,3 +921,58 @@ def test_rule8_photos_keep_their_orientation(tmp_path, monkeypatch):
         (tmp_path / "in" / f"c{k}").mkdir(parents=True)
         (tmp_path / "in" / f"c{k}" / "p.jpg").write_bytes(buf.getvalue())
     assert load_dataset(tmp_path / "in", "train").images.shape == (2, 3, 16, 8)
+
+
+# --------------------------------------------------------------------------- rule 11
+
+
+@pytest.fixture()
+def no_hang():
+    """Fail (instead of waiting forever) when a command reads something that never ends."""
+    import signal
+
+    def stuck(*_):
+        raise TimeoutError("the command waited on an input instead of refusing it")
+
+    old = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(120)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def test_rule11_inputs_that_are_not_regular_files_are_refused_never_waited_on(world, tmp_path, capsys, no_hang):
+    photos = world["photos"]
+    fifo = photos / "train" / "cat" / "x.png"
+    os.mkfifo(fifo)
+    broken = tmp_path / "flat"
+    png(broken / "cat" / "a.png", 1)
+    png(broken / "dog" / "b.png", 2)
+    (broken / "dog" / "gone.png").symlink_to(broken / "dog" / "nothing.png")
+    os.mkfifo(tmp_path / "pipe.tar.gz")
+    os.mkfifo(tmp_path / "labels.csv")
+    before = snapshot(world)
+    cases = [
+        (["protect", "--data", str(photos / "train"), *RANDOM, "--out", str(tmp_path / "o1")], "x.png is a named pipe"),
+        (
+            ["protect", "--data", str(photos), *RANDOM, "--image-size", "16", "--out", str(tmp_path / "o2")],
+            "named pipe",
+        ),
+        (["protect", "--data", str(broken), *RANDOM, "--out", str(tmp_path / "o3")], "broken symbolic link"),
+        (["protect", "--data", str(tmp_path / "pipe.tar.gz"), *RANDOM, "--out", str(tmp_path / "o4")], "named pipe"),
+        (
+            ["protect", "--data", str(broken / "cat"), *RANDOM, "--labels", str(tmp_path / "labels.csv")]
+            + ["--out", str(tmp_path / "o5")],
+            "labels.csv is a named pipe",
+        ),
+        (["evaluate", "--train", str(photos), "--data", str(photos), *FAST_EVAL], "named pipe"),
+    ]
+    for argv, expect in cases:
+        assert main(argv) == 2, argv
+        err = one_line_error(capsys)
+        assert expect in err and "only regular files are read" in err, err
+    assert snapshot(world) == before and not list(tmp_path.glob("o*"))
+    from unlearnable.protect import photo_plan
+
+    with pytest.raises(ValueError, match="named pipe"):  # what the page's plan calls
+        photo_plan(photos / "train")

@@ -58,8 +58,21 @@ def input_paths(source, download: bool = False) -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
+def _identity(p: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _within(a: Path, b: Path) -> bool:
-    return a == b or b in a.parents
+    """Whether `a` is `b` or lies inside it, by path and by identity (device and inode along the
+    path): a bind mount or any second path to a folder is the same folder."""
+    if a == b or b in a.parents:
+        return True
+    target = _identity(b)
+    return target is not None and any(_identity(q) == target for q in (a, *a.parents))
 
 
 def check_output(out, inputs: list[Path], force: bool, kind: str, option: str = "--out", resume: bool = False) -> Path:
@@ -71,7 +84,7 @@ def check_output(out, inputs: list[Path], force: bool, kind: str, option: str = 
     path = Path(out).expanduser().resolve()
     for src in inputs:
         src = Path(src).resolve()
-        if path == src:
+        if path == src or (_identity(path) is not None and _identity(path) == _identity(src)):
             raise ValueError(
                 f"{option} {path} is the input; choose a new folder for the output, e.g. {option} {src.name}-protected"
             )

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.sources import DataError, _scan_dir, _skipped, check_pixels, rgb_array, upright
+from .data.sources import DataError, _scan_dir, _skipped, check_pixels, check_regular, rgb_array, upright
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 UNREADABLE = {  # photos this tool cannot decode: say so instead of skipping them
@@ -194,6 +194,8 @@ def _labels(photos: list[Photo], mode: str, text: str, top: Path, root: Path, pr
 
 
 def _csv_labels(path: Path, photos: list[Photo], prefix: str) -> list[str]:
+    if path.exists() and not path.is_dir():
+        check_regular(path)
     if not path.is_file():
         raise DataError(f"--labels {path}: no such file; give a CSV of file,label rows")
     try:

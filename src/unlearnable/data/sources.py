@@ -54,6 +54,7 @@ import importlib
 import io
 import os
 import pickle
+import stat
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -363,6 +364,30 @@ def _inside(path: Path, real_root: Path) -> None:
             )
 
 
+def not_a_file(path: Path) -> str | None:
+    """What `path` is when it is neither a regular file nor a folder (a named pipe, a device, a
+    socket, a broken link), or None: reading one could wait forever or read without end."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if os.path.islink(path) else "gone"
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+
+
+def check_regular(path: Path) -> None:
+    """A one-line DataError for an input that is not a regular file or a folder, before any read."""
+    if (what := not_a_file(path)) is not None:
+        raise DataError(f"{path} is {what}, not a file: only regular files are read; move it out of the input")
+
+
 def _scan_dir(root: Path) -> _Tree:
     tree = _Tree(str(root))
     real_root = root.resolve()
@@ -384,6 +409,7 @@ def _scan_dir(root: Path) -> _Tree:
         for f in filenames:
             if not _skipped(f):
                 _inside(Path(dirpath) / f, real_root)
+                check_regular(Path(dirpath) / f)
                 rel = f"{rel_dir}/{f}" if rel_dir else f
                 tree.add_file(rel, str(root / rel), Path(dirpath) / f)
     return tree
@@ -715,6 +741,7 @@ def _resolve_path(p: Path) -> tuple[str, Path]:
             f"{_LAYOUT_HINT}, the official {CIFAR10_ARCHIVE} or cifar-100-python.tar.gz, or a "
             f"directory (an ImageFolder tree, or a folder of a dataset's official files)"
         )
+    check_regular(p)
     raise DataError(f"data source {p} does not exist")
 
 
