@@ -976,3 +976,85 @@ def test_rule11_inputs_that_are_not_regular_files_are_refused_never_waited_on(wo
 
     with pytest.raises(ValueError, match="named pipe"):  # what the page's plan calls
         photo_plan(photos / "train")
+
+
+# --------------------------------------------------------------------------- rule 12
+
+
+def test_rule12_sizes_names_and_options_are_checked_before_any_work(world, tmp_path, monkeypatch, capsys):
+    """A size this computer cannot hold, a seed no generator takes, a run's own option given as a
+    method option, an output name the disk refuses: one line, before the fit (which would fail)."""
+    from unlearnable import protect as protect_module
+    from unlearnable.attacks import em as em_module
+
+    monkeypatch.setattr(em_module, "sgd_step", None)  # any fit that starts fails loudly
+    monkeypatch.setattr(protect_module, "fit", None)
+    photos, out = world["photos"], tmp_path / "o"
+    prot = ["protect", "--data", str(photos / "train"), *EM_TINY, "--out", str(out)]
+    cases = [
+        ([*prot, "--image-size", "100000"], "--image-size 100000 needs at least"),
+        ([*prot, "--working-size", "100000"], "--working-size 100000 needs at least"),
+        (["evaluate", "--train", str(photos), "--data", str(photos), *FAST_EVAL, "--input-size", "100000"], "GB"),
+        ([*prot, "--set", "eps=0.1"], "set it with --eps"),
+        ([*prot, "--set", "seed=3"], "--seed"),
+        ([*prot, "--set", "checkpoint=x.pt"], "not a method option"),
+        ([*prot, "--set", "progress=false"], "--quiet"),
+        ([*prot, "--set", "step_size=.inf"], "finite"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = one_line_error(capsys)
+        assert message in err, (argv, err)
+    for seed in (str(2**70), "-1"):
+        with pytest.raises(SystemExit) as e:
+            main([*prot, "--seed", seed])
+        assert e.value.code == 2 and "2**63" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--train", str(photos), "--data", str(photos), *FAST_EVAL, "--lr", "inf"])
+    assert "finite" in capsys.readouterr().err
+    long = tmp_path / "long"
+    png(long / "cat" / ("a" * 248 + ".jpg"), 1)  # beside a.png it is written a...a.jpg.png: 256 bytes
+    png(long / "cat" / ("a" * 248 + ".png"), 2)
+    png(long / "dog" / "b.png", 3)
+    for extra in ([], ["--image-size", "16"]):
+        assert main(["protect", "--data", str(long), *EM_TINY, *extra, "--out", str(out)]) == 2
+        err = one_line_error(capsys)
+        assert "over the 255" in err and "a" * 30 in err, err
+    assert not out.exists() and not (tmp_path / ".o.checkpoint.pt").exists()
+    monkeypatch.undo()
+    three = tmp_path / "three"  # x.png, x.jpg and x.jpg.png in one class: three outputs
+    for i, name in enumerate(("x.png", "x.jpg", "x.jpg.png")):
+        png(three / "cat" / name, i)
+    png(three / "dog" / "y.png", 9)
+    for fmt in ("png", "same"):
+        target = tmp_path / f"three-{fmt}"
+        assert main(["protect", "--data", str(three), *RANDOM, "--format", fmt, "--out", str(target)]) == 0
+        m = json.loads((target / "manifest.json").read_text())
+        assert sorted(m["sources"].values()) == ["cat/x.jpg", "cat/x.jpg.png", "cat/x.png", "dog/y.png"]
+        assert len({n.casefold() for n in m["files"]}) == 4 and main(["verify", str(target)]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ("- datasets: []", "is a mapping"),
+        ("name: /abs/path\n{rest}", "cannot name a folder"),
+        ("name: ../../x\n{rest}", "cannot name a folder"),
+        ("{rest}\nextra: 1", "unknown key(s) ['extra']"),
+        ("{rest}\nseeds: [1180591620717411303424]", "2**63"),
+        ("datasets: [a]\nmethods: {{random: {{}}}}\nvictims: [{{name: s, init: scratch}}]", "is a mapping"),
+        ("datasets: {{a: 1}}\nmethods: {{random: {{}}}}\nvictims: [{{name: s, init: scratch}}]", "must be a list"),
+        ("{data}\nmethods: {{random: 3}}\nvictims: [{{name: s, init: scratch}}]", "options must be a mapping"),
+        ("{data}\nmethods: {{random: {{}}}}\nvictims: [{{name: s, init: scratch, lr: .inf}}]", "finite"),
+    ],
+)
+def test_rule12_bench_configs_are_checked_entry_by_entry(world, tmp_path, capsys, config, message):
+    data = f"datasets: [{{name: d, source: {world['photos']}}}]"
+    rest = f"{data}\nmethods: {{random: {{}}}}\nvictims: [{{name: s, init: scratch}}]"
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text(config.format(rest=rest, data=data))
+    assert main(["bench", str(cfg), "--quiet"]) == 2
+    err = one_line_error(capsys)
+    assert message in err and str(cfg) in err, err
+    assert not (world["cwd"] / "runs").exists() and not (tmp_path / "x").exists()

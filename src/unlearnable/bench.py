@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 
 from .report import markdown_table, plot_curves
 
+TOP_KEYS = {"name", "datasets", "methods", "victims", "defenses", "seeds", "preset"}
 DATASET_KEYS = {"name", "source", "train_per_class", "test_per_class", "image_size"}
 VICTIM_KEYS = {
     "name",
@@ -101,10 +102,34 @@ def load_config(path: str | Path) -> dict:
         cfg = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(cfg, dict):
+        raise ValueError(
+            f"{path}: a bench config is a mapping (name:, datasets:, methods:, victims:, ...), not a "
+            f"{type(cfg).__name__}; see configs/cpu-mini.yaml"
+        )
+    unknown = sorted(map(str, set(cfg) - TOP_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; a bench config has {', '.join(sorted(TOP_KEYS))}")
     for key in ("datasets", "methods", "victims"):
         if not cfg.get(key):
             raise ValueError(f"{path}: '{key}' is missing or empty")
+    for key in ("datasets", "victims"):
+        if not isinstance(cfg[key], list):
+            kind = type(cfg[key]).__name__
+            raise ValueError(f"{path}: '{key}' must be a list of entries (- name: ...), got a {kind}")
+        for e in cfg[key]:
+            if not isinstance(e, dict):
+                raise ValueError(f"{path}: every entry of '{key}' is a mapping (name: ..., ...), got {e!r}")
+    for key in ("methods", "defenses"):
+        entries = cfg.get(key)
+        if isinstance(entries, dict):
+            for name, opts in entries.items():
+                if opts is not None and not isinstance(opts, dict):
+                    raise ValueError(f"{path}: {key[:-1]} {name!r}: its options must be a mapping, got {opts!r}")
+        elif entries is not None and not (isinstance(entries, list) and all(isinstance(n, str) for n in entries)):
+            raise ValueError(f"{path}: '{key}' must be a mapping of names to options, or a list of names")
     cfg.setdefault("name", path.stem)
+    _safe_name(cfg["name"], "the config's", path)
     cfg.setdefault("preset", "cpu")
     cfg.setdefault("seeds", [0])
     cfg["defenses"] = cfg.get("defenses") or {"none": {}}
@@ -163,6 +188,7 @@ def _check_names(cfg: dict, path: Path) -> None:
     from .attacks import create_attack
     from .defenses import create_defense
     from .evaluate import check_victim
+    from .options import SEED_LIMIT, check_seed, has_type
     from .protect import look_options, resolve_look
 
     for key, what in (("datasets", "dataset"), ("victims", "victim")):
@@ -171,9 +197,10 @@ def _check_names(cfg: dict, path: Path) -> None:
     for key, what in (("methods", "method"), ("defenses", "defense")):
         for name in cfg[key]:
             _safe_name(name, what, path)
+    if not isinstance(cfg["seeds"], list) or not cfg["seeds"]:
+        raise ValueError(f"{path}: seeds must be a non-empty list of whole numbers, got {cfg['seeds']!r}")
     for s in cfg["seeds"]:
-        if not isinstance(s, int) or isinstance(s, bool):
-            raise ValueError(f"{path}: seeds must be whole numbers, got {s!r}")
+        check_seed(s, f"{path}: every seed")
     for v in cfg["victims"]:
         listed = v.get("defenses")
         if listed is not None and (
@@ -187,7 +214,7 @@ def _check_names(cfg: dict, path: Path) -> None:
         if seeds is not None and (
             not isinstance(seeds, list)
             or not seeds
-            or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds)
+            or any(not has_type(s, int) or not 0 <= s < SEED_LIMIT for s in seeds)
         ):
             raise ValueError(
                 f"{path}: victim {v['name']!r}: seeds must be a non-empty list of whole numbers, got {seeds!r}"

@@ -47,6 +47,27 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_int(text: str) -> int:
+    from .options import check_seed
+
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**63 - 1, got {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
@@ -58,7 +79,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action="store_true", help="download a named dataset's official files if not found")
     p.add_argument("--image-size", type=positive_int, default=None, help="resize every image to SIZE x SIZE")
     p.add_argument("--train-per-class", type=positive_int, default=None, help="class-balanced training subset")
-    p.add_argument("--seed", type=int, default=0, help="seed for subsets, initialization and training")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed for subsets, initialization and training")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -116,6 +137,7 @@ def cmd_evaluate(args) -> int:
     from .distributed import is_main, parse_device
     from .io import atomic_dir
     from .outputs import check_output, claim, input_paths, marker
+    from .plan import check_size
     from .protect import clean_input, is_photo_folder, load_training_set
     from .report import pct, plot_curves
 
@@ -134,7 +156,10 @@ def cmd_evaluate(args) -> int:
         "lr": args.lr,
         "batch_size": args.batch_size,
     }
-    evaluate.check_victim(**victim, defense=defense)
+    _, _, preset_size, config = evaluate.check_victim(**victim, defense=defense)
+    for option, size in (("--input-size", args.input_size), ("--image-size", args.image_size)):
+        if size is not None:
+            check_size(option, size, 1 if option == "--input-size" else args.train_per_class or 1, config.batch_size)
     ckpt = out.with_name(f".{out.name}.checkpoint.pt") if out else None
     if args.protected_fraction is not None or args.protected_classes:
         if not (Path(args.train) / "manifest.json").is_file():
@@ -462,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
     p.add_argument("--input-size", type=positive_int, default=None, help="resize inputs inside the victim")
     p.add_argument("--epochs", type=positive_int, default=None)
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--lr", type=positive_float, default=None)
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the victim (GPU runs; slow start-up)")
     p.add_argument(
@@ -495,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder (resumes an unfinished demo there)")
     p.add_argument("--train-per-class", type=positive_int, default=500)
     p.add_argument("--test-per-class", type=positive_int, default=None, help="default: the full test set")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--force", action="store_true", help="start over, discarding a previous demo in --out")
@@ -524,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rrc", action="store_true", help="skip the RandomResizedCrop rows")
     p.add_argument("--epochs", type=positive_int, default=None, help="victim epochs (default: the preset's)")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--force", action="store_true", help="replace an earlier report folder")

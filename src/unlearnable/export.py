@@ -39,14 +39,51 @@ def check_class_names(classes) -> None:
             )
 
 
+NAME_MAX = 255  # bytes of one file or folder name on the usual file systems (ext4, APFS, NTFS)
+
+
+def unique_names(rels: list[str], suffixes: list[str]) -> tuple[list[str], list[str]]:
+    """(one output path per input, notes for those written under another name than their own),
+    the one naming rule of every export: an input keeps its relative path with the output's
+    suffix; where two would meet (a.jpg beside a.png, as PNG) the one whose suffix changes keeps
+    its own before the new one (a.jpg.png); a name still taken (by a third input a.jpg.png, or
+    twice in an archive) is numbered (a.jpg.00002.png). Names are compared case-folded, so no two
+    meet on a case-insensitive disk either. A name part over NAME_MAX bytes is refused, naming
+    the input, before any work."""
+    plain = [str(Path(r).with_suffix(s)) for r, s in zip(rels, suffixes)]
+    claims: dict[str, int] = {}
+    for n in plain:
+        claims[n.casefold()] = claims.get(n.casefold(), 0) + 1
+    wanted = [n if claims[n.casefold()] == 1 or n == r else r + s for n, r, s in zip(plain, rels, suffixes)]
+    # who gets a wanted name: an input whose name it already is, else the first input wanting it
+    owner: dict[str, int] = {}
+    for i in sorted(range(len(rels)), key=lambda i: (wanted[i] != rels[i], i)):
+        owner.setdefault(wanted[i].casefold(), i)
+    taken = set(owner)
+    names, notes = [], []
+    for i, (n, r, s) in enumerate(zip(wanted, rels, suffixes)):
+        if owner[n.casefold()] != i:  # numbered, with a number no other input holds or wants
+            stem, k = n[: -len(s)] if s and n.endswith(s) else n, i
+            while (n := f"{stem}.{k:05d}{s}").casefold() in taken:
+                k += 1
+            taken.add(n.casefold())
+        names.append(n)
+        if n != plain[i]:
+            notes.append(f"{r} is written as {n} ({plain[i]} is taken by another input)")
+        for part in n.split("/"):
+            if len(part.encode()) > NAME_MAX:
+                raise ValueError(
+                    f"{r}: its output name {part[:40]}... is {len(part.encode())} bytes, over the {NAME_MAX} a file "
+                    "system allows; rename it in the input (a shorter name)"
+                )
+    return names, notes
+
+
 def output_names(dataset) -> list[str]:
-    """One relative PNG path per image (under train/), unique, so that every input gives exactly
-    one output: the source's relative path (sub-folders kept) with its suffix made .png; where
-    two would meet (a.jpg and a.png), the one that was not a .png keeps its suffix before .png
-    (a.jpg.png); a name an archive gives twice is numbered by its index the second time.
-    Names that meet only on a case-insensitive disk stop the export when written
-    (write_image_folder never overwrites). Images with no known file name are numbered within
-    their class. The manifest records every mapping."""
+    """One relative PNG path per image (under train/), unique (unique_names), so that every input
+    gives exactly one output: the source's relative path (sub-folders kept, under its class
+    folder); images with no known file name are numbered within their class. The manifest
+    records every mapping."""
     classes = dataset.classes
     labels = dataset.labels.tolist()
     if dataset.files is None:
@@ -59,22 +96,7 @@ def output_names(dataset) -> list[str]:
         if parts[0] != classes[y]:  # the class folder decides the label when the folder is read back
             parts = [classes[y], *parts]
         rels.append("/".join(parts))
-    if len(set(rels)) != len(rels):  # an archive or a dataset's batches can name two images alike: number them
-        seen: set[str] = set()
-        for i, r in enumerate(rels):
-            if r in seen:
-                rels[i] = f"{Path(r).with_suffix('')}.{i:05d}{Path(r).suffix}"
-            seen.add(r)
-    plain = [str(Path(r).with_suffix(".png")) for r in rels]
-    count: dict[str, int] = {}
-    for n in plain:
-        count[n] = count.get(n, 0) + 1
-    # a name that already ends in .png keeps it; the others that would meet it keep their suffix too
-    names = [n if count[n] == 1 or n == r else r + ".png" for n, r in zip(plain, rels)]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise ValueError(f"two input images would both be written as {dup!r}; rename one of them in the input")
-    return names
+    return unique_names(rels, [".png"] * len(rels))[0]
 
 
 def write_new(root: Path, name: str, data: bytes) -> Path:

@@ -606,19 +606,9 @@ def render(
 
 
 def output_names(collection: Collection, fmt: str) -> tuple[list[str], list[str]]:
-    """(one output path per photo, relative to train/; warnings for renamed photos). A photo keeps
-    its relative path with the output format's suffix; a photo that would meet another (a.jpg
-    beside a.png, as PNG) keeps its own suffix too (a.jpg.png), which is said in a warning."""
+    """(one output path per photo, relative to train/; notes for renamed photos): the export's one
+    naming rule (export.unique_names) with each photo's output suffix."""
+    from .export import unique_names
+
     rels = [p.rel for p in collection.photos]
-    plain = [str(Path(r).with_suffix(output_format(p, fmt)[1])) for r, p in zip(rels, collection.photos)]
-    count: dict[str, int] = {}
-    for n in plain:
-        count[n] = count.get(n, 0) + 1
-    names, warnings = [], []
-    for n, r in zip(plain, rels):
-        if count[n] == 1 or n == r:
-            names.append(n)
-        else:
-            names.append(r + Path(n).suffix)
-            warnings.append(f"{r} is written as {names[-1]} ({n} is taken by another photo)")
-    return names, warnings  # names that meet only on a case-insensitive disk stop the export (write_new)
+    return unique_names(rels, [output_format(p, fmt)[1] for p in collection.photos])

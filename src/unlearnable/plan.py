@@ -51,6 +51,34 @@ def estimate(collection, attack, size: int) -> dict:
     }
 
 
+def physical_memory() -> int:
+    """Bytes of memory this computer has (0 when it cannot be told)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_size(option: str, size: int, images: int = 1, batch: int = 1) -> None:
+    """Refuse, before any work, a square size this computer cannot hold: at the least `images`
+    decoded at size x size (uint8; a set beyond the memory-mapping threshold lives on disk) and
+    one batch of `batch` at that size in float32 with its gradient. A lower bound: the model's
+    own activations come on top."""
+    from .data.cache import mmap_threshold
+
+    ram = physical_memory()
+    per = 3 * size * size
+    data = images * per
+    need = (data if data <= mmap_threshold() else 0) + 2 * 4 * per * max(1, batch)
+    if ram and need > ram:
+        raise ValueError(
+            f"{option} {size} needs at least {need / 1e9:.1f} GB of memory ({images} image(s) of {size}x{size} "
+            f"px and a batch of {batch}), more than this computer's {ram / 1e9:.1f} GB; choose a smaller {option}"
+        )
+
+
 def duration(seconds: float) -> str:
     if seconds < 90:
         return f"{max(1, round(seconds))} s"

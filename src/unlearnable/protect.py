@@ -114,6 +114,7 @@ def protect(
     if photos is None:
         photos = is_photo_folder(source, image_size) and not train_per_class
     check_photo_options(photos, labels, working_size, fmt, quality, strip_metadata)
+    check_method_options(options)
     chosen = resolve_look(look, photos)
     inputs = input_paths(source, download)
     if labels.lower().endswith(".csv"):
@@ -200,9 +201,10 @@ def photo_plan(
     size, the estimated time and peak memory, and the one-line plan the run itself prints."""
     from .attacks import create_attack
     from .photos import default_working_size, scan
-    from .plan import describe_plan, estimate
+    from .plan import check_size, describe_plan, estimate
 
     check_photo_options(True, labels, working_size, "png", None, False)
+    check_method_options(options)
     chosen = resolve_look(look, True)
     attack = create_attack(
         method,
@@ -218,6 +220,7 @@ def photo_plan(
     collection = scan(source, labels, seed=seed, progress=False)
     attack.check_classes(collection.classes)
     size = working_size or default_working_size(collection, attack.working_size())
+    check_size("--working-size", size, len(collection), int(attack.options.get("batch_size", 1)))
     est = estimate(collection, attack, size)
     counts = collection.labels.bincount(minlength=len(collection.classes)).tolist()
     return {
@@ -232,6 +235,23 @@ def photo_plan(
         "write_seconds": round(est["write"], 1),
         "memory_bytes": int(est["memory"]),
     }
+
+
+RUN_OPTIONS = {  # what a method is given by the run, not by --set: where each is set instead
+    "eps": "--eps",
+    "seed": "--seed",
+    "preset": "--preset",
+    "device": "--device",
+    "progress": "--quiet",
+    "checkpoint": "--out (the checkpoint is kept beside it)",
+}
+
+
+def check_method_options(options: dict | None) -> None:
+    """A method option that is the run's own (the budget, the seed, ...) is refused by name."""
+    for key in options or {}:
+        if key in RUN_OPTIONS:
+            raise ValueError(f"--set {key}=... is not a method option; set it with {RUN_OPTIONS[key]}")
 
 
 def check_photo_options(photos, labels, working_size, fmt, quality, strip_metadata) -> None:
@@ -288,14 +308,18 @@ def _protect_set(
 ):
     from .distributed import barrier, is_main
     from .evaluate import versions
-    from .export import export_protected
+    from .export import export_protected, output_names
     from .io import source_checksums
     from .look import with_look
+    from .plan import check_size
 
+    if image_size is not None:
+        check_size("--image-size", image_size, train_per_class or 1, int(attack.options.get("batch_size", 1)))
     ds, resolved = load_training_set(
         source, image_size=image_size, train_per_class=train_per_class, seed=seed, download=download
     )
     ds = with_look(ds, look)
+    output_names(ds)  # every output name is checked (length, uniqueness) before the fit
     perturbation, seconds = fit(attack, ds)
     protected = perturbation.apply(ds)
     manifest = {
@@ -344,7 +368,7 @@ def _protect_photos(
     from .export import export_photos
     from .io import source_checksums
     from .photos import default_working_size, output_names, scan, working_set
-    from .plan import describe_plan
+    from .plan import check_size, describe_plan
 
     if attack.norm != "linf":
         raise ValueError(
@@ -358,6 +382,7 @@ def _protect_photos(
 
         check_class_names(collection.classes)
     size = working_size or default_working_size(collection, attack.working_size())
+    check_size("--working-size", size, len(collection), int(attack.options.get("batch_size", 1)))
     names, renamed = output_names(collection, fmt)
     if progress and is_main():
         tqdm.write(describe_plan(collection, attack, size, method, look=look), file=sys.stderr)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..options import describe, has_type
+from ..options import check_seed, describe, has_type
 from ..perturbation import Perturbation, check_eps
 from ..training import Checkpoint, run_identity
 
@@ -105,7 +105,7 @@ class Attack:
             raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; options: {sorted(self.DEFAULTS)}")
         from ..distributed import is_main, parse_device
 
-        self.eps, self.seed, self.preset = eps, seed, preset
+        self.eps, self.seed, self.preset = eps, check_seed(seed), preset
         self.progress = progress and is_main()  # under torchrun one progress bar, rank 0's
         self.device = parse_device(device)  # default: this process's GPU under torchrun, else cuda or cpu
         self.checkpoint = Path(checkpoint) if checkpoint else None
