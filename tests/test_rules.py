@@ -923,6 +923,69 @@ def test_rule8_photos_keep_their_orientation(tmp_path, monkeypatch):
     assert load_dataset(tmp_path / "in", "train").images.shape == (2, 3, 16, 8)
 
 
+XMP_SIDEWAYS = (
+    b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+    b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+    b'xmp:CreatorTool="camera" tiff:Orientation="6"/><rdf:Description><tiff:Orientation>6</tiff:Orientation>'
+    b'</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "same"])
+def test_rule8_photos_are_upright_everywhere_and_single_images(tmp_path, capsys, fmt):
+    """Stored sideways with the orientation in EXIF, in XMP or both: the output is upright and
+    carries no orientation anywhere, so every reader (Pillow, the tool's own) sees it upright.
+    An animation or a multi-page file is refused by name, before any work."""
+    from unlearnable.data.sources import decode_image, exif_of
+    from unlearnable.photos import open_upright
+
+    root = tmp_path / "in"
+    arr = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)  # 40 wide, 24 high as stored
+    made = {}
+    for k, (tags, xmp) in enumerate(((True, False), (False, True), (True, True))):
+        img = Image.fromarray(arr)
+        extra = {"xmp": XMP_SIDEWAYS} if xmp else {}
+        if tags:
+            exif = img.getexif()
+            exif[0x0112] = 6
+            exif[0x010F] = "maker"
+            extra["exif"] = exif.tobytes()
+        (root / "c").mkdir(parents=True, exist_ok=True)
+        img.save(root / "c" / f"p{k}.jpg", quality=95, **extra)
+        made[f"c/p{k}"] = open_upright(root / "c" / f"p{k}.jpg", "p")[0].shape
+    Image.fromarray(arr).save(root / "c" / "q.png")
+    (root / "d").mkdir()
+    Image.fromarray(arr).save(root / "d" / "r.png")
+    assert all(shape == (40, 24, 3) for shape in made.values())  # every one is meant to be seen portrait
+    out = tmp_path / "out"
+    assert main(["protect", "--data", str(root), *RANDOM, "--format", fmt, "--out", str(out)]) == 0
+    capsys.readouterr()
+    for stem in made:
+        (written,) = [p for p in (out / "train").rglob(f"{Path(stem).name}.*")]
+        data = written.read_bytes()
+        with Image.open(written) as img:
+            orientation = (exif_of(img) or {}).get(0x0112)
+            xmp = img.info.get("xmp") or img.info.get("XML:com.adobe.xmp") or b""
+            assert orientation in (None, 1) and b"Orientation" not in (
+                xmp if isinstance(xmp, bytes) else xmp.encode()
+            ), (stem, orientation, xmp)
+        assert decode_image(data, written.name).shape == (40, 24, 3), stem  # upright, read by the tool
+    assert main(["verify", str(out)]) == 0
+    capsys.readouterr()
+    frames = [Image.fromarray(arr), Image.fromarray(255 - arr)]
+    frames[0].save(root / "d" / "pages.tiff", save_all=True, append_images=frames[1:])
+    for extra, target in (([], "o2"), (["--image-size", "16"], "o3")):  # a folder of photos, a set
+        assert main(["protect", "--data", str(root), *RANDOM, *extra, "--out", str(tmp_path / target)]) == 2
+        err = one_line_error(capsys)
+        assert "pages.tiff holds 2 frames" in err, err
+    (root / "d" / "pages.tiff").unlink()
+    frames[0].save(root / "d" / "moving.gif", save_all=True, append_images=frames[1:])
+    assert main(["protect", "--data", str(root), *RANDOM, "--image-size", "16", "--out", str(tmp_path / "o3")]) == 2
+    assert "moving.gif holds 2 frames" in one_line_error(capsys)
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
 # --------------------------------------------------------------------------- rule 11
 
 

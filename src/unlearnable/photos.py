@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.sources import DataError, _scan_dir, _skipped, check_pixels, check_regular, rgb_array, upright
+from .data.sources import (
+    DataError,
+    _scan_dir,
+    _skipped,
+    check_frames,
+    check_pixels,
+    check_regular,
+    exif_of,
+    rgb_array,
+    upright,
+)
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 UNREADABLE = {  # photos this tool cannot decode: say so instead of skipping them
@@ -99,10 +110,11 @@ def _header(path: Path, display: str) -> Photo:
     try:
         with Image.open(path) as img:
             w, h, fmt = img.width, img.height, img.format or "?"
-            try:
-                orientation = img.getexif().get(ORIENTATION, 1)
-            except Exception:
-                orientation = 1
+            exif = exif_of(img)
+            orientation = exif.get(ORIENTATION, 1) if exif is not None else 1
+            check_frames(img, display)
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(f"cannot read photo {display}: {type(exc).__name__}: {exc}; remove or replace it") from None
     check_pixels(w, h, display)
@@ -531,19 +543,24 @@ def metadata(img: Image.Image, strip: bool) -> dict:
     if strip:
         return {}
     keep: dict = {}
-    try:
-        exif = img.getexif()
-    except Exception:
-        exif = None
+    exif = exif_of(img)
     if exif:
         exif.pop(ORIENTATION, None)
-        keep["exif"] = exif.tobytes()  # the main directory with its Exif and GPS parts; no IFD1 (thumbnail)
+        if exif:
+            keep["exif"] = exif.tobytes()  # the main directory with its Exif and GPS parts; no IFD1 (thumbnail)
     if img.info.get("icc_profile"):
         keep["icc_profile"] = img.info["icc_profile"]
     xmp = img.info.get("xmp") or img.info.get("XML:com.adobe.xmp")
     if xmp:
-        keep["xmp"] = xmp if isinstance(xmp, bytes) else str(xmp).encode()
+        keep["xmp"] = XMP_ORIENTATION.sub(b"", xmp if isinstance(xmp, bytes) else str(xmp).encode())
     return keep
+
+
+# an XMP packet's orientation, as an attribute (tiff:Orientation="6") or an element: the pixels are
+# stored upright, so a reader that honours it (Pillow, browsers, photo apps) would turn them again
+XMP_ORIENTATION = re.compile(
+    rb"""\s+tiff:Orientation\s*=\s*(?:"[^"]*"|'[^']*')|<tiff:Orientation\b[^>]*(?:/>|>[^<]*</tiff:Orientation>)"""
+)
 
 
 def encode(pixels: np.ndarray, fmt: str, quality: int, source: Image.Image, meta: dict) -> bytes:

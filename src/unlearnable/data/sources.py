@@ -165,14 +165,42 @@ def check_pixels(width: int, height: int, name: str) -> None:
         )
 
 
-def upright(img: Image.Image) -> Image.Image:
-    """The image as it is meant to be seen: a camera's EXIF orientation tag (a portrait shot stored
-    sideways) applied to the pixels."""
+def exif_of(img: Image.Image) -> Image.Exif | None:
+    """The image's EXIF (Pillow also reads an XMP tiff:Orientation into it), or None when the
+    block cannot be read: a damaged block is the camera's business, not a warning for the reader."""
+    import warnings
+
     try:
-        orientation = img.getexif().get(0x0112, 1)
-    except Exception:  # an unreadable EXIF block: the pixels as stored
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return img.getexif()
+    except Exception:
+        return None
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The image as it is meant to be seen: a camera's orientation tag (EXIF or XMP: a portrait
+    shot stored sideways) applied to the pixels."""
+    exif = exif_of(img)
+    orientation = exif.get(0x0112, 1) if exif is not None else 1  # an unreadable block: as stored
+    if orientation in (None, 1):
         return img
-    return ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ImageOps.exif_transpose(img)
+
+
+def check_frames(img: Image.Image, name: str) -> None:
+    """Only single images are protected: an animation or a multi-page file is refused by name (its
+    other frames would be published unprotected, or lost)."""
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        raise DataError(
+            f"{name} holds {frames} frames (an animation or a multi-page file), and only single images are "
+            "protected; save the frame you publish as its own PNG or JPEG and use that"
+        )
 
 
 def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.ndarray:
@@ -185,6 +213,7 @@ def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.nd
     try:
         with Image.open(io.BytesIO(data)) as img:
             check_pixels(img.width, img.height, name)
+            check_frames(img, name)
             img.load()
             arr = rgb_array(upright(img))
         if image_size is not None and arr.shape[:2] != (image_size, image_size):
