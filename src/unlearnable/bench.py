@@ -107,9 +107,9 @@ def load_config(path: str | Path) -> dict:
             f"{path}: a bench config is a mapping (name:, datasets:, methods:, victims:, ...), not a "
             f"{type(cfg).__name__}; see configs/cpu-mini.yaml"
         )
-    unknown = sorted(map(str, set(cfg) - TOP_KEYS))
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; a bench config has {', '.join(sorted(TOP_KEYS))}")
+    unknown_top = sorted(map(str, set(cfg) - TOP_KEYS))
+    if unknown_top:
+        raise ValueError(f"{path}: unknown key(s) {unknown_top}; a bench config has {', '.join(sorted(TOP_KEYS))}")
     for key in ("datasets", "methods", "victims"):
         if not cfg.get(key):
             raise ValueError(f"{path}: '{key}' is missing or empty")
@@ -117,9 +117,9 @@ def load_config(path: str | Path) -> dict:
         if not isinstance(cfg[key], list):
             kind = type(cfg[key]).__name__
             raise ValueError(f"{path}: '{key}' must be a list of entries (- name: ...), got a {kind}")
-        for e in cfg[key]:
-            if not isinstance(e, dict):
-                raise ValueError(f"{path}: every entry of '{key}' is a mapping (name: ..., ...), got {e!r}")
+        for entry in cfg[key]:
+            if not isinstance(entry, dict):
+                raise ValueError(f"{path}: every entry of '{key}' is a mapping (name: ..., ...), got {entry!r}")
     for key in ("methods", "defenses"):
         entries = cfg.get(key)
         if isinstance(entries, dict):
