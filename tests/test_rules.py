@@ -232,7 +232,7 @@ def test_rule1_bench_writes_only_inside_its_out(world, capsys):
     assert "not an earlier `unlearnable bench` output" in one_line_error(capsys)
 
 
-def test_rule1_no_run_destroys_what_another_run_left(world, tmp_path, monkeypatch, capsys):
+def test_rule9_no_run_destroys_what_another_run_left(world, tmp_path, monkeypatch, capsys):
     """A checkpoint, a partial folder or a set-aside output beside --out belongs to the run that
     left it: any other command, method or setting is refused naming it, with and without --force;
     `unlearnable clean` lists them and deletes them only when asked, and nothing else."""
@@ -1121,3 +1121,79 @@ def test_rule12_bench_configs_are_checked_entry_by_entry(world, tmp_path, capsys
     err = one_line_error(capsys)
     assert message in err and str(cfg) in err, err
     assert not (world["cwd"] / "runs").exists() and not (tmp_path / "x").exists()
+
+
+def test_rule12_the_smaller_ones_each_one_line_before_any_work(world, tmp_path, monkeypatch, capsys, make_image_folder):
+    import warnings
+
+    photos, root = world["photos"], world["root"]
+    prot = ["protect", "--data", str(photos / "train"), *RANDOM]
+    (root / "afile").write_text("x")
+    cases = [
+        ([*prot, "--labels", "clusters:²", "--out", str(root / "o")], "clusters:K needs a whole number"),
+        ([*prot, "--out", str(root / "afile" / "sub")], "is a file, not a folder"),
+        ([*prot, "--out", "/proc/unlearnable-x"], "no folder can be made in /proc"),
+        (
+            ["evaluate", "--train", str(root / "r"), "--data", str(photos), *FAST_EVAL, "--protected-classes", ",,"],
+            "names no class",
+        ),
+    ]
+    assert main([*RANDOM[:0], "protect", "--data", str(photos), *RANDOM, "--out", str(root / "r")]) == 0
+    capsys.readouterr()
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = one_line_error(capsys)
+        assert message in err, (argv, err)
+    # an empty class folder: refused on the photo path as on the set path
+    (photos / "train" / "bird").mkdir()
+    for extra in ([], ["--image-size", "16"]):
+        assert main([*prot, *extra, "--out", str(root / "o")]) == 2
+        assert "bird holds no" in one_line_error(capsys)
+    (photos / "train" / "bird").rmdir()
+    # a damaged EXIF block: read as none, no raw warning from the image library
+    damaged = root / "damaged"
+    for c in ("cat", "dog"):
+        (damaged / c).mkdir(parents=True)
+        Image.fromarray(np.full((16, 16, 3), 90 if c == "cat" else 160, np.uint8)).save(
+            damaged / c / "a.jpg",
+            exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06",
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["protect", "--data", str(damaged), *RANDOM, "--out", str(root / "d-out")]) == 0
+    assert "Corrupt" not in capsys.readouterr().err
+    # verify reads only: not even the decoded-dataset cache is written
+    cache = Path(os.environ["UNLEARNABLE_CACHE"])
+    import shutil
+
+    shutil.rmtree(cache, ignore_errors=True)
+    assert main(["verify", str(root / "r")]) == 0
+    assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]
+    # check with --data that is the training originals: said, not called held out
+    ph = root / "ph"
+    assert main(["protect", "--data", str(photos / "train"), *RANDOM, "--out", str(ph)]) == 0
+    capsys.readouterr()
+    shutil.copytree(photos / "train", root / "same" / "test")  # its test split: the very originals
+    assert (
+        main(
+            [
+                "check",
+                str(ph),
+                "--data",
+                str(root / "same"),
+                "--quiet",
+                "--init",
+                "scratch",
+                "--epochs",
+                "1",
+                "--steps",
+                "",
+                "--no-rrc",
+                "--out",
+                str(root / "c"),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((root / "c" / "report.json").read_text())
+    assert any("not held out" in n for n in report["notes"]), report["notes"]

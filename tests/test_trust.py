@@ -266,8 +266,8 @@ def test_disk_full_and_permission_errors_end_clearly_with_nothing_half_written(f
     def no_permission(*a, dir=None, **k):
         raise PermissionError(errno.EACCES, "Permission denied", str(dir))
 
-    monkeypatch.setattr(unlearnable_io.tempfile, "mkdtemp", no_permission)
-    assert main(["protect", "--data", str(folder), "--method", "random", "--out", str(out), "--quiet"]) == 1
+    monkeypatch.setattr(unlearnable_io.tempfile, "mkdtemp", no_permission)  # found before any work
+    assert main(["protect", "--data", str(folder), "--method", "random", "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "Permission denied" in err and str(out.parent) in err and "fix its permissions" in err
     monkeypatch.undo()

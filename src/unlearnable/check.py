@@ -124,7 +124,9 @@ def run_check(
         "seed": seed,
     }
     with claim(out, run, command):
-        bench = None if photos else _benchmark_cells(manifest, folder, steps, test, test_per_class, seed, progress)
+        bench = (
+            None if photos else _benchmark_cells(manifest, folder, steps, test, test_per_class, seed, progress, notes)
+        )
         for init, (vname, size) in victims.items():
             if photos:
                 cells, test_set, n_train, held = _photo_cells(
@@ -202,6 +204,8 @@ def _photo_cells(manifest, folder, size, steps, test, fraction, test_per_class, 
     if test_per_class:
         test_set = balanced_subset(test_set, test_per_class, seed=seed, option="--test-per-class")
     train = ~mask
+    if test is not None:
+        notes += [n for n in seen_in_training(test_set, clean_all) if n not in notes]
     cells = {"clean": clean_all.subset(train), "protected": working_set(protected, size, progress).subset(train)}
     for s in steps:
         if s == "long1080" and max(max(p.width, p.height) for p in protected.photos) <= 1080:
@@ -214,7 +218,25 @@ def _photo_cells(manifest, folder, size, steps, test, fraction, test_per_class, 
     return cells, test_set, int(train.sum()), held
 
 
-def _benchmark_cells(manifest, folder, steps, test, test_per_class, seed, progress):
+def seen_in_training(test_set, originals) -> list[str]:
+    """A note when test images are pixel for pixel training originals: accuracy on them measures
+    memory, not whether new photos are recognised."""
+    import hashlib
+
+    def digests(ds) -> set[str]:
+        return {hashlib.sha256(x.numpy().tobytes()).hexdigest() for x in ds.images}
+
+    shared = digests(test_set) & digests(originals)
+    if not shared:
+        return []
+    return [
+        f"{len(shared)} of the {len(test_set)} test images are the very photos protected (the training "
+        "originals), so they are not held out: accuracy on them says little about new photos; give --data photos "
+        "that were not protected, or leave --data out to hold some out"
+    ]
+
+
+def _benchmark_cells(manifest, folder, steps, test, test_per_class, seed, progress, notes):
     """The same for a benchmark set: the protected folder against its clean input, tested on the
     named dataset's test split (CIFAR-10's for a CIFAR-10 subset)."""
     from .data import load_dataset
@@ -226,6 +248,7 @@ def _benchmark_cells(manifest, folder, steps, test, test_per_class, seed, progre
     test_set = load_dataset(test, "test", image_size=size)
     if test_per_class:
         test_set = balanced_subset(test_set, test_per_class, seed=seed, option="--test-per-class")
+    notes += seen_in_training(test_set, clean)
     cells = {"clean": clean, "protected": protected}
     for s in steps:
         if s == "long1080":

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from contextlib import nullcontext
 from fractions import Fraction
 from pathlib import Path
@@ -161,6 +162,8 @@ def cmd_evaluate(args) -> int:
         if size is not None:
             check_size(option, size, 1 if option == "--input-size" else args.train_per_class or 1, config.batch_size)
     ckpt = out.with_name(f".{out.name}.checkpoint.pt") if out else None
+    if args.protected_classes is not None and not [c for c in args.protected_classes.split(",") if c.strip()]:
+        raise ValueError(f"--protected-classes {args.protected_classes!r} names no class; give names like cat,dog")
     if args.protected_fraction is not None or args.protected_classes:
         if not (Path(args.train) / "manifest.json").is_file():
             raise ValueError(
@@ -203,7 +206,7 @@ def cmd_evaluate(args) -> int:
             )
             test = load_dataset(args.data, "test", image_size=args.image_size, download=args.download)
         if args.protected_fraction is not None or args.protected_classes:
-            classes = [c for c in (args.protected_classes or "").split(",") if c]
+            classes = [c.strip() for c in (args.protected_classes or "").split(",") if c.strip()]
             train, mask = evaluate.partly_protected(
                 train,
                 clean_input(args.train, train),
@@ -670,7 +673,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         init_from_env(getattr(args, "device", None))  # under torchrun: join the process group
-        return args.func(args)
+        with warnings.catch_warnings():
+            # a damaged EXIF block and the like: the image library's notes to developers, not to the
+            # person running a command (the image is read as well as it can be, or refused by name)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+            return args.func(args)
     except (ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,23 @@ def _within(a: Path, b: Path) -> bool:
     return target is not None and any(_identity(q) == target for q in (a, *a.parents))
 
 
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse, before any work, an output that cannot be made: a parent that is a file, or a place
+    where no folder can be created (probed with an empty hidden folder, removed at once)."""
+    where = path.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise ValueError(f"{option} {path}: {where} is a file, not a folder; choose an {option} inside a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".unlearnable-probe-", dir=where))
+    except OSError as e:
+        raise ValueError(
+            f"{option} {path}: no folder can be made in {where} ({e.strerror}); choose a folder you may write "
+            "to, or fix its permissions"
+        ) from None
+
+
 def check_output(out, inputs: list[Path], force: bool, kind: str, option: str = "--out", resume: bool = False) -> Path:
     """The resolved output folder, or a one-line error: it is, contains or lies inside an input,
     or exists and may not be replaced (see the module doc). With resume=True (demo, bench) an
@@ -92,6 +110,7 @@ def check_output(out, inputs: list[Path], force: bool, kind: str, option: str = 
             raise ValueError(f"{option} {path} is inside the input {src}; choose an output folder outside the input")
         if _within(src, path):
             raise ValueError(f"{option} {path} contains the input {src}; choose an output folder that holds no input")
+    _check_writable(path, option)
     cwd, home = Path.cwd().resolve(), Path.home().resolve()
     if _within(cwd, path) or path == home or len(path.parts) <= 1:
         what = (

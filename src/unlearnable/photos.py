@@ -127,7 +127,7 @@ def parse_labels(text: str) -> tuple[str, int | None]:
     """'folders' | 'top' | 'leaf' | 'clusters' | 'clusters:K' | a .csv path -> (mode, K)."""
     mode, _, k = text.partition(":")
     if mode == "clusters":
-        if k and (not k.isdigit() or int(k) < 2):
+        if k and (not (k.isascii() and k.isdigit()) or int(k) < 2):
             raise ValueError(f"--labels clusters:K needs a whole number K >= 2, got {text!r}")
         return "clusters", int(k) if k else None
     if k or mode not in ("folders", "top", "leaf"):
@@ -163,6 +163,13 @@ def scan(source: str | Path, labels: str = "folders", seed: int = 0, progress: b
     if not photos:
         raise DataError(f"{top} holds no photos (JPEG, PNG, TIFF, WebP or BMP files)")
     names = _labels(photos, mode, labels, top, root, prefix)
+    if mode in ("folders", "top"):  # a class folder with no photo is refused, as a benchmark set's is
+        empty = sorted(set(tree.top_dirs()) - set(names))
+        if empty:
+            raise DataError(
+                f"class folder {prefix}{empty[0]} holds no photos (JPEG, PNG, TIFF, WebP or BMP files); remove it "
+                "or add photos"
+            )
     if mode == "clusters":
         classes, label_ids = cluster_labels(root, photos, k, seed, progress)
     else:

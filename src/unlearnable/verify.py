@@ -218,7 +218,7 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
     if manifest.get("photos"):
         return results + _check_photos(folder, manifest, perturbation, data)
     try:
-        clean = load_dataset(source, "train", image_size=manifest.get("image_size"))
+        clean = load_dataset(source, "train", image_size=manifest.get("image_size"), cache="read")  # reads only
         if manifest.get("train_per_class"):
             clean = balanced_subset(clean, manifest["train_per_class"], seed=manifest.get("seed", 0))
     except ValueError as e:

@@ -167,13 +167,9 @@ def check_pixels(width: int, height: int, name: str) -> None:
 
 def exif_of(img: Image.Image) -> Image.Exif | None:
     """The image's EXIF (Pillow also reads an XMP tiff:Orientation into it), or None when the
-    block cannot be read: a damaged block is the camera's business, not a warning for the reader."""
-    import warnings
-
+    block cannot be read (the pixels are then taken as stored)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return img.getexif()
+        return img.getexif()
     except Exception:
         return None
 
@@ -183,13 +179,7 @@ def upright(img: Image.Image) -> Image.Image:
     shot stored sideways) applied to the pixels."""
     exif = exif_of(img)
     orientation = exif.get(0x0112, 1) if exif is not None else 1  # an unreadable block: as stored
-    if orientation in (None, 1):
-        return img
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ImageOps.exif_transpose(img)
+    return img if orientation in (None, 1) else ImageOps.exif_transpose(img)
 
 
 def check_frames(img: Image.Image, name: str) -> None:
@@ -825,7 +815,7 @@ def load_dataset(
     split: str = "train",
     *,
     image_size: int | None = None,
-    cache: bool = True,
+    cache: bool | str = True,
     download: bool = False,
     verify: bool = False,
 ) -> ImageDataset:
@@ -834,7 +824,8 @@ def load_dataset(
     source: see the module doc (a path, None, "cifar10", or another dataset name of official.py:
     cifar100, cifar100-coarse, svhn, svhn-extra, fashion-mnist). image_size: resize every image to
     image_size x image_size; None keeps the size (all images must share it). cache: read and
-    write the decoded-dataset cache. download: fetch the official files of a named dataset when
+    write the decoded-dataset cache (True), only read it ("read": a command that promises to only
+    read, verify), or neither (False). download: fetch the official files of a named dataset when
     they are not found. verify: check the md5 of a local cifar-10-python.tar.gz or a named dataset's files.
     """
     if split not in SPLITS:
@@ -851,7 +842,7 @@ def load_dataset(
     decoded = _decode_source(kind, path, split, image_size, verify)
     if split not in decoded:  # only reached for sources that do not check the split themselves
         raise DataError(f"{path} has no {split} split")
-    if cache:
+    if cache is True:
         keys = {s: cache_key(kind, path, s, image_size, fingerprint) for s in decoded}
         for s, ds in decoded.items():
             save_cached(keys[s], ds, {"kind": kind, "path": str(path), "split": s, "image_size": image_size})
