@@ -4,14 +4,13 @@ import errno
 import io
 import json
 import os
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from cli_helpers import sets, tree_hash
+from cli_helpers import sets, tiny_cifar_tarball, tree_hash
 from PIL import Image
 
 from unlearnable.attacks import create_attack
@@ -34,22 +33,6 @@ def png(path: Path, seed: int, size=(16, 16)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     Image.fromarray(arr).save(path)
-
-
-def tiny_cifar_tarball(path: Path) -> None:
-    """A CIFAR-10-like tarball (train/ and test/, 2 classes of 16x16 PNGs), as cifar10-jpg.tar.gz."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tf:
-        for split, n in (("train", 8), ("test", 4)):
-            for k, c in enumerate(("cat", "dog")):
-                for i in range(n):
-                    buf = io.BytesIO()
-                    arr = np.random.default_rng(100 * k + i).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-                    Image.fromarray(arr).save(buf, format="PNG")
-                    info = tarfile.TarInfo(f"cifar10/{split}/{c}/{i}.png")
-                    info.size = buf.tell()
-                    buf.seek(0)
-                    tf.addfile(info, buf)
 
 
 @pytest.fixture()

@@ -104,8 +104,12 @@ def test_single_class_is_refused_where_it_cannot_work(folder, tmp_path, capsys):
 
     for split in ("train", "test"):
         shutil.rmtree(folder / split / "größe")
-    assert main(["protect", "--data", str(folder), "--method", "bait", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    bait = ["protect", "--data", str(folder), "--method", "bait", "--out", str(tmp_path / "o"), "--quiet"]
+    assert main([*bait, "--background", "none"]) == 2
     assert "at least 2 classes" in capsys.readouterr().err
+    assert main(bait) == 2  # one subject: protected among CIFAR-10, which is not on this computer
+    err = capsys.readouterr().err
+    assert err.startswith("error: --background cifar10:") and "--download" in err, err
     assert main(["evaluate", "--train", str(folder), "--data", str(folder), *FAST_EVAL]) == 2
     assert "at least 2 classes" in capsys.readouterr().err
     # methods that do not compare classes work with one

@@ -99,9 +99,11 @@ def cmd_protect(args) -> int:
         working_size=args.working_size,
         device=args.device,
         look=args.look,
+        background=args.background,
+        background_per_class=args.background_per_class,
     )
     if args.plan:
-        print(photo_plan(args.data, **run)["text"])
+        print(photo_plan(args.data, **run, download=args.download)["text"])
         return 0
     if args.out is None:
         raise ValueError("protect needs --out FOLDER, where the protected copies are written (or --plan to only plan)")
@@ -455,8 +457,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels",
         default="folders",
         help="which photos belong together: folders (one sub-folder per class, the default), top (the first "
-        "folder level, any depth below), leaf (the folder holding each photo), clusters or clusters:K (groups of "
-        "similar photos, for a flat folder), or a CSV file of file,label rows",
+        "folder level, any depth below), leaf (the folder holding each photo), one (every photo is of one "
+        "subject: your face, your work), clusters or clusters:K (groups of similar photos, for a flat folder), or "
+        "a CSV file of file,label rows",
+    )
+    photos.add_argument(
+        "--background",
+        default=None,
+        metavar="SOURCE",
+        help="public labelled images the photos are protected among, each subject one class among theirs, as in "
+        "a scraped training set: a dataset name or folder (default: cifar10 when the photos are one subject; "
+        "none: never); only your photos are written",
+    )
+    photos.add_argument(
+        "--background-per-class",
+        type=positive_int,
+        default=None,
+        help="images of each background class to fit among (default 100)",
     )
     photos.add_argument(
         "--working-size",

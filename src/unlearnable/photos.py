@@ -22,6 +22,8 @@ Labels (which photos belong together, for class-wise methods) come from `labels`
                      deeper folders or loose in the root stop the run with the options below
     top              the first folder under the root is the class, at any depth below it
     leaf             the folder that holds the photo (its whole relative path) is the class
+    one              every photo, at any depth, is of one subject: one class named after the folder
+                     (protected against a background, background.py)
     clusters[:K]     K groups of similar photos (k-means on frozen ImageNet features, seeded)
     <file>.csv       rows of file,label (file relative to the root); every photo listed once
 """
@@ -124,17 +126,17 @@ def _header(path: Path, display: str) -> Photo:
 
 
 def parse_labels(text: str) -> tuple[str, int | None]:
-    """'folders' | 'top' | 'leaf' | 'clusters' | 'clusters:K' | a .csv path -> (mode, K)."""
+    """'folders' | 'top' | 'leaf' | 'one' | 'clusters' | 'clusters:K' | a .csv path -> (mode, K)."""
     mode, _, k = text.partition(":")
     if mode == "clusters":
         if k and (not (k.isascii() and k.isdigit()) or int(k) < 2):
             raise ValueError(f"--labels clusters:K needs a whole number K >= 2, got {text!r}")
         return "clusters", int(k) if k else None
-    if k or mode not in ("folders", "top", "leaf"):
+    if k or mode not in ("folders", "top", "leaf", "one"):
         if text.lower().endswith(".csv"):
             return "csv", None
         raise ValueError(
-            f"--labels must be folders, top, leaf, clusters, clusters:K or a .csv file of file,label; got {text!r}"
+            f"--labels must be folders, top, leaf, one, clusters, clusters:K or a .csv file of file,label; got {text!r}"
         )
     return mode, None
 
@@ -185,14 +187,16 @@ def _labels(photos: list[Photo], mode: str, text: str, top: Path, root: Path, pr
         return []
     if mode == "csv":
         return _csv_labels(Path(text).expanduser(), photos, prefix)
+    if mode == "one":
+        return [top.resolve().name or "subject"] * len(photos)
     loose = [p for p in parts if len(p) == 1]
     if loose and mode in ("folders", "top", "leaf"):
         if len(loose) == len(parts):
             raise DataError(
-                f"the {len(parts)} photos of {top} lie in one folder, with no class folders. Class-wise "
-                "protection needs to know which photos belong together: use --labels clusters to group "
-                "similar photos automatically, --labels FILE.csv (rows of file,label), or put the photos in "
-                "one sub-folder per subject (e.g. portraits/, landscapes/)"
+                f"the {len(parts)} photos of {top} lie in one folder, with no class folders. Say which photos "
+                "belong together: --labels one if they are all of one subject (your face, your work), one "
+                "sub-folder per subject (e.g. anna/, ben/), --labels FILE.csv (rows of file,label), or "
+                "--labels clusters to group similar photos automatically"
             )
         raise DataError(
             f"{len(loose)} photos lie directly in {root} outside any class folder (e.g. {loose[0][0]}); move "

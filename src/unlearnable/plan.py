@@ -39,15 +39,17 @@ def seconds_per_pass(attack, size: int, num_classes: int) -> float | None:
     return min(times[1:]) / batch
 
 
-def estimate(collection, attack, size: int) -> dict:
-    """{"fit": seconds or None, "write": seconds, "memory": bytes} for protecting `collection`."""
-    passes = attack.passes(len(collection))
-    per = seconds_per_pass(attack, size, len(collection.classes)) if passes else None
+def estimate(collection, attack, size: int, background=None) -> dict:
+    """{"fit": seconds or None, "write": seconds, "memory": bytes} for protecting `collection`
+    (fitted among the images of `background`, the loaded background set, when there is one)."""
+    extra, classes = (0, 0) if background is None else (len(background), background.num_classes)
+    passes = attack.passes(len(collection) + extra)
+    per = seconds_per_pass(attack, size, len(collection.classes) + classes) if passes else None
     pixels = [p.width * p.height for p in collection.photos]
     return {
         "fit": passes * per if passes and per else None,
         "write": sum(pixels) / 1e6 * WRITE_SECONDS_PER_MEGAPIXEL,
-        "memory": BASE_MEMORY + BYTES_PER_PIXEL * max(pixels) + len(collection) * 3 * size * size,
+        "memory": BASE_MEMORY + BYTES_PER_PIXEL * max(pixels) + (len(collection) + extra) * 3 * size * size,
     }
 
 
@@ -87,14 +89,18 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def describe_plan(collection, attack, size: int, method: str, est: dict | None = None, look=None) -> str:
+def describe_plan(
+    collection, attack, size: int, method: str, est: dict | None = None, look=None, background=None
+) -> str:
     """One line: photos found, classes, working size, method, look, estimated time and memory
-    (`est`: an estimate already made, so that the line and the caller's numbers agree)."""
+    (`est`: an estimate already made, so that the line and the caller's numbers agree); with a
+    `background` (its source and the loaded set), what the photos are protected against."""
+    name, background = background or (None, None)
     counts = torch.bincount(collection.labels, minlength=len(collection.classes)).tolist()
     groups = ", ".join(f"{c} {n}" for c, n in zip(collection.classes, counts))
     if len(groups) > 120:
         groups = groups[:117] + "..."
-    est = est or estimate(collection, attack, size)
+    est = est or estimate(collection, attack, size, background)
     when = (
         f"about {duration(est['fit'] + est['write'])} (learning the pattern {duration(est['fit'])}, writing "
         f"{duration(est['write'])})"
@@ -103,9 +109,17 @@ def describe_plan(collection, attack, size: int, method: str, est: dict | None =
     )
     mp = collection.megapixels()
     ignored = f"; {len(collection.ignored)} other files left alone" if collection.ignored else ""
+    if background is None:
+        what = f"in {len(collection.classes)} classes by {collection.label_mode} ({groups})"
+    else:
+        one = len(collection.classes) == 1
+        subjects = "one subject" if one else f"{len(collection.classes)} subjects"
+        what = (
+            f"of {subjects} ({groups}), {'' if one else 'each '}protected as one class among {len(background)} "
+            f"public images of {background.num_classes} other classes (background {name}, not written)"
+        )
     return (
-        f"{len(collection)} photos (largest {mp:.{0 if mp >= 10 else 1}f} MP) in {len(collection.classes)} "
-        f"classes by {collection.label_mode} ({groups}){ignored}; working size {size} px; {method} "
-        f"({attack.preset} preset){'' if look is None else f'; look {look.name}: {look.summary}'}; {when}; "
-        f"peak memory about {est['memory'] / 1e9:.1f} GB"
+        f"{len(collection)} photos (largest {mp:.{0 if mp >= 10 else 1}f} MP) {what}{ignored}; working size "
+        f"{size} px; {method} ({attack.preset} preset){'' if look is None else f'; look {look.name}: {look.summary}'}; "
+        f"{when}; peak memory about {est['memory'] / 1e9:.1f} GB"
     )

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .background import DEFAULT as BACKGROUND_DEFAULT
+
 
 def load_training_set(source, *, image_size=None, train_per_class=None, seed: int = 0, download: bool = False):
     """(the training split, class-balanced subset applied, and the resolved path it was read from)."""
@@ -98,6 +100,8 @@ def protect(
     strip_metadata: bool = False,
     photos: bool | None = None,
     look: str | None = None,
+    background: str | None = None,
+    background_per_class: int | None = None,
 ) -> dict:
     """Protect the training split of `source` with `method` and write the folder `out`; returns
     its manifest. `extra` adds keys to the manifest (a bench's dataset entry). For a folder of
@@ -106,7 +110,10 @@ def protect(
     full resolution (None: a folder with no --image-size and no --train-per-class is; a bench
     says False, its datasets being benchmark sets). `look` (look.py): how the change sits on
     each image; None takes the photos' default (invisible) or, for a benchmark set, none (the
-    paper's protocol: the whole budget everywhere)."""
+    paper's protocol: the whole budget everywhere). `background` (photos; background.py): the
+    public labelled set the photos are fitted among ("none": no background; None: CIFAR-10 when
+    the photos have fewer classes than the method needs, one subject), `background_per_class`
+    images of each of its classes."""
     from .attacks import create_attack
     from .distributed import barrier, is_main
     from .outputs import check_output, claim, input_paths
@@ -119,7 +126,14 @@ def protect(
     inputs = input_paths(source, download)
     if labels.lower().endswith(".csv"):
         inputs.append(Path(labels).expanduser().resolve())
-    out = check_output(out, inputs, force, "protect")
+    readable = list(inputs)
+    if photos:
+        check_background_options(background, background_per_class)
+        if (background or "").lower() != "none":  # a set it may read (the run records its name): never written into
+            readable += input_paths(background or BACKGROUND_DEFAULT, download)
+    elif background is not None or background_per_class is not None:
+        raise ValueError("--background is for a folder of photos; a benchmark set is protected as it is")
+    out = check_output(out, readable, force, "protect")
     barrier()  # under torchrun: every process has checked the output before rank 0 may write it
     ckpt = checkpoint_path(out)
     attack = create_attack(
@@ -133,6 +147,8 @@ def protect(
         **look_options(method, chosen, options),
     )
     common = dict(method=method, seed=seed, force=force, progress=progress, command=command, extra=extra, look=chosen)
+    if photos:
+        common.update(background=background, background_per_class=background_per_class, download=download)
     run = {  # what a resume must repeat (the checkpoint then checks the data's pixels too)
         "command": "protect",
         "data": [str(p) for p in inputs],
@@ -142,6 +158,7 @@ def protect(
         "labels": labels,
         "working_size": working_size,
         "look": None if chosen is None else chosen.record(),
+        "background": [background, background_per_class],
     }
     with claim(out, run, command) if is_main() else nullcontext():
         if photos:
@@ -195,16 +212,21 @@ def photo_plan(
     working_size: int | None = None,
     device=None,
     look: str | None = None,
+    background: str | None = None,
+    background_per_class: int | None = None,
+    download: bool = False,
 ) -> dict:
     """What protecting the folder of photos `source` would do, told before any work and writing
     nothing (`protect --plan`, the web page's plan): the photos and groups found, the working
     size, the estimated time and peak memory, and the one-line plan the run itself prints."""
     from .attacks import create_attack
+    from .background import load as load_background
     from .photos import default_working_size, scan
     from .plan import check_size, describe_plan, estimate
 
     check_photo_options(True, labels, working_size, "png", None, False)
     check_method_options(options)
+    check_background_options(background, background_per_class)
     chosen = resolve_look(look, True)
     attack = create_attack(
         method,
@@ -218,13 +240,17 @@ def photo_plan(
     if attack.norm != "linf":
         raise ValueError(f"{method} has an {attack.norm} budget; photos are protected with an Linf method")
     collection = scan(source, labels, seed=seed, progress=False)
-    attack.check_classes(collection.classes)
+    among = background_of(collection, attack, background, background_per_class)
     size = working_size or default_working_size(collection, attack.working_size())
-    check_size("--working-size", size, len(collection), int(attack.options.get("batch_size", 1)))
-    est = estimate(collection, attack, size)
+    back = None if among is None else load_background(among, size, seed=seed, download=download)
+    fitted = len(collection) + (0 if back is None else len(back))
+    check_size("--working-size", size, fitted, int(attack.options.get("batch_size", 1)))
+    est = estimate(collection, attack, size, back)
+    named = None if back is None or among is None else (among.source, back)
     counts = collection.labels.bincount(minlength=len(collection.classes)).tolist()
     return {
-        "text": describe_plan(collection, attack, size, method, est, chosen),
+        "text": describe_plan(collection, attack, size, method, est, chosen, named),
+        "background": None if back is None else {**among.record(), "classes": back.num_classes, "images": len(back)},
         "look": chosen.name,
         "photos": len(collection),
         "groups": dict(zip(collection.classes, counts)),
@@ -252,6 +278,43 @@ def check_method_options(options: dict | None) -> None:
     for key in options or {}:
         if key in RUN_OPTIONS:
             raise ValueError(f"--set {key}=... is not a method option; set it with {RUN_OPTIONS[key]}")
+
+
+def check_background_options(background, per_class) -> None:
+    """--background and --background-per-class, before any work."""
+    if background is not None and (not isinstance(background, str) or not background.strip()):
+        raise ValueError("--background names a dataset (e.g. cifar10), a folder of labelled images, or none")
+    if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1):
+        raise ValueError(f"--background-per-class must be a whole number >= 1, got {per_class!r}")
+
+
+def background_of(collection, attack, background, per_class):
+    """The Background the photos are fitted among (background.py), or None; without one, the
+    photos' own classes must be enough for the method (refused before any work)."""
+    from . import background as bg
+
+    chosen = bg.resolve(background, per_class, len(collection.classes), attack.MIN_CLASSES)
+    if chosen is None and len(collection.classes) < attack.MIN_CLASSES:
+        raise ValueError(
+            f"--background none: {attack.name} {attack.WHY_CLASSES}: it needs at least {attack.MIN_CLASSES} classes, "
+            f"got {len(collection.classes)} ({', '.join(collection.classes)}); leave out --background none to protect "
+            "one subject among public images, or put the photos into one sub-folder per subject"
+        )
+    return chosen
+
+
+def fitted_among(attack, ds, chosen, back):
+    """(the perturbation of the owner's photos `ds`, seconds, the background's record or None):
+    fitted on the photos alone, or among the background's images `back` keeping only the photos'
+    part (background.py)."""
+    from . import background as bg
+
+    if chosen is None:
+        perturbation, seconds = fit(attack, ds)
+        return perturbation, seconds, None
+    record = {**chosen.record(), "classes": back.num_classes, "images": len(back)}
+    perturbation, seconds = fit(attack, bg.among(ds, back))
+    return bg.owners_part(perturbation, back.num_classes, len(back), background=record), seconds, record
 
 
 def check_photo_options(photos, labels, working_size, fmt, quality, strip_metadata) -> None:
@@ -362,7 +425,11 @@ def _protect_photos(
     command,
     extra,
     look,
+    background,
+    background_per_class,
+    download,
 ):
+    from .background import load as load_background
     from .distributed import barrier, is_main
     from .evaluate import versions
     from .export import export_photos
@@ -376,20 +443,23 @@ def _protect_photos(
             "resolution with an Linf method (bait, em, tap, rem, random), or pass --image-size for square copies"
         )
     collection = scan(source, labels, seed=seed, progress=progress)
-    attack.check_classes(collection.classes)
+    chosen = background_of(collection, attack, background, background_per_class)
     if labels in ("folders", "top"):  # the classes are folder names, kept in the output
         from .export import check_class_names
 
         check_class_names(collection.classes)
     size = working_size or default_working_size(collection, attack.working_size())
-    check_size("--working-size", size, len(collection), int(attack.options.get("batch_size", 1)))
+    back = None if chosen is None else load_background(chosen, size, seed=seed, download=download)
+    fitted = len(collection) + (0 if back is None else len(back))
+    check_size("--working-size", size, fitted, int(attack.options.get("batch_size", 1)))
     names, renamed = output_names(collection, fmt)
     if progress and is_main():
-        tqdm.write(describe_plan(collection, attack, size, method, look=look), file=sys.stderr)
+        among = None if back is None else (chosen.source, back)
+        tqdm.write(describe_plan(collection, attack, size, method, look=look, background=among), file=sys.stderr)
         for w in renamed:
             tqdm.write(f"note: {w}", file=sys.stderr)
     ds = working_set(collection, size, progress, look=look)
-    perturbation, seconds = fit(attack, ds)
+    perturbation, seconds, among = fitted_among(attack, ds, chosen, back)
     manifest = {
         **about(method, attack, perturbation, seed),
         "look": look.record(),
@@ -403,6 +473,7 @@ def _protect_photos(
         "quality": quality,
         "strip_metadata": strip,
         "renamed": renamed,  # photos written under another name than their own, and why
+        "background": among,  # the public images the photos were fitted among (not written), or None
         "input_checksums": source_checksums(Path(source).expanduser().resolve()),
         "versions": versions(),
         "fit_seconds": round(seconds, 1),

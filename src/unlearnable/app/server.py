@@ -52,6 +52,8 @@ METHOD_WORDS = {
 }
 LABEL_WORDS = {
     "folders": "Each sub-folder is one group (e.g. portraits/, landscapes/): photos of a group share one pattern.",
+    "one": "All the photos are of one subject (your face, your work): they are protected as one group among "
+    "public photos of other things, as in a collection someone scraped.",
     "clusters": "The tool sorts the photos into groups of similar photos itself: for one flat folder of photos.",
     "csv": "A spreadsheet (CSV) with one row per photo: file,group.",
 }
