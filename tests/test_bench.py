@@ -249,3 +249,22 @@ def test_slurm_options_reach_the_sbatch_script(tmp_path, monkeypatch):
     ):
         assert line in script, line
     assert "--signal=USR2@" in script  # warned before the time limit: the job requeues and resumes
+
+
+def test_partly_protected_rows_share_one_fit_of_their_method():
+    from unlearnable.bench import protection_row
+
+    cfg = {
+        "methods": {
+            "clean": {},
+            "bait-cat": {"method": "bait", "protected_classes": ["cat"]},
+            "bait-dog": {"method": "bait", "protected_classes": ["dog"]},
+            "bait-robust-dog": {"method": "bait", "preset": "robust", "protected_classes": ["dog"]},
+            "em-25%": {"method": "em", "protected_fraction": 0.25},
+        }
+    }
+    assert protection_row(cfg, "bait-dog") == "bait-cat" == protection_row(cfg, "bait-cat")
+    assert protection_row(cfg, "bait-robust-dog") == "bait-robust-dog"  # other options: its own fit
+    assert protection_row(cfg, "em-25%") == "em-25%"
+    cfg["methods"]["bait"] = {}
+    assert protection_row(cfg, "bait-dog") == "bait" == protection_row(cfg, "bait-cat")  # the whole row, when there

@@ -299,14 +299,15 @@ def partial(opts: dict | None) -> dict:
 
 def protection_row(cfg: dict, row: str) -> str:
     """The row whose protected folder a row trains on: itself, or for a partly protected row the
-    row of the same method and options protecting everything (when there is one)."""
+    row of the same method and options protecting everything when there is one, else the first
+    partly protected row of the same method and options (its folder protects every image; each
+    row protects its part of it when its victims train), so one fit serves them all."""
     if not partial(cfg["methods"][row]):
         return row
     want = entry(row, cfg["methods"][row], "method")
-    for other, opts in cfg["methods"].items():
-        if other != "clean" and not partial(opts) and entry(other, opts, "method") == want:
-            return other
-    return row
+    same = [o for o, opts in cfg["methods"].items() if o != "clean" and entry(o, opts, "method") == want]
+    whole = [o for o in same if not partial(cfg["methods"][o])]
+    return (whole or same)[0]
 
 
 def columns(cfg: dict) -> list[tuple[str, str]]:
