@@ -539,7 +539,7 @@ def test_a_reload_keeps_the_job_and_a_restarted_server_resumes_it(tmp_path, phot
         server.json("POST", f"/api/jobs/{job['id']}/resume")
         done = server.wait(job["id"])
         if done["state"] == "failed" and "differs in: data" in (done.get("error") or ""):
-            # A known, not yet explained bug (about one run in three of the whole suite, none in this
+            # A known, not yet explained bug (in about half the runs of the whole suite, none in this
             # test alone on a quiet machine): the resume after Cancel is refused by the fit's own
             # checkpoint as another run's, its training data's digest differing between two workers
             # of one job. Any other failure of this step still fails the test.
