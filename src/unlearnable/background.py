@@ -38,8 +38,17 @@ class Background:
         if isinstance(self.per_class, bool) or not isinstance(self.per_class, int) or self.per_class < 1:
             raise ValueError(f"--background-per-class must be a whole number >= 1, got {self.per_class!r}")
 
-    def record(self) -> dict:
-        return {"source": self.source, "per_class": self.per_class}
+    def record(self, loaded=None) -> dict:
+        """What a manifest and a plan say of it; with its `loaded` set, how many classes and images."""
+        counts = {} if loaded is None else {"classes": loaded.num_classes, "images": len(loaded)}
+        return {"source": self.source, "per_class": self.per_class, **counts}
+
+
+def check_options(source: str | None, per_class: int | None) -> None:
+    """--background and --background-per-class checked before any work, as a Background checks them."""
+    named = source is not None and not (isinstance(source, str) and source.strip().lower() == "none")
+    given = DEFAULT if source is None or not named else source
+    Background(given, DEFAULT_PER_CLASS if per_class is None else per_class)
 
 
 def resolve(source: str | None, per_class: int | None, classes: int, needed: int) -> Background | None:

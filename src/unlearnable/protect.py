@@ -27,6 +27,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .background import DEFAULT as BACKGROUND_DEFAULT
+from .background import check_options as check_background_options
 
 
 def load_training_set(source, *, image_size=None, train_per_class=None, seed: int = 0, download: bool = False):
@@ -243,14 +244,14 @@ def photo_plan(
     among = background_of(collection, attack, background, background_per_class)
     size = working_size or default_working_size(collection, attack.working_size())
     back = None if among is None else load_background(among, size, seed=seed, download=download)
+    against = None if among is None or back is None else (among.source, back)  # what the plan line names
     fitted = len(collection) + (0 if back is None else len(back))
     check_size("--working-size", size, fitted, int(attack.options.get("batch_size", 1)))
     est = estimate(collection, attack, size, back)
-    named = None if back is None or among is None else (among.source, back)
     counts = collection.labels.bincount(minlength=len(collection.classes)).tolist()
     return {
-        "text": describe_plan(collection, attack, size, method, est, chosen, named),
-        "background": None if back is None else {**among.record(), "classes": back.num_classes, "images": len(back)},
+        "text": describe_plan(collection, attack, size, method, est, chosen, against),
+        "background": None if among is None else among.record(back),
         "look": chosen.name,
         "photos": len(collection),
         "groups": dict(zip(collection.classes, counts)),
@@ -280,14 +281,6 @@ def check_method_options(options: dict | None) -> None:
             raise ValueError(f"--set {key}=... is not a method option; set it with {RUN_OPTIONS[key]}")
 
 
-def check_background_options(background, per_class) -> None:
-    """--background and --background-per-class, before any work."""
-    if background is not None and (not isinstance(background, str) or not background.strip()):
-        raise ValueError("--background names a dataset (e.g. cifar10), a folder of labelled images, or none")
-    if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1):
-        raise ValueError(f"--background-per-class must be a whole number >= 1, got {per_class!r}")
-
-
 def background_of(collection, attack, background, per_class):
     """The Background the photos are fitted among (background.py), or None; without one, the
     photos' own classes must be enough for the method (refused before any work)."""
@@ -312,7 +305,7 @@ def fitted_among(attack, ds, chosen, back):
     if chosen is None:
         perturbation, seconds = fit(attack, ds)
         return perturbation, seconds, None
-    record = {**chosen.record(), "classes": back.num_classes, "images": len(back)}
+    record = chosen.record(back)
     perturbation, seconds = fit(attack, bg.among(ds, back))
     return bg.owners_part(perturbation, back.num_classes, len(back), background=record), seconds, record
 
@@ -450,16 +443,16 @@ def _protect_photos(
         check_class_names(collection.classes)
     size = working_size or default_working_size(collection, attack.working_size())
     back = None if chosen is None else load_background(chosen, size, seed=seed, download=download)
+    against = None if chosen is None or back is None else (chosen.source, back)  # what the plan line names
     fitted = len(collection) + (0 if back is None else len(back))
     check_size("--working-size", size, fitted, int(attack.options.get("batch_size", 1)))
     names, renamed = output_names(collection, fmt)
     if progress and is_main():
-        among = None if back is None else (chosen.source, back)
-        tqdm.write(describe_plan(collection, attack, size, method, look=look, background=among), file=sys.stderr)
+        tqdm.write(describe_plan(collection, attack, size, method, look=look, background=against), file=sys.stderr)
         for w in renamed:
             tqdm.write(f"note: {w}", file=sys.stderr)
     ds = working_set(collection, size, progress, look=look)
-    perturbation, seconds, among = fitted_among(attack, ds, chosen, back)
+    perturbation, seconds, fitted_with = fitted_among(attack, ds, chosen, back)
     manifest = {
         **about(method, attack, perturbation, seed),
         "look": look.record(),
@@ -473,7 +466,7 @@ def _protect_photos(
         "quality": quality,
         "strip_metadata": strip,
         "renamed": renamed,  # photos written under another name than their own, and why
-        "background": among,  # the public images the photos were fitted among (not written), or None
+        "background": fitted_with,  # the public images the photos were fitted among (not written), or None
         "input_checksums": source_checksums(Path(source).expanduser().resolve()),
         "versions": versions(),
         "fit_seconds": round(seconds, 1),
