@@ -289,11 +289,13 @@ def test_page_end_to_end_in_a_real_browser(tmp_path, photos):
         driver.find_element(By.CSS_SELECTOR, "#step-check details summary").click()
         Select(driver.find_element(By.ID, "check-init")).select_by_value("scratch")
         driver.find_element(By.ID, "check-epochs").send_keys("1")
-        driver.find_element(By.ID, "check-no-rrc").click()
         driver.find_element(By.ID, "check-btn").click()
         wait.until(ec.visibility_of_element_located((By.ID, "report")))
         report = text_of("report")
-        assert "Am I protected?" in report and "protected, as published" in report
+        first = driver.find_element(By.CSS_SELECTOR, "#report .answer").text  # the answer leads, in words
+        assert report.splitlines()[:2] == ["Am I protected?", first], report[:300]
+        assert first.split(":")[0] in ("Protected", "Not protected", "Cannot tell") and "of 6 new photos" in first
+        assert "your published photos (protected)" in report
         wait.until(
             lambda d: d.execute_script(
                 "const i = document.getElementById('report-plot'); return i && i.complete && i.naturalWidth > 0"
@@ -616,7 +618,11 @@ def test_grouping_by_a_csv_and_an_error_before_anything_is_queued(tmp_path, phot
         rows = "".join(f"{rel.split('/')[1]},{'a' if i % 2 else 'b'}\n" for i, rel in enumerate(made))
         assert server.request("PUT", f"/api/uploads/{up}/labels", rows.encode())[0] == 200
         plan = server.json("POST", "/api/plan", {"upload": up, "labels": "csv", "method": "random"})
-        assert plan["groups"] == {"a": 3, "b": 3} and plan["photos"] == 6
+        assert plan["groups"] == {"a": 3, "b": 3} and plan["photos"] == 6 and plan["grouping"] is None
+        plan = server.json("POST", "/api/plan", {"upload": up, "labels": "clusters", "method": "random"})
+        g = plan["grouping"]  # groups the tool made: every photo's group shown, and how clearly they separate
+        assert sorted(f for files in g["members"].values() for f in files) == sorted(r.split("/")[1] for r in made)
+        assert isinstance(g["separate"], bool) and g["separate"] == (g["separation"] >= 0.5)
         status, body = server.request("POST", "/api/plan", {"upload": up, "labels": "folders", "method": "bait"})
         assert status == 400 and b"sub-folder" in body  # loose photos, grouped by folders: the fix is named
         one = server.json("POST", "/api/uploads")["id"]  # one group only: protected among a background

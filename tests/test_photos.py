@@ -11,7 +11,7 @@ from PIL import Image, ImageCms
 
 from unlearnable.cli import main
 from unlearnable.data import DataError
-from unlearnable.photos import axis_weights, draw, kmeans, open_upright, scan
+from unlearnable.photos import SEPARATE_GROUPS, axis_weights, draw, grouping_words, kmeans, open_upright, scan
 
 COPYRIGHT, ARTIST, ORIENTATION = 0x8298, 0x013B, 0x0112
 SHORT_BAIT = sets(stages="[1,1,1]", images_per_epoch=32, batch_size=16)
@@ -211,6 +211,25 @@ def test_clusters_are_reproducible_and_follow_the_pictures(tmp_path):
     for p, y in zip(a.photos, a.labels.tolist()):
         by_colour[p.rel.split("_")[0]].add(y)
     assert all(len(v) == 1 for v in by_colour.values()) and len({min(v) for v in by_colour.values()}) == 2
+    words = grouping_words(a)  # which photo went where, said; clear groups draw no warning
+    assert words[0] == "group01 (4): blue_0.png, blue_2.png, blue_4.png, blue_6.png" and len(words) == 2
+    assert a.separation >= SEPARATE_GROUPS
+    one = tmp_path / "one"  # one subject, photographed eight times: no groups a trainer would make
+    one.mkdir()
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (8, 10, 3))
+    for i in range(8):
+        arr = np.kron(base, np.ones((8, 8, 1))) + rng.integers(-12, 13, (64, 80, 3))
+        Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(one / f"me_{i}.png")
+    c = scan(one, "clusters:2", seed=0, progress=False)
+    assert c.separation < SEPARATE_GROUPS
+    assert any(
+        w.startswith("warning: these photos do not fall into clearly separate groups") and "--labels one" in w
+        for w in grouping_words(c)
+    ), grouping_words(c)
+    assert (
+        scan(one, "one", progress=False).separation is None and grouping_words(scan(one, "one", progress=False)) == []
+    )
     x = torch.randn(50, 4)
     assert torch.equal(kmeans(x, 3, seed=0), kmeans(x, 3, seed=0))
 
@@ -246,10 +265,12 @@ def test_check_reports_the_same_numbers_as_evaluate(tmp_path):
     assert main(["protect", "--data", str(src), "--method", "random", "--out", str(out), "--quiet"]) == 0
     rep = tmp_path / "report"
     args = ["check", str(out), "--data", str(src), "--out", str(rep), "--epochs", "1", "--quiet", "--init", "scratch"]
-    assert main([*args, "--steps", "jpeg75,half", "--no-rrc"]) == 0
+    assert main([*args, "--steps", "jpeg75,half"]) == 0
     report = json.loads((rep / "report.json").read_text())
     assert set(report["rows"]) == {"clean", "protected", "jpeg75", "half"}
-    assert "rough sign" in report["notes"][0] and (rep / "report.md").is_file() and (rep / "accuracy.png").is_file()
+    assert report["rounds"] is None and report["n_test"] == 6  # the given test photos, not held-out ones
+    assert (rep / "report.md").read_text().splitlines()[2] == f"**{report['answer']['line']}**"
+    assert (rep / "accuracy.png").is_file()
     ev = tmp_path / "ev"
     assert (
         main(
@@ -285,14 +306,15 @@ def test_check_reports_the_same_numbers_as_evaluate(tmp_path):
                 "--quiet",
                 "--init",
                 "scratch",
-                "--steps",
-                "",
-                "--no-rrc",
+                "--folds",
+                "4",
             ]
         )
         == 0
     )
-    assert json.loads((held / "report.json").read_text())["n_test"] == 3  # one of every class's six held out
+    report = json.loads((held / "report.json").read_text())
+    assert report["n_test"] == 18 and report["rounds"] == 4  # every photo of the three classes held out once
+    assert set(report["rows"]) == {"clean", "protected"} and "of the test images" not in report["answer"]["line"]
 
 
 def test_the_plan_line_says_what_was_found_and_what_it_costs(tmp_path):

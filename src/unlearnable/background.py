@@ -67,17 +67,31 @@ def resolve(source: str | None, per_class: int | None, classes: int, needed: int
     return Background(source or DEFAULT, DEFAULT_PER_CLASS if per_class is None else per_class)
 
 
-def load(background: Background, size: int, seed: int = 0, download: bool = False):
-    """The background's class-balanced training subset at size x size (resized after the subset is
-    drawn, so the whole set is never resized), its classes prefixed (PREFIX) so that none can meet
-    an owner's class of the same name."""
+def load(
+    background: Background,
+    size: int,
+    seed: int = 0,
+    download: bool = False,
+    *,
+    draw: int = 0,
+    split="train",
+    upto=False,
+):
+    """The background's class-balanced subset of `split` at size x size (resized after the subset
+    is drawn, so the whole set is never resized), its classes prefixed (PREFIX) so that none can
+    meet an owner's class of the same name. `draw` 1 gives images disjoint from draw 0's (the
+    fit's) with the same seed: the other people's photos of a check's test models. `upto`: at most
+    per_class images of every class, as many as its smallest class has when that is fewer."""
     from .data import DataError, ImageDataset, balanced_subset, load_dataset
 
     try:
-        full = load_dataset(background.source, "train", download=download)
+        full = load_dataset(background.source, split, download=download)
     except (DataError, FileNotFoundError) as e:
         raise DataError(f"--background {background.source}: {e}") from None
-    ds = balanced_subset(full, background.per_class, seed=seed, option="--background-per-class")
+    n = background.per_class
+    if upto:
+        n = min(n, int(full.class_counts().min()))
+    ds = balanced_subset(full, n, seed=seed, option="--background-per-class", skip=draw * n)
     images = ds.images
     if ds.image_size != size or images.shape[3] != size:
         x = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True)

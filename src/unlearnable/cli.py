@@ -103,7 +103,8 @@ def cmd_protect(args) -> int:
         background_per_class=args.background_per_class,
     )
     if args.plan:
-        print(photo_plan(args.data, **run, download=args.download)["text"])
+        plan = photo_plan(args.data, **run, download=args.download)
+        print("\n".join([plan["text"], *(plan["grouping"] or {}).get("words", [])]))
         return 0
     if args.out is None:
         raise ValueError("protect needs --out FOLDER, where the protected copies are written (or --plan to only plan)")
@@ -279,20 +280,23 @@ def cmd_clean(args) -> int:
 def cmd_check(args) -> int:
     from .check import PUBLISHING, render_report, run_check
 
-    steps = tuple(PUBLISHING) if args.steps is None else tuple(s for s in args.steps.split(",") if s)
+    steps = () if args.steps is None else tuple(s for s in args.steps.split(",") if s)
+    if args.steps == "all":
+        steps = tuple(PUBLISHING)
     report = run_check(
         args.folder,
         args.out or Path(args.folder).with_name(Path(args.folder).name + "-check"),
         test=args.data,
-        test_fraction=args.test_fraction,
+        folds=args.folds,
         test_per_class=args.test_per_class,
         inits=tuple(args.init or ("scratch", "imagenet")),
         steps=steps,
-        rrc=not args.no_rrc,
+        rrc=args.rrc,
         preset=args.preset,
         seed=args.seed,
         device=args.device,
         progress=not args.quiet,
+        verbose=args.verbose,
         force=args.force,
         command=command_line(),
         **({"epochs": args.epochs} if args.epochs else {}),
@@ -548,30 +552,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "check",
-        help="am I protected? train victims on your protected photos and on the clean ones, test on held-out "
-        "originals, also after JPEG re-encoding and resizing; writes report.md",
+        help="am I protected? holds every photo out in turn, trains test models on the others (protected, and "
+        "the originals for comparison) and answers in words how many new photos they recognised; writes report.md",
     )
-    p.add_argument("folder", help="a folder written by `unlearnable protect` from a folder of photos")
+    p.add_argument("folder", help="a folder written by `unlearnable protect`")
     p.add_argument("--out", default=None, help="report folder (default: FOLDER-check beside it)")
     p.add_argument(
         "--data",
         default=None,
-        help="test photos (a folder with test/ or class folders); default: hold out part of the photos",
+        help="test photos (a folder with test/ or class folders) instead of holding out your own in turn",
     )
-    p.add_argument("--test-fraction", type=float, default=0.2, help="part of every class held out (default 0.2)")
-    p.add_argument("--test-per-class", type=positive_int, default=None, help="class-balanced test subset")
-    p.add_argument("--init", action="append", choices=["scratch", "imagenet"], help="victims (default both)")
+    p.add_argument(
+        "--folds",
+        type=positive_int,
+        default=5,
+        help="rounds: every photo is held out in one of them (default 5; each round trains one model per row)",
+    )
+    p.add_argument("--test-per-class", type=positive_int, default=None, help="class-balanced subset of --data")
+    p.add_argument("--init", action="append", choices=["scratch", "imagenet"], help="test models (default both)")
     p.add_argument(
         "--steps",
         default=None,
-        help="publishing steps, comma-separated: jpeg90,jpeg75,half,long1080 (default all; empty for none)",
+        help="also test what publishing does, comma-separated: jpeg90,jpeg75,half,long1080 or all (default none; "
+        "each adds a row of models)",
     )
-    p.add_argument("--no-rrc", action="store_true", help="skip the RandomResizedCrop rows")
-    p.add_argument("--epochs", type=positive_int, default=None, help="victim epochs (default: the preset's)")
+    p.add_argument("--rrc", action="store_true", help="also test a trainer using RandomResizedCrop (two more rows)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="test-model epochs (default: the preset's)")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", default=None)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="print every test model's epochs")
     p.add_argument("--force", action="store_true", help="replace an earlier report folder")
     p.set_defaults(func=cmd_check)
 

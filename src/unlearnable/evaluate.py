@@ -199,9 +199,11 @@ def run(
     checkpoint=None,
     defense=None,
     dataset: str | None = None,
+    predictions: bool = False,
     **overrides,
 ) -> dict:
-    """Train a victim on `train_set`, test on the clean `test_set` after every epoch.
+    """Train a victim on `train_set`, test on the clean `test_set` after every epoch (with
+    `predictions`, keeping every test image's predicted label: training.train_classifier).
 
     `dataset`: the name of a benchmark dataset (cifar10, cifar100, svhn, fashion-mnist, ...) whose
     preset applies: its normalization for scratch models, and with preset="paper" the paper's
@@ -246,6 +248,7 @@ def run(
         desc=f"{name}/{init}",
         defense=defense,
         about={"victim": name, "init": init, "input_size": input_size, "dataset": dataset},
+        predictions=predictions,
     )
     result.update(
         {

@@ -82,6 +82,7 @@ class Collection:
     classes: list[str]
     label_mode: str
     ignored: list[str]  # files beside the photos that are not photos (notes.txt, sidecars)
+    separation: float | None = None  # clusters: how clearly the photos fall into their groups (silhouette)
 
     def __len__(self) -> int:
         return len(self.photos)
@@ -172,13 +173,14 @@ def scan(source: str | Path, labels: str = "folders", seed: int = 0, progress: b
                 f"class folder {prefix}{empty[0]} holds no photos (JPEG, PNG, TIFF, WebP or BMP files); remove it "
                 "or add photos"
             )
+    separation = None
     if mode == "clusters":
-        classes, label_ids = cluster_labels(root, photos, k, seed, progress)
+        classes, label_ids, separation = cluster_labels(root, photos, k, seed, progress)
     else:
         classes = sorted(set(names))
         where = {c: i for i, c in enumerate(classes)}
         label_ids = torch.tensor([where[n] for n in names], dtype=torch.int64)
-    return Collection(root, photos, label_ids, classes, labels, ignored)
+    return Collection(root, photos, label_ids, classes, labels, ignored, separation)
 
 
 def _labels(photos: list[Photo], mode: str, text: str, top: Path, root: Path, prefix: str) -> list[str]:
@@ -257,13 +259,38 @@ def default_clusters(n: int) -> int:
 def cluster_labels(root: Path, photos: list[Photo], k: int | None, seed: int, progress: bool):
     """Pseudo-classes for a flat folder: k-means (k-means++ start, several seeded restarts) on the
     L2-normalized pooled features of a frozen ImageNet EfficientNet-Lite0 at 224 px (the
-    label-agnostic setting of Unlearnable Clusters, Zhang et al., CVPR 2023)."""
+    label-agnostic setting of Unlearnable Clusters, Zhang et al., CVPR 2023), and how clearly the
+    photos fall into those groups (`silhouette`)."""
     k = k or default_clusters(len(photos))
     if k > len(photos):
         raise DataError(f"--labels clusters:{k} asks for more groups than there are photos ({len(photos)})")
     views, _ = working_set_images(root, photos, 224, progress, "reading photos for grouping")
-    labels = kmeans(image_features(views), k, seed)
-    return [f"group{i + 1:02d}" for i in range(k)], labels
+    features = image_features(views)
+    labels = kmeans(features, k, seed)
+    return [f"group{i + 1:02d}" for i in range(k)], labels, silhouette(features, labels)
+
+
+# Kaufman & Rousseeuw (1990) read a mean silhouette of 0.5 or less as a weak structure that may be
+# artificial (and 0.25 or less as none): groups a clustering made by force, not subjects.
+SEPARATE_GROUPS = 0.5
+
+
+def silhouette(x: torch.Tensor, labels: torch.Tensor) -> float:
+    """The mean silhouette (Rousseeuw 1987) of a partition under cosine distance: for every photo,
+    (b - a) / max(a, b) with a its mean distance to its own group's other photos and b that to the
+    nearest other group; 0 for a photo alone in its group. Near 1: clear groups; near 0 or below:
+    photos that do not fall into these groups (one subject, or a continuum) split by force."""
+    x = torch.nn.functional.normalize(x.double(), dim=1)
+    dist = (1 - x @ x.T).clamp_(min=0)
+    member = torch.nn.functional.one_hot(labels, int(labels.max()) + 1).double()
+    sizes = member.sum(0)
+    sums = dist @ member  # (photos, groups): summed distance to each group's photos
+    own = member.bool()
+    own_size = sizes[labels] - 1
+    a = sums[own] / own_size.clamp(min=1)
+    other = torch.where(own | (sizes == 0), math.inf, sums / sizes.clamp(min=1)).amin(1)
+    s = torch.where(own_size > 0, (other - a) / torch.maximum(a, other).clamp(min=1e-12), 0.0)
+    return float(s.mean()) if member.shape[1] > 1 else 0.0
 
 
 @torch.no_grad()
@@ -307,6 +334,41 @@ def kmeans(x: torch.Tensor, k: int, seed: int, restarts: int = 4, iters: int = 5
 
 
 # --------------------------------------------------------------------------- reading photos
+
+
+def members(collection: Collection) -> dict[str, list[str]]:
+    """Every group's photos (paths under the folder), in the collection's order."""
+    out: dict[str, list[str]] = {c: [] for c in collection.classes}
+    for p, label in zip(collection.photos, collection.labels.tolist()):
+        out[collection.classes[label]].append(p.rel)
+    return out
+
+
+def grouping_words(collection: Collection, limit: int = 12) -> list[str]:
+    """For groups the tool made itself (clusters): which photo went where, and a warning where the
+    photos do not fall into clear groups, or a group is one photo: a trainer labels photos by what
+    they show, so groups made by force are not the ones a protection has to hold against."""
+    if collection.separation is None:
+        return []
+    lines = []
+    for group, files in members(collection).items():
+        shown = ", ".join(files[:limit]) + (f", ... ({len(files) - limit} more)" if len(files) > limit else "")
+        lines.append(f"{group} ({len(files)}): {shown}")
+    if collection.separation < SEPARATE_GROUPS:
+        lines.append(
+            f"warning: these photos do not fall into clearly separate groups (silhouette {collection.separation:.2f}; "
+            f"at {SEPARATE_GROUPS} or less, groups are weak and may be made by force): a trainer labels photos by what "
+            "they show, and would give "
+            "photos of one subject one label. If they are all of one subject, protect them as one (--labels one); "
+            "if they are of several, put each subject's photos in a folder of its own"
+        )
+    alone = [g for g, files in members(collection).items() if len(files) == 1]
+    if alone:
+        lines.append(
+            f"warning: {', '.join(alone)} {'holds' if len(alone) == 1 else 'hold'} a single photo: a group of one is "
+            "rarely a subject a trainer would name; fewer groups (--labels clusters:K) or your own folders fit better"
+        )
+    return lines
 
 
 def open_upright(path: Path, display: str, draft: int | None = None) -> tuple[np.ndarray, Image.Image]:

@@ -222,7 +222,7 @@ def photo_plan(
     size, the estimated time and peak memory, and the one-line plan the run itself prints."""
     from .attacks import create_attack
     from .background import load as load_background
-    from .photos import default_working_size, scan
+    from .photos import SEPARATE_GROUPS, default_working_size, grouping_words, members, scan
     from .plan import check_size, describe_plan, estimate
 
     check_photo_options(True, labels, working_size, "png", None, False)
@@ -255,6 +255,14 @@ def photo_plan(
         "look": chosen.name,
         "photos": len(collection),
         "groups": dict(zip(collection.classes, counts)),
+        "grouping": None  # groups the tool made itself: which photo went where, and how clearly
+        if collection.separation is None
+        else {
+            "separation": round(collection.separation, 3),
+            "separate": collection.separation >= SEPARATE_GROUPS,
+            "members": members(collection),
+            "words": grouping_words(collection),
+        },
         "ignored": collection.ignored,
         "largest_megapixels": round(collection.megapixels(), 2),
         "working_size": size,
@@ -427,7 +435,7 @@ def _protect_photos(
     from .evaluate import versions
     from .export import export_photos
     from .io import source_checksums
-    from .photos import default_working_size, output_names, scan, working_set
+    from .photos import default_working_size, grouping_words, output_names, scan, working_set
     from .plan import check_size, describe_plan
 
     if attack.norm != "linf":
@@ -449,6 +457,8 @@ def _protect_photos(
     names, renamed = output_names(collection, fmt)
     if progress and is_main():
         tqdm.write(describe_plan(collection, attack, size, method, look=look, background=against), file=sys.stderr)
+        for line in grouping_words(collection):
+            tqdm.write(line, file=sys.stderr)
         for w in renamed:
             tqdm.write(f"note: {w}", file=sys.stderr)
     ds = working_set(collection, size, progress, look=look)

@@ -101,10 +101,12 @@ def accuracy(
     device: torch.device | None = None,
     transform=None,
     per_class: bool = False,
+    predictions: bool = False,
 ):
     """Top-1 accuracy of `model` (eval mode) on uint8 images; `transform`, if given, maps each float
     batch before the model (what a defense does to inputs at inference). With `per_class`, also
-    the accuracy of every class (a list, by label)."""
+    the accuracy of every class (a list, by label); with `predictions`, then every image's
+    predicted label (a list, in order; one process only: a shard's would not be the set's)."""
     device = device or next(model.parameters()).device
     # Small batches stay in the CPU caches: at 64 px EfficientNet-Lite0 infers ~1.9x faster
     # with 64 images per batch than with 500.
@@ -112,10 +114,13 @@ def accuracy(
     was_training = model.training
     model.eval()
     rank, world = rank_and_world()
+    if predictions and world > 1:
+        raise ValueError("per-image predictions are for one process; run this without torchrun")
     k = int(labels.max()) + 1 if len(labels) else 1  # of the whole set: every process sums the same classes
     images, labels = images[rank::world], labels[rank::world]  # under torchrun each process tests a shard
     images = resident(images, device)
     hits = torch.zeros(k, dtype=torch.float64)
+    predicted: list[int] = []
     for i in range(0, len(images), batch_size):
         x = to_float(images[i : i + batch_size], device)
         if transform is not None:
@@ -124,14 +129,16 @@ def accuracy(
             pred = model(x).argmax(1)
         y = labels[i : i + batch_size]
         hits += torch.bincount(y[pred.cpu() == y], minlength=k).double()
+        predicted += pred.cpu().tolist()
     model.train(was_training)
     counts = torch.bincount(labels, minlength=k).double()
     *per, total = sum_all(*hits.tolist(), len(images))
     *shown, _ = sum_all(*counts.tolist(), 0)
     acc = sum(per) / max(1, total)
-    if per_class:
-        return acc, [h / max(1, c) for h, c in zip(per, shown)]
-    return acc
+    classes = [h / max(1, c) for h, c in zip(per, shown)]
+    if predictions:
+        return (acc, classes, predicted) if per_class else (acc, predicted)
+    return (acc, classes) if per_class else acc
 
 
 def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
@@ -186,6 +193,7 @@ def train_classifier(
     desc: str = "train",
     defense=None,
     about: dict | None = None,
+    predictions: bool = False,
 ) -> dict:
     """Train `model` on `train_set` (an ImageDataset), testing on `test_set` after every epoch.
 
@@ -199,6 +207,8 @@ def train_classifier(
     transforms each batch before and after the crop/flip, or replaces the loss; its `prepare`
     step belongs to the caller (evaluate.run), which owns the datasets. `about` adds what the
     caller knows of the run to the checkpoint's identity (the victim's name and initialization).
+    With `predictions`, every epoch's record also holds each test image's predicted label
+    (`test_pred`): what `unlearnable check` reports photo by photo.
     """
     if protocol not in ("finetune", "linear"):
         raise ValueError(f"protocol must be finetune or linear, got {protocol!r}")
@@ -298,14 +308,17 @@ def train_classifier(
             "seconds": time.perf_counter() - t0,
         }
         if test_set is not None and test_images is not None:
-            record["test_acc"], record["test_class_acc"] = accuracy(
+            record["test_acc"], record["test_class_acc"], *pred = accuracy(
                 model,
                 test_images,
                 test_set.labels,
                 device=device,
                 transform=defense.pre_test if defense is not None else None,
                 per_class=True,
+                predictions=predictions,
             )
+            if predictions:
+                record["test_pred"] = pred[0]
         history.append(record)
         if progress and is_main():
             msg = f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.3f} train {record['train_acc']:.3f}"

@@ -196,8 +196,8 @@ class App:
             argv += ["--init", str(init)]
         if req.get("epochs"):
             argv += ["--epochs", str(int(req["epochs"]))]
-        if req.get("no_rrc"):
-            argv += ["--no-rrc"]
+        if req.get("rrc"):
+            argv += ["--rrc"]
         return self.jobs.submit("check", argv, out="check", title=f"check of {job['title']}", of=job_id)
 
     # ------------------------------------------------------------------ results

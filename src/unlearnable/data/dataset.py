@@ -143,27 +143,30 @@ class ImageDataset:
 
 
 def balanced_subset(
-    ds: ImageDataset, per_class: int, seed: int = 0, *, option: str = "--train-per-class"
+    ds: ImageDataset, per_class: int, seed: int = 0, *, option: str = "--train-per-class", skip: int = 0
 ) -> ImageDataset:
     """`per_class` images of every class, drawn at random (seeded), in ascending original order.
 
-    The same dataset, per_class and seed always give the same images. `option` is the command-line
-    option named in the error raised when a class has too few images.
+    The same dataset, per_class and seed always give the same images. `skip` draws the images that
+    come after the first `skip` of every class's draw: with the same seed, `skip=per_class` gives
+    a second subset disjoint from the first. `option` is the command-line option named in the
+    error raised when a class has too few images.
     """
-    if per_class <= 0:
-        raise ValueError(f"per_class must be positive, got {per_class}")
+    if per_class <= 0 or skip < 0:
+        raise ValueError(f"per_class must be positive and skip >= 0, got {per_class} and {skip}")
     counts = ds.class_counts()
-    short = (counts < per_class).nonzero().flatten()
+    short = (counts < per_class + skip).nonzero().flatten()
     if short.numel():
         k = int(short[0])
-        raise ValueError(f"{option} {per_class} but class '{ds.classes[k]}' has only {int(counts[k])} images")
+        more = f" besides the {skip} already drawn" if skip else ""
+        raise ValueError(f"{option} {per_class}{more} but class '{ds.classes[k]}' has only {int(counts[k])} images")
     gen = torch.Generator().manual_seed(int(seed))
     # Stable sort by label: each class's indices form one contiguous, ascending block.
     order = torch.sort(ds.labels, stable=True).indices
     starts = torch.cumsum(counts, 0) - counts
     picks = []
     for k in range(ds.num_classes):
-        chosen = torch.randperm(int(counts[k]), generator=gen)[:per_class]
+        chosen = torch.randperm(int(counts[k]), generator=gen)[skip : skip + per_class]
         picks.append(order[starts[k] + chosen])
     idx = torch.sort(torch.cat(picks)).values
     return ds.subset(idx)

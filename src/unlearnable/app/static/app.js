@@ -43,7 +43,7 @@ function fillChoices() {
     const div = document.createElement("div");
     div.className = "choice";
     div.innerHTML = `<input type="radio" name="labels" id="${id}" value="${value}"${value === "folders" ? " checked" : ""}>` +
-      `<label for="${id}"><strong>${{ folders: "By folder", clusters: "By similarity", csv: "From a CSV" }[value] || value}</strong> ${escapeHtml(words)}</label>`;
+      `<label for="${id}"><strong>${{ folders: "By folder", one: "One subject", clusters: "By similarity", csv: "From a CSV" }[value] || value}</strong> ${escapeHtml(words)}</label>`;
     labels.appendChild(div);
   }
   labels.addEventListener("change", () => { $("csv-row").hidden = labelMode() !== "csv"; invalidatePlan(); });
@@ -141,6 +141,23 @@ async function showUpload() {
 }
 
 // ------------------------------------------------------------------ plan and start
+function grouping(g) {  // groups the tool made itself: which photo went where, and a warning where they are weak
+  if (!g) return "";
+  const lists = Object.entries(g.members).map(([name, files]) =>
+    `<li><strong>${escapeHtml(name)}</strong> (${files.length}): ${files.map(escapeHtml).join(", ")}</li>`).join("");
+  const alone = Object.entries(g.members).filter(([, files]) => files.length === 1).map(([name]) => name);
+  let warn = "";
+  if (!g.separate) {
+    warn += `<p class="warning" role="alert">These photos do not fall into clearly separate groups: the tool split them by force. ` +
+      `Someone training on them would label them by what they show, so if they are all of one subject, choose <strong>One subject</strong>; ` +
+      `if they show several, put each subject's photos in a folder of its own.</p>`;
+  }
+  if (alone.length) {
+    warn += `<p class="warning" role="alert">${alone.map(escapeHtml).join(", ")} ${alone.length === 1 ? "holds" : "hold"} a single photo: ` +
+      `a group of one is rarely a subject anyone would name. Folders of your own fit better.</p>`;
+  }
+  return `<p>The groups the tool made from your photos:</p><ul class="groups">${lists}</ul>` + warn;
+}
 async function showPlan() {
   $("plan-error").textContent = "";
   try {
@@ -152,6 +169,7 @@ async function showPlan() {
       `<p>Largest photo ${plan.largest_megapixels < 0.1 ? "under 0.1" : plan.largest_megapixels.toFixed(1)} megapixels; the pattern is learned at ${plan.working_size} px and drawn onto every photo at its own size.</p>` +
       `<p>Time: <strong>${time}</strong>. Memory: about ${(plan.memory_bytes / 1e9).toFixed(1)} GB.</p>` +
       (plan.ignored.length ? `<p>${plan.ignored.length} other files are left alone.</p>` : "") +
+      grouping(plan.grouping) +
       `<p class="hint">${escapeHtml(plan.text)}</p>`;
     $("plan").hidden = false;
     $("start-btn").disabled = false;
@@ -222,7 +240,7 @@ async function startCheck() {
   const req = {};
   if ($("check-init").value) req.init = [$("check-init").value];
   if ($("check-epochs").value) req.epochs = parseInt($("check-epochs").value, 10);
-  if ($("check-no-rrc").checked) req.no_rrc = true;
+  if ($("check-rrc").checked) req.rrc = true;
   try {
     const job = await api("POST", `/api/jobs/${state.job}/check`, req);
     state.check = job.id; setHash();
@@ -309,6 +327,7 @@ function markdown(md) {  // headings, tables, lists and paragraphs: what report.
       for (const r of rows.slice(2)) html += "<tr>" + cells(r).map((c) => `<td>${inline(c)}</td>`).join("") + "</tr>";
       out.push(html + "</tbody></table>");
     } else if (/^[-*] /.test(line)) { out.push(`<li>${inline(line.slice(2))}</li>`); }
+    else if (/^\*\*.+\*\*$/.test(line)) { out.push(`<p class="answer">${inline(line)}</p>`); }  // the check's answer
     else if (line.trim()) { out.push(`<p>${inline(line)}</p>`); }
   }
   return out.join("\n");
