@@ -245,6 +245,8 @@ def test_page_end_to_end_in_a_real_browser(tmp_path, photos):
         # 2. choices: by folder (the default), BAIT cpu, and a short run for the test
         assert Select(driver.find_element(By.ID, "method")).first_selected_option.text == "bait"
         assert "pretrained" in text_of("method-words")
+        one = driver.find_element(By.CSS_SELECTOR, "label[for=labels-one]").text  # one subject, offered in words
+        assert one.startswith("One subject") and "public photos of other things" in one
         driver.find_element(By.CSS_SELECTOR, "#step-choices details summary").click()
         driver.find_element(By.ID, "options").send_keys("stages=[6,6,6]" if shots else QUICK)  # time to watch
         shot("2-photos-and-choices")

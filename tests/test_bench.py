@@ -268,3 +268,30 @@ def test_partly_protected_rows_share_one_fit_of_their_method():
     assert protection_row(cfg, "em-25%") == "em-25%"
     cfg["methods"]["bait"] = {}
     assert protection_row(cfg, "bait-dog") == "bait" == protection_row(cfg, "bait-cat")  # the whole row, when there
+
+
+def test_a_subject_that_is_a_small_part_of_the_set_keeps_its_size_through_protect_and_verify(config, tmp_path):
+    """train_per_class per class ({"*": N, class: n}): the victim and the protection read the same
+    uneven subset, recorded in the manifest, and verify rebuilds it."""
+    from unlearnable.data import balanced_subset, load_dataset
+
+    cfg = yaml.safe_load(config.read_text())
+    cfg["datasets"][0]["train_per_class"] = {"*": 10, "ant": 3}
+    cfg["methods"] = {"clean": {}, "random-ant": {"method": "random", "protected_classes": ["ant"]}}
+    config.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    assert main(["bench", str(config), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["n_train"] for r in lines] == [13, 13]
+    folder = out / "protected" / "toy" / "random-ant-seed0"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["train_per_class"] == {"*": 10, "ant": 3}
+    assert sorted(load_dataset(folder, "train").class_counts().tolist()) == [3, 10]
+    assert main(["verify", str(folder)]) == 0
+    full = load_dataset(cfg["datasets"][0]["source"], "train")
+    with pytest.raises(ValueError, match="'wasp' is not a class"):
+        balanced_subset(full, {"*": 2, "wasp": 1})
+    with pytest.raises(ValueError, match="names no number for 'bee'"):
+        balanced_subset(full, {"ant": 2})
+    with pytest.raises(ValueError, match="--train-per-class 13 but class 'ant' has only 12"):
+        balanced_subset(full, {"*": 2, "ant": 13})

@@ -591,3 +591,17 @@ def test_sets_larger_than_the_threshold_are_decoded_to_disk_and_memory_mapped(tm
     assert not [p for p in cache_dir.iterdir() if p.name.startswith(".")]  # no temporary files left
     again.images[0, 0, 0, 0] ^= 255  # copy-on-write: the cache file itself never changes
     assert torch.equal(load_dataset(root, "train").images, in_memory.images)
+
+
+def test_a_checkpoint_of_other_data_names_the_part_that_differs(tmp_path):
+    from unlearnable.training import Checkpoint, CheckpointError, run_identity
+
+    ds = ImageDataset(torch.zeros((2, 3, 4, 4), dtype=torch.uint8), torch.tensor([0, 1]), ["a", "b"], ["x", "y"])
+    path = tmp_path / "c.pt"
+    Checkpoint(path, run_identity(data=ds.digests())).save({"round": 1})
+    other = ds.with_images(ds.images + 1)
+    with pytest.raises(CheckpointError, match=r"differs in: data\.pixels\)"):
+        Checkpoint(path, run_identity(data=other.digests())).load()
+    assert Checkpoint(path, run_identity(data=ds.digests())).load()["round"] == 1
+    assert ds.digest() == ImageDataset(ds.images.clone(), ds.labels.clone(), ["a", "b"], ["x", "y"]).digest()
+    assert ds.digest() != other.digest()

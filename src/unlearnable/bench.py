@@ -148,8 +148,15 @@ def load_config(path: str | Path) -> dict:
             )
         for key in ("train_per_class", "test_per_class", "image_size"):
             value = d.get(key)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"{path}: dataset {d['name']!r}: {key} must be a positive whole number, got {value!r}")
+            if key == "train_per_class" and isinstance(value, dict):  # per class, "*" for the rest
+                if not value or not all(isinstance(k, str) for k in value):
+                    raise ValueError(f"{path}: dataset {d['name']!r}: train_per_class maps class names to numbers")
+                values = list(value.values())
+            else:
+                values = [value]
+            for v in values:
+                if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                    raise ValueError(f"{path}: dataset {d['name']!r}: {key} must be a positive whole number, got {v!r}")
         names.add(d["name"])
     if len(names) != len(cfg["datasets"]):
         raise ValueError(f"{path}: dataset names must be unique")

@@ -87,7 +87,7 @@ def protect(
     options: dict | None = None,
     seed: int = 0,
     image_size: int | None = None,
-    train_per_class: int | None = None,
+    train_per_class: int | dict[str, int] | None = None,  # a dict: per class (data.class_sizes)
     force: bool = False,
     device=None,
     progress: bool = True,
@@ -378,7 +378,8 @@ def _protect_set(
     from .plan import check_size
 
     if image_size is not None:
-        check_size("--image-size", image_size, train_per_class or 1, int(attack.options.get("batch_size", 1)))
+        fewest = min(train_per_class.values()) if isinstance(train_per_class, dict) else train_per_class or 1
+        check_size("--image-size", image_size, fewest, int(attack.options.get("batch_size", 1)))
     ds, resolved = load_training_set(
         source, image_size=image_size, train_per_class=train_per_class, seed=seed, download=download
     )

@@ -52,8 +52,8 @@ def _manifest_problems(m) -> list[str]:
             problems.append(f"no {key!r}")
         elif not isinstance(m[key], kind) or isinstance(m[key], bool):
             problems.append(f"{key!r} is a {type(m[key]).__name__}")
-    for key, kind in {"train_per_class": int, "image_size": int, "sources": dict}.items():
-        if m.get(key) is not None and (not isinstance(m[key], kind) or isinstance(m[key], bool)):
+    for key, kinds in {"train_per_class": (int, dict), "image_size": (int,), "sources": (dict,)}.items():
+        if m.get(key) is not None and (not isinstance(m[key], kinds) or isinstance(m[key], bool)):
             problems.append(f"{key!r} is a {type(m[key]).__name__}")
     files = m.get("files")
     if isinstance(files, dict):

@@ -184,7 +184,7 @@ class Attack:
         checkpoint of any other run is refused. A fit never removes its checkpoint (the protect
         pipeline does, once the output is in place), so fitting again returns the same result."""
         identity = (
-            run_identity(run="attack", settings=self.settings(), data=train_set.digest()) if self.checkpoint else None
+            run_identity(run="attack", settings=self.settings(), data=train_set.digests()) if self.checkpoint else None
         )
         self._checkpoint = Checkpoint(self.checkpoint, identity)
         return self._checkpoint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -123,50 +124,90 @@ class ImageDataset:
         )
 
     def digest(self) -> str:
-        """sha256 over the pixels, labels, classes and file names: what a checkpoint records of its
-        data (hashed in chunks, so a memory-mapped set is never copied whole)."""
+        """sha256 over the pixels, labels, classes and file names (and a look's budget map): what a
+        checkpoint records of its data (hashed in chunks, so a memory-mapped set is never copied
+        whole)."""
         import hashlib
 
-        h = hashlib.sha256(repr((tuple(self.images.shape), self.classes, self.files)).encode())
-        flat = self.images.reshape(-1)
-        step = 64 << 20
-        for i in range(0, flat.numel(), step):
-            h.update(flat[i : i + step].contiguous().cpu().numpy().tobytes())
-        h.update(self.labels.contiguous().cpu().numpy().tobytes())
-        if self.budget is not None:  # a look's budget map is part of what a method is fitted on
-            h.update(self.budget.contiguous().cpu().numpy().tobytes())
-        return h.hexdigest()
+        return hashlib.sha256(repr(sorted(self.digests().items())).encode()).hexdigest()
+
+    def digests(self) -> dict[str, str | None]:
+        """One sha256 per part (names and shape, pixels, labels, budget map): a checkpoint that
+        records them says which part of its data differs from a run's."""
+        import hashlib
+
+        def of(t: torch.Tensor) -> str:
+            h = hashlib.sha256()
+            flat = t.reshape(-1)
+            step = 64 << 20
+            for i in range(0, flat.numel(), step):
+                h.update(flat[i : i + step].contiguous().cpu().numpy().tobytes())
+            return h.hexdigest()
+
+        names = repr((tuple(self.images.shape), self.classes, self.files)).encode()
+        return {
+            "names": hashlib.sha256(names).hexdigest(),
+            "pixels": of(self.images),
+            "labels": of(self.labels),
+            "budget": None if self.budget is None else of(self.budget),  # a look's map is fitted on too
+        }
 
     def class_counts(self) -> torch.Tensor:
         """Number of images of every class, int64 of shape (num_classes,)."""
         return torch.bincount(self.labels, minlength=self.num_classes)
 
 
+def class_sizes(classes: list[str], per_class, option: str = "--train-per-class") -> list[int]:
+    """How many images of every class a subset takes: `per_class` for each, or from a mapping of
+    class names to numbers ("*": every class it does not name). A name that is no class, a missing
+    "*" for classes left unnamed, or a number below 1 is an error naming `option`."""
+    if isinstance(per_class, Mapping):
+        unknown = sorted(set(per_class) - set(classes) - {"*"})
+        if unknown:
+            raise ValueError(f"{option}: {unknown[0]!r} is not a class of this set ({', '.join(classes)})")
+        if "*" not in per_class and set(classes) - set(per_class):
+            raise ValueError(f'{option} names no number for {sorted(set(classes) - set(per_class))[0]!r}; add "*": N')
+        sizes = [per_class.get(c, per_class.get("*")) for c in classes]
+    else:
+        sizes = [per_class] * len(classes)
+    for n in sizes:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"{option}: images per class must be whole numbers >= 1, got {n!r}")
+    return sizes  # type: ignore[return-value]
+
+
 def balanced_subset(
-    ds: ImageDataset, per_class: int, seed: int = 0, *, option: str = "--train-per-class", skip: int = 0
+    ds: ImageDataset,
+    per_class: int | Mapping[str, int],
+    seed: int = 0,
+    *,
+    option: str = "--train-per-class",
+    skip: int = 0,
 ) -> ImageDataset:
     """`per_class` images of every class, drawn at random (seeded), in ascending original order.
 
-    The same dataset, per_class and seed always give the same images. `skip` draws the images that
-    come after the first `skip` of every class's draw: with the same seed, `skip=per_class` gives
-    a second subset disjoint from the first. `option` is the command-line option named in the
-    error raised when a class has too few images.
+    `per_class` is one number for every class, or a mapping of class names to numbers with "*"
+    for the classes it does not name (`{"*": 500, "airplane": 50}`: a subject that is 1% of a
+    set). The same dataset, per_class and seed always give the same images. `skip` draws the
+    images that come after the first `skip` of every class's draw: with the same seed,
+    `skip=per_class` gives a second subset disjoint from the first. `option` is the command-line
+    option named in the error raised when a class has too few images.
     """
-    if per_class <= 0 or skip < 0:
-        raise ValueError(f"per_class must be positive and skip >= 0, got {per_class} and {skip}")
+    sizes = class_sizes(ds.classes, per_class, option)
+    if skip < 0:
+        raise ValueError(f"skip must be >= 0, got {skip}")
     counts = ds.class_counts()
-    short = (counts < per_class + skip).nonzero().flatten()
-    if short.numel():
-        k = int(short[0])
-        more = f" besides the {skip} already drawn" if skip else ""
-        raise ValueError(f"{option} {per_class}{more} but class '{ds.classes[k]}' has only {int(counts[k])} images")
+    for k, n in enumerate(sizes):
+        if counts[k] < n + skip:
+            more = f" besides the {skip} already drawn" if skip else ""
+            raise ValueError(f"{option} {n}{more} but class '{ds.classes[k]}' has only {int(counts[k])} images")
     gen = torch.Generator().manual_seed(int(seed))
     # Stable sort by label: each class's indices form one contiguous, ascending block.
     order = torch.sort(ds.labels, stable=True).indices
     starts = torch.cumsum(counts, 0) - counts
     picks = []
     for k in range(ds.num_classes):
-        chosen = torch.randperm(int(counts[k]), generator=gen)[skip : skip + per_class]
+        chosen = torch.randperm(int(counts[k]), generator=gen)[skip : skip + sizes[k]]
         picks.append(order[starts[k] + chosen])
     idx = torch.sort(torch.cat(picks)).values
     return ds.subset(idx)
