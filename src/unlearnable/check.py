@@ -19,6 +19,7 @@ at the model's input size), so `evaluate` on the same data gives the same number
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -191,6 +192,7 @@ def run_check(
     run = {  # what a resume must repeat
         "command": "check",
         "folder": str(folder.resolve()),
+        "protection": hashlib.sha256(mpath.read_bytes()).hexdigest(),  # a folder protected again is another check
         "inits": list(inits),
         "steps": list(steps),
         "rrc": rrc,
@@ -415,7 +417,6 @@ def _cell(rec: dict, test, n_owner: int, photos: bool) -> dict:
 def seen_in_training(test_set, originals) -> list[str]:
     """A note when test images are pixel for pixel training originals: accuracy on them measures
     memory, not whether new photos are recognised."""
-    import hashlib
 
     def digests(ds) -> set[str]:
         return {hashlib.sha256(x.numpy().tobytes()).hexdigest() for x in ds.images}
@@ -426,7 +427,7 @@ def seen_in_training(test_set, originals) -> list[str]:
     return [
         f"{len(shared)} of the {len(test_set)} test images are the very photos protected (the training "
         "originals), so they are not held out: accuracy on them says little about new photos; give --data photos "
-        "that were not protected, or leave --data out to hold some out"
+        "that were not protected, or leave --data out to hold each out in turn"
     ]
 
 
@@ -463,11 +464,13 @@ def _report(manifest, folder, victims, data, cells, notes, photos, background, c
             agg["final"], agg["best"] = agg["hits"] / max(1, agg["n"]), agg["best_hits"] / max(1, agg["n"])
             b = agg.pop("background")
             agg["background"] = sum(b) / len(b) if b else None
-    owners = [c for c in data["test"].classes]
+    owners = list(data["test"].classes)
     if not photos:
         what = "of the test images (each in its right class)"
-    elif len(owners) == 1 or (background and len(set(data["test"].labels.tolist())) == 1):
-        what = "new photos of your subject" if len(owners) == 1 else "new photos of your subjects"
+    elif len(owners) == 1:
+        what = "new photos of your subject"
+    elif background:
+        what = "new photos of your subjects (each as its own)"
     else:
         what = "new photos (each in its own group)"
     answers = {
@@ -506,7 +509,8 @@ def _report(manifest, folder, victims, data, cells, notes, photos, background, c
         "folder": str(folder.resolve()),
         "method": manifest.get("method"),
         "eps": manifest.get("eps"),
-        "labels": labels if photos else None,
+        "labels": ("one" if background and len(owners) == 1 else labels) if photos else None,
+        "look": (manifest.get("look") or {}).get("name"),
         "background": background or None,
         "victims": {
             i: {
@@ -611,6 +615,7 @@ def render_report(r: dict) -> str:
         )
     lines.append(
         f"- Protection: {r['method']}, budget {round((r['eps'] or 0) * 255)}/255"
+        + (f", look {r['look']}" if r.get("look") else "")
         + (
             f"; your photos {LABEL_WORDS.get(r['labels'].split(':')[0], 'grouped by ' + r['labels'])}"
             if r.get("labels")
