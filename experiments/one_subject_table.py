@@ -1,6 +1,7 @@
 """Print the one-subject tables (docs/photos.md) from bench results: for every victim and every
-protected class, the accuracy on that class's clean test images (final epoch, and the best of
-any epoch on that class) against a clean victim's, and the mean over the other classes.
+protected class, the accuracy on that class's clean test images at the final epoch and at the
+best epoch (the one of highest test accuracy over all classes, what `best_test_acc` reports)
+against a clean victim's, and the mean over the other classes.
 
     python experiments/one_subject_table.py runs/bench-one-subject [runs/bench-one-subject-small ...]
 """
@@ -40,7 +41,9 @@ def main(outs: list[str]) -> None:
                 base = clean[r["victim_name"]]
                 per = [h["test_class_acc"] for h in r["history"]]
                 ref = [h["test_class_acc"] for h in base["history"]]
-                pf, pb, cf, cb = per[-1][k], max(h[k] for h in per), ref[-1][k], max(h[k] for h in ref)
+                pb = per[max(range(len(per)), key=lambda e: r["history"][e]["test_acc"])][k]
+                cb = ref[max(range(len(ref)), key=lambda e: base["history"][e]["test_acc"])][k]
+                pf, cf = per[-1][k], ref[-1][k]
                 others = [i for i in range(len(classes)) if i != k]
                 of = sum(per[-1][i] for i in others) / len(others)
                 cof = sum(ref[-1][i] for i in others) / len(others)
