@@ -173,7 +173,7 @@ def class_sizes(classes: list[str], per_class, option: str = "--train-per-class"
     for n in sizes:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"{option}: images per class must be whole numbers >= 1, got {n!r}")
-    return sizes  # type: ignore[return-value]
+    return sizes
 
 
 def balanced_subset(
