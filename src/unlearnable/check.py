@@ -371,7 +371,6 @@ def _round(data: dict, row: str, r: int):
     round `r`: the row's photos outside the round among the background's, the round's originals
     after the background's test images, both with the background's classes first."""
     from .background import among
-    from .data import ImageDataset
 
     train, test = data["rows"][row], data["test"]
     if data["fold"] is not None:
@@ -380,11 +379,8 @@ def _round(data: dict, row: str, r: int):
     if back is None:
         return train, test, len(test)
     if back_test is None:  # the owner's photos alone, labelled among the background's classes
-        k = back.num_classes
-        test_set = ImageDataset(test.images, test.labels + k, back.classes + test.classes, test.files)
-    else:
-        test_set = among(test, back_test)
-    return among(train, back), test_set, len(test)
+        back_test = back.subset(torch.empty(0, dtype=torch.int64))
+    return among(train, back), among(test, back_test), len(test)
 
 
 def _cell(rec: dict, test, n_owner: int, photos: bool) -> dict:
@@ -487,10 +483,9 @@ def _report(manifest, folder, victims, data, cells, notes, photos, background, c
         )
     per_photo = []
     if photos and data["fold"] is not None:
-        fold = data["fold"].tolist()
-        for j, f in enumerate(data["files"]):
-            r = fold[j]
-            pos = sum(1 for x in fold[:j] if x == r)  # its place among the round's test photos
+        seen: dict[int, int] = {}
+        for j, (f, r) in enumerate(zip(data["files"], data["fold"].tolist())):
+            pos = seen[r] = seen.get(r, -1) + 1  # its place among the round's test photos
             per_photo.append(
                 {
                     "photo": f,

@@ -351,7 +351,8 @@ def grouping_words(collection: Collection, limit: int = 12) -> list[str]:
     if collection.separation is None:
         return []
     lines = []
-    for group, files in members(collection).items():
+    groups = members(collection)
+    for group, files in groups.items():
         shown = ", ".join(files[:limit]) + (f", ... ({len(files) - limit} more)" if len(files) > limit else "")
         lines.append(f"{group} ({len(files)}): {shown}")
     if collection.separation < SEPARATE_GROUPS:
@@ -362,7 +363,7 @@ def grouping_words(collection: Collection, limit: int = 12) -> list[str]:
             "photos of one subject one label. If they are all of one subject, protect them as one (--labels one); "
             "if they are of several, put each subject's photos in a folder of its own"
         )
-    alone = [g for g, files in members(collection).items() if len(files) == 1]
+    alone = [g for g, files in groups.items() if len(files) == 1]
     if alone:
         lines.append(
             f"warning: {', '.join(alone)} {'holds' if len(alone) == 1 else 'hold'} a single photo: a group of one is "

@@ -129,7 +129,8 @@ def accuracy(
             pred = model(x).argmax(1)
         y = labels[i : i + batch_size]
         hits += torch.bincount(y[pred.cpu() == y], minlength=k).double()
-        predicted += pred.cpu().tolist()
+        if predictions:
+            predicted += pred.cpu().tolist()
     model.train(was_training)
     counts = torch.bincount(labels, minlength=k).double()
     *per, total = sum_all(*hits.tolist(), len(images))
