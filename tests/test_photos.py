@@ -197,6 +197,35 @@ def test_flat_nested_and_csv_layouts(tmp_path):
         scan(flat, "clusters")
 
 
+def test_a_wrapper_folder_is_looked_through_and_a_csv_may_name_its_columns(tmp_path):
+    # a ZIP made by Finder or Windows holds the chosen folder itself: portfolio/anna/..., portfolio/ben/...
+    zipped = make_tree(tmp_path / "upload", ["portfolio/anna/1.jpg", "portfolio/anna/2.jpg", "portfolio/ben/3.jpg"])
+    (zipped / "portfolio" / ".DS_Store").write_bytes(b"\0")
+    c = scan(zipped)
+    assert c.classes == ["anna", "ben"] and [p.rel for p in c.photos] == ["anna/1.jpg", "anna/2.jpg", "ben/3.jpg"]
+    assert scan(zipped, "one").classes == ["portfolio"]  # one subject: named after the folder that holds it
+    deeper = make_tree(tmp_path / "deeper", ["export/portfolio/anna/1.jpg", "export/portfolio/ben/2.jpg"])
+    assert scan(deeper).classes == ["anna", "ben"]
+    with_split = make_tree(tmp_path / "split", ["set/train/a/1.jpg", "set/train/b/2.jpg", "set/test/a/3.jpg"])
+    assert [p.rel for p in scan(with_split).photos] == ["a/1.jpg", "b/2.jpg"]
+    # a photo beside the one folder: that folder is a class, not a wrapper
+    beside = make_tree(tmp_path / "beside", ["portfolio/anna/1.jpg", "portfolio/ben/2.jpg", "stray.jpg"])
+    with pytest.raises(DataError, match="outside any class folder"):
+        scan(beside)
+    single = make_tree(tmp_path / "single", ["anna/1.jpg", "anna/2.jpg"])  # one class folder, no wrapper
+    assert scan(single).classes == ["anna"]
+    table = tmp_path / "groups.csv"
+    for header in ("file,group", "Photo,Subject", "filename,label", "\ufeffFile,Class"):
+        table.write_text(f"{header}\nportfolio/anna/1.jpg,a\nanna/2.jpg,a\nben/3.jpg,b\n")
+        assert scan(zipped, str(table)).labels.tolist() == [0, 0, 1], header
+    named = make_tree(tmp_path / "named", ["x.jpg", "name.jpg"])
+    table.write_text("name.jpg,group\nx.jpg,other\n")  # a first row that is a photo is a row, not a header
+    assert scan(named, str(table)).classes == ["group", "other"]
+    table.write_text("file,colour\nx.jpg,a\nname.jpg,b\n")  # not a column word: a row, refused by name
+    with pytest.raises(DataError, match="lists file, which is not a photo"):
+        scan(named, str(table))
+
+
 def test_clusters_are_reproducible_and_follow_the_pictures(tmp_path):
     files = [f"{'red' if i % 2 else 'blue'}_{i}.png" for i in range(8)]
     root = tmp_path / "flat"

@@ -45,6 +45,7 @@ from .data.sources import (
     DataError,
     _scan_dir,
     _skipped,
+    _strip_wrappers,
     check_frames,
     check_pixels,
     check_regular,
@@ -61,6 +62,7 @@ UNREADABLE = {  # photos this tool cannot decode: say so instead of skipping the
 FORMATS = ("png", "jpeg", "same")
 LOSSLESS = {"PNG": ".png", "TIFF": ".tif", "BMP": ".bmp"}  # formats `same` rewrites losslessly
 ORIENTATION = 0x0112
+GPS_IFD = 0x8825
 STRIP_ROWS = 256
 
 
@@ -70,6 +72,7 @@ class Photo:
     width: int  # as seen (EXIF orientation applied)
     height: int
     format: str  # PIL's name of the input's format: JPEG, PNG, ...
+    gps: bool = False  # its EXIF holds a location (published with it unless metadata is stripped)
 
 
 @dataclass
@@ -94,19 +97,31 @@ class Collection:
 # --------------------------------------------------------------------------- finding photos
 
 
-def _photo_root(root: Path) -> tuple[Path, str]:
-    """The folder whose photos are protected: root, or root/train when root holds train/ (and test/)."""
+def _photo_root(top: Path) -> tuple[Path, str]:
+    """The folder whose photos are protected, and its path below `top` as a prefix ("" or
+    "portfolio/"): `top` itself, its train/ when it holds train/ (and test/), and through single
+    wrapper folders (a ZIP made by Finder or Windows puts its whole folder inside:
+    portfolio/anna/..., portfolio/ben/...)."""
+    tree = _scan_dir(top)
+
+    def holds_photos(level: str) -> bool:
+        return any(f.rpartition("/")[0] == level and Path(f).suffix.lower() in PHOTO_SUFFIXES for f in tree.files)
+
+    prefix = _strip_wrappers(tree, holds_photos)
+    root = top / prefix if prefix else top
     subdirs = {p.name for p in root.iterdir() if p.is_dir() and not _skipped(p.name)}
     splits = subdirs & {"train", "test"}
+    shown = f"{top / prefix}" if prefix else str(top)
     if splits and subdirs - splits:  # a class called "train" or "test" beside other classes
         raise DataError(
-            f"{root} holds both split folders ({', '.join(s + '/' for s in sorted(splits))}) and other folders; use "
+            f"{shown} holds both split folders ({', '.join(s + '/' for s in sorted(splits))}) and other folders; use "
             "either train/ and test/ with class folders inside, or class folders only (rename a class folder "
             "called train or test)"
         )
+    prefix = f"{prefix}/" if prefix else ""
     if "train" in subdirs:
-        return root / "train", "train/"
-    return root, ""
+        return root / "train", f"{prefix}train/"
+    return root, prefix
 
 
 def _header(path: Path, display: str) -> Photo:
@@ -115,15 +130,35 @@ def _header(path: Path, display: str) -> Photo:
             w, h, fmt = img.width, img.height, img.format or "?"
             exif = exif_of(img)
             orientation = exif.get(ORIENTATION, 1) if exif is not None else 1
+            gps = exif is not None and bool(exif.get_ifd(GPS_IFD))
             check_frames(img, display)
     except DataError:
         raise
+    except Image.UnidentifiedImageError:  # its message names the file's path, which `display` says better
+        raise DataError(
+            f"cannot read photo {display}: it is not an image file (or it is damaged beyond reading); remove or "
+            "replace it"
+        ) from None
     except Exception as exc:
         raise DataError(f"cannot read photo {display}: {type(exc).__name__}: {exc}; remove or replace it") from None
     check_pixels(w, h, display)
     if orientation in (5, 6, 7, 8):  # stored sideways
         w, h = h, w
-    return Photo(display, w, h, fmt)
+    return Photo(display, w, h, fmt, gps)
+
+
+def check_photo(path: Path, display: str) -> Photo:
+    """The header as scan reads it, and every pixel decoded once: a damaged or cut-short file is
+    refused where it comes in (an upload) rather than in the middle of a run."""
+    photo = _header(path, display)
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except Exception:
+        raise DataError(
+            f"cannot read photo {display}: the file is damaged or cut short; replace it with a complete copy"
+        ) from None
+    return photo
 
 
 def parse_labels(text: str) -> tuple[str, int | None]:
@@ -189,8 +224,9 @@ def _labels(photos: list[Photo], mode: str, text: str, top: Path, root: Path, pr
         return []
     if mode == "csv":
         return _csv_labels(Path(text).expanduser(), photos, prefix)
-    if mode == "one":
-        return [top.resolve().name or "subject"] * len(photos)
+    if mode == "one":  # named after the folder the photos are in (a wrapper's, not train/)
+        named = top / prefix.removesuffix("train/") if prefix.removesuffix("train/") else top
+        return [named.resolve().name or "subject"] * len(photos)
     loose = [p for p in parts if len(p) == 1]
     if loose and mode in ("folders", "top", "leaf"):
         if len(loose) == len(parts):
@@ -201,8 +237,9 @@ def _labels(photos: list[Photo], mode: str, text: str, top: Path, root: Path, pr
                 "--labels clusters to group similar photos automatically"
             )
         raise DataError(
-            f"{len(loose)} photos lie directly in {root} outside any class folder (e.g. {loose[0][0]}); move "
-            "them into a class folder, or use --labels clusters or --labels FILE.csv"
+            f"{len(loose)} {'photo lies' if len(loose) == 1 else 'photos lie'} directly in {root}, outside any class "
+            f"folder (e.g. {loose[0][0]}); move {'it' if len(loose) == 1 else 'them'} into a class folder or remove "
+            f"{'it' if len(loose) == 1 else 'them'}, or use --labels clusters or --labels FILE.csv"
         )
     if mode == "folders":
         deep = [p for p in parts if len(p) > 2]
@@ -228,7 +265,7 @@ def _csv_labels(path: Path, photos: list[Photo], prefix: str) -> list[str]:
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"--labels {path}: cannot read it as UTF-8 CSV ({e})") from None
     rows = [r for r in rows if r and any(c.strip() for c in r)]
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["file", "label"]:
+    if rows and _is_header(rows[0], {p.rel for p in photos}, prefix):
         rows = rows[1:]
     table: dict[str, str] = {}
     for n, r in enumerate(rows, 1):
@@ -249,6 +286,19 @@ def _csv_labels(path: Path, photos: list[Photo], prefix: str) -> list[str]:
     if extra:
         raise DataError(f"--labels {path} lists {extra[0]}, which is not a photo in the folder; remove that row")
     return [table[p.rel] for p in photos]
+
+
+CSV_FILE_WORDS = {"file", "filename", "file name", "name", "photo", "image", "path", "picture"}
+CSV_LABEL_WORDS = {"label", "group", "class", "subject", "category", "folder", "person"}
+
+
+def _is_header(row: list[str], photos: set[str], prefix: str) -> bool:
+    """Whether a CSV's first row names its columns (file,label; file,group; Photo,Subject; ...)
+    rather than a photo: its first cell is a column word and no photo of the folder."""
+    cells = [c.strip().lower() for c in row[:2]]
+    if len(cells) < 2 or row[0].strip().removeprefix(prefix) in photos:
+        return False
+    return cells[0] in CSV_FILE_WORDS and cells[1] in CSV_LABEL_WORDS
 
 
 def default_clusters(n: int) -> int:

@@ -102,7 +102,10 @@ class Attack:
             raise ValueError(f"unknown preset {preset!r} for {self.name}; choose from {sorted(self.PRESETS)}")
         unknown = set(options) - set(self.DEFAULTS)
         if unknown:
-            raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}; options: {sorted(self.DEFAULTS)}")
+            raise ValueError(
+                f"{self.name} has no option {', '.join(sorted(unknown))}; "
+                f"its options are {', '.join(sorted(self.DEFAULTS))}"
+            )
         from ..distributed import is_main, parse_device
 
         self.eps, self.seed, self.preset = eps, check_seed(seed), preset

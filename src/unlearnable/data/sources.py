@@ -265,15 +265,17 @@ class _Tree:
         return sorted(f for f in self.files if f.startswith(start))
 
 
-def _strip_wrappers(tree: _Tree) -> str:
-    """Look through single wrapper folders (archive/cifar10/train/...): the prefix of the real root."""
+def _strip_wrappers(tree: _Tree, holds=lambda prefix: False) -> str:
+    """Look through single wrapper folders (archive/cifar10/train/...): the prefix of the real root.
+
+    A level is a wrapper when it holds one folder, that folder holds folders itself (else it is a
+    single class folder), and `holds(level)` is false (a photo collection: no photo lies in it)."""
     prefix = ""
     while True:
         tops = tree.top_dirs(prefix)
-        if any(t in SPLITS for t in tops) or len(tops) != 1:
+        if any(t in SPLITS for t in tops) or len(tops) != 1 or holds(prefix):
             return prefix
         inner = f"{prefix}/{tops[0]}" if prefix else tops[0]
-        # Only a wrapper if it holds folders itself; else it is a single class folder.
         if not tree.top_dirs(inner):
             return prefix
         prefix = inner

@@ -53,7 +53,8 @@ class Defense:
         unknown = set(options) - set(self.DEFAULTS)
         if unknown:
             raise ValueError(
-                f"defense {self.name} has no option(s) {sorted(unknown)}; options: {sorted(self.DEFAULTS)}"
+                f"defense {self.name} has no option {', '.join(sorted(unknown))}; "
+                f"its options are {', '.join(sorted(self.DEFAULTS))}"
             )
         self.options = {**self.DEFAULTS, **options}
         self.validate()
