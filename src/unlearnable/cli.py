@@ -103,8 +103,9 @@ def cmd_protect(args) -> int:
         background_per_class=args.background_per_class,
     )
     if args.plan:
-        plan = photo_plan(args.data, **run, download=args.download)
-        print("\n".join([plan["text"], *(plan["grouping"] or {}).get("words", [])]))
+        plan = photo_plan(args.data, **run, download=args.download, strip_metadata=args.strip_metadata)
+        notes = [f"note: {plan['location']}"] if plan["location"] else []
+        print("\n".join([plan["text"], *(plan["grouping"] or {}).get("words", []), *notes]))
         return 0
     if args.out is None:
         raise ValueError("protect needs --out FOLDER, where the protected copies are written (or --plan to only plan)")
@@ -127,6 +128,30 @@ def cmd_protect(args) -> int:
             f"protected {manifest['images']} images with {args.method} in {manifest['seconds']:.0f} s "
             f"(largest change {manifest['max_abs_change_0_255']}/255) -> {Path(args.out).resolve()}"
         )
+    return 0
+
+
+def cmd_apply(args) -> int:
+    from .apply import apply
+
+    manifest = apply(
+        args.protected,
+        args.out,
+        data=args.data,
+        labels=args.labels,
+        originals=args.originals,
+        fmt=args.format,
+        quality=args.quality,
+        strip_metadata=True if args.strip_metadata else None,
+        force=args.force,
+        progress=not args.quiet,
+        command=command_line(),
+    )
+    print(
+        f"wrote {manifest['images']} photos with the protection of {Path(args.protected).resolve()} in "
+        f"{manifest['export_seconds']:.0f} s, nothing learned again (largest change "
+        f"{manifest['max_abs_change_0_255']}/255) -> {Path(args.out).resolve()}"
+    )
     return 0
 
 
@@ -500,6 +525,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop EXIF, ICC profile and XMP (default: kept, without the EXIF orientation and thumbnail)",
     )
     p.set_defaults(func=cmd_protect)
+
+    p = sub.add_parser(
+        "apply",
+        help="write a protected folder's protection again, without learning it again: in another format, or onto "
+        "photos added since to a protected group",
+    )
+    p.add_argument("protected", help="a folder of photos written by `unlearnable protect`")
+    p.add_argument("--out", required=True, help="the new output folder (must not exist unless --force)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="new photos to protect with it, in folders named after the protected groups (default: the protected "
+        "photos' originals)",
+    )
+    p.add_argument(
+        "--labels", default=None, help="with --data: how the new photos are grouped (default: as the protection was)"
+    )
+    p.add_argument("--originals", default=None, help="where the protected photos' originals are, if they moved")
+    p.add_argument(
+        "--format", default=None, choices=["png", "jpeg", "same"], help="output format (default: the protected one's)"
+    )
+    p.add_argument("--quality", type=positive_int, default=None, help="JPEG quality 1-100 for --format jpeg")
+    p.add_argument("--strip-metadata", action="store_true", help="drop EXIF, ICC profile and XMP")
+    p.add_argument("--force", action="store_true", help="replace an earlier output of this tool at --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("evaluate", help="train a victim on (protected) data, test on the clean test set")
     add_data_args(p)

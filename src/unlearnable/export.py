@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -273,11 +274,13 @@ def export_photos(
     look=None,
     replace: bool = False,
     progress: bool = True,
+    saved: Path | None = None,
 ) -> dict:
     """Write a folder of photos protected at full resolution (photos.render, one photo at a time)
     atomically; returns the manifest written. Every photo keeps its size, orientation and name
     (with the output format's suffix); its largest change is checked against the budget before
-    encoding, and for a lossy format the change a viewer decodes is recorded too."""
+    encoding, and for a lossy format the change a viewer decodes is recorded too. `saved`: the
+    perturbation's file, copied as it is (apply: the very file, so its digest stays the same)."""
     import time
 
     from tqdm.auto import tqdm
@@ -334,7 +337,10 @@ def export_photos(
                 "the protection changed no pixel of any photo (its perturbation rounds to zero on the 8-bit "
                 "scale), so nothing is protected and nothing was written; raise --eps or the method's steps"
             )
-        perturbation.save(tmp / "perturbation.safetensors")
+        if saved is not None:
+            shutil.copyfile(saved, tmp / "perturbation.safetensors")
+        else:
+            perturbation.save(tmp / "perturbation.safetensors")
         photo_preview(working, p.apply(working), crops, levels, tmp / "preview.png")
         export_seconds = time.perf_counter() - t0
         manifest = {

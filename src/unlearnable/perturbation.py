@@ -47,6 +47,14 @@ def budget_levels(eps: float) -> int:
     return int(math.floor(eps * 255 + 1e-6))
 
 
+def budget_words(eps: float, norm: str = "linf") -> str:
+    """A budget as people read it: 8/255 for an Linf budget on the 8-bit scale, else its number."""
+    levels = eps * 255
+    if norm == "linf" and abs(levels - round(levels)) < 1e-6:
+        return f"{round(levels)}/255"
+    return f"{norm} {eps:.6g}"
+
+
 def project(delta: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:
     """Nearest-in-spirit float delta within the budget: clamp (linf), rescale (l2), keep the
     eps strongest pixel positions (l0). Changes never exceed the image range [-1, 1]."""

@@ -216,6 +216,7 @@ def photo_plan(
     background: str | None = None,
     background_per_class: int | None = None,
     download: bool = False,
+    strip_metadata: bool = False,
 ) -> dict:
     """What protecting the folder of photos `source` would do, told before any work and writing
     nothing (`protect --plan`, the web page's plan): the photos and groups found, the working
@@ -269,7 +270,20 @@ def photo_plan(
         "seconds": None if est["fit"] is None else round(est["fit"] + est["write"], 1),
         "write_seconds": round(est["write"], 1),
         "memory_bytes": int(est["memory"]),
+        "gps_photos": sum(p.gps for p in collection.photos),
+        "location": location_words(collection, strip_metadata),  # photos that would publish where they were taken
     }
+
+
+def location_words(collection, strip: bool) -> str | None:
+    """A note when photos would be published with the place they were taken (their EXIF GPS)."""
+    n = sum(p.gps for p in collection.photos)
+    if strip or not n:
+        return None
+    return (
+        f"{n} of the {len(collection)} photos hold a GPS location, published with the protected copies; "
+        "--strip-metadata leaves it out (with the other metadata)"
+    )
 
 
 RUN_OPTIONS = {  # what a method is given by the run, not by --set: where each is set instead
@@ -462,6 +476,8 @@ def _protect_photos(
             tqdm.write(line, file=sys.stderr)
         for w in renamed:
             tqdm.write(f"note: {w}", file=sys.stderr)
+        if location_words(collection, strip):
+            tqdm.write(f"note: {location_words(collection, strip)}", file=sys.stderr)
     ds = working_set(collection, size, progress, look=look)
     perturbation, seconds, fitted_with = fitted_among(attack, ds, chosen, back)
     manifest = {

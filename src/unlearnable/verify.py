@@ -84,7 +84,7 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
     from .io import file_sha256, source_checksums
     from .look import look_from_record, with_look
     from .outputs import OS_LITTER
-    from .perturbation import Perturbation, budget_levels, budget_limit, budget_used
+    from .perturbation import Perturbation, budget_levels, budget_limit, budget_used, budget_words
 
     folder = Path(folder)
     mpath = folder / "manifest.json"
@@ -111,8 +111,8 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
             (
                 "manifest",
                 "ok",
-                f"{manifest['method']}, {manifest['kind']}, {manifest['norm']} "
-                f"eps {manifest['eps']:.6g}, seed {manifest['seed']}",
+                f"{manifest['method']}, {manifest['kind']}, budget {budget_words(manifest['eps'], manifest['norm'])} "
+                f"({manifest['norm']}), seed {manifest['seed']}",
             )
         )
     listed: dict = manifest["files"]
@@ -191,7 +191,11 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
             )
         else:
             results.append(
-                ("perturbation", "ok", f"{perturbation.kind}, {perturbation.norm} eps {perturbation.eps:.6g}")
+                (
+                    "perturbation",
+                    "ok",
+                    f"{perturbation.kind}, budget {budget_words(perturbation.eps, perturbation.norm)}",
+                )
             )
     except (ValueError, OSError) as e:
         results.append(("perturbation", "FAILED", str(e) if ppath.exists() else f"{ppath.name} is missing"))
