@@ -96,6 +96,7 @@ class Server:
         self.port = int(self.url.split(":")[2].split("/")[0])
         self.token = self.url.split("?token=", 1)[1]
         self.key = None
+        self.work = work
 
     def request(self, method, path, body=None, headers=None, key=True, token=True):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
@@ -310,6 +311,157 @@ def test_page_end_to_end_in_a_real_browser(tmp_path, photos):
     assert tree_digest(root) == before  # the input was only read
 
 
+@pytest.mark.slow
+def test_the_page_has_a_way_out_of_every_dead_end_by_keyboard_and_on_a_phone(tmp_path, photos):
+    """In the real browser: a Finder-style ZIP protects by folder; a damaged photo is refused by
+    name and a stray one removed from the plan's error; OS litter in a folder or ZIP shows no
+    error; a CSV with its header groups; start over empties the upload; one job per click; its
+    progress never shows an earlier stage; every message names no option and no server folder;
+    Tab reaches every control and Enter works them; at 390 px wide nothing overflows."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    root, made = photos
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    finder = extra / "my photos.zip"
+    entries = {f"my photos/{rel}": (root / rel).read_bytes() for rel in made}
+    entries |= {"my photos/.DS_Store": b"\0\0", "__MACOSX/my photos/._a.jpg": b"junk"}
+    finder.write_bytes(bytes(zip_of(entries)))
+    damaged = extra / "damaged.jpg"
+    damaged.write_bytes((root / "portraits" / "portrait 0.jpg").read_bytes()[:300])
+    stray = extra / "stray.jpg"
+    stray.write_bytes((root / "portraits" / "portrait 0.jpg").read_bytes())
+    littered = tmp_path / "littered" / "shoot"
+    shutil.copytree(root, littered)
+    (littered / ".DS_Store").write_bytes(b"\0")
+    (littered / "portraits" / "Thumbs.db").write_bytes(b"\0")
+    (littered / "landscapes" / "desktop.ini").write_text("[.ShellClassInfo]")
+    table = extra / "groups.csv"
+    table.write_text("file,group\n" + "".join(f"{rel},{'a' if i % 2 else 'b'}\n" for i, rel in enumerate(made)))
+    server = Server(tmp_path / "work")
+    driver = browser(downloads)
+    shown: list[str] = []
+    try:
+        wait = WebDriverWait(driver, 300)
+
+        def text_of(element_id):
+            return driver.find_element(By.ID, element_id).text
+
+        def messages():  # everything the page has said in red or as a status, kept for the last check
+            for element_id in ("plan-error", "upload-errors", "csv-status", "upload-status", "job-words", "plan"):
+                shown.append(text_of(element_id))
+
+        def fits(width=390):
+            overflow = driver.execute_script("return document.documentElement.scrollWidth")
+            assert overflow <= width, f"the page is {overflow} px wide at {width} px"
+
+        def plan_ok():
+            driver.find_element(By.ID, "plan-btn").click()
+            wait.until(lambda d: d.find_element(By.ID, "plan").is_displayed() or text_of("plan-error"))
+            messages()
+
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+        )
+        driver.get(server.url)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#method option"))
+        fits()
+        # keyboard: Tab reaches every control, the file pickers included
+        reached = set()
+        keys = ActionChains(driver)
+        for _ in range(60):
+            keys.send_keys(Keys.TAB).perform()
+            reached.add(driver.switch_to.active_element.get_attribute("id") or driver.switch_to.active_element.tag_name)
+        assert {"files", "folder-input", "labels-folders", "method", "preset", "look", "format", "plan-btn"} <= reached
+        # a Finder-style ZIP (its folder inside) protects by folder
+        driver.find_element(By.ID, "files").send_keys(str(finder))
+        wait.until(lambda d: f"{len(made)} photos ready" in text_of("upload-status"))
+        assert text_of("upload-errors") == ""
+        driver.find_element(By.ID, "plan-btn").send_keys(Keys.ENTER)  # Enter works a button
+        wait.until(lambda d: d.find_element(By.ID, "plan").is_displayed() or text_of("plan-error"))
+        assert "2 groups" in text_of("plan"), text_of("plan-error")
+        messages()
+        fits()
+        # a damaged photo: refused by name when it arrives, nothing else changes
+        driver.find_element(By.ID, "files").send_keys(str(damaged))
+        wait.until(lambda d: "damaged.jpg" in text_of("upload-errors"))
+        assert f"{len(made)} photos ready" in text_of("upload-status")
+        messages()
+        # a stray photo beside the group folders: the plan's error offers to remove it
+        driver.find_element(By.ID, "files").send_keys(str(stray))
+        wait.until(lambda d: f"{len(made) + 1} photos ready" in text_of("upload-status"))
+        plan_ok()
+        assert "stray.jpg" in text_of("plan-error")
+        driver.find_element(By.CSS_SELECTOR, "#plan-error button").click()
+        wait.until(lambda d: f"{len(made)} photos ready" in text_of("upload-status"))
+        plan_ok()
+        assert "2 groups" in text_of("plan")
+        # a CSV with the header the page's hint shows
+        driver.find_element(By.ID, "labels-csv").click()
+        table.write_text(
+            "file,group\n" + "".join(f"my photos/{r},{'a' if i % 2 else 'b'}\n" for i, r in enumerate(made))
+        )
+        driver.find_element(By.ID, "csv-file").send_keys(str(table))
+        wait.until(lambda d: "added" in text_of("csv-status"))
+        plan_ok()
+        assert "2 groups: a (3), b (3)" in text_of("plan"), text_of("plan") + text_of("plan-error")
+        driver.find_element(By.ID, "labels-folders").click()
+        # start over, then a folder holding .DS_Store, Thumbs.db and desktop.ini: no error at all
+        driver.find_element(By.ID, "start-over-btn").click()
+        wait.until(lambda d: "No photos yet" in text_of("upload-status"))
+        driver.find_element(By.ID, "folder-input").send_keys(str(littered))
+        wait.until(lambda d: f"{len(made)} photos ready" in text_of("upload-status"))
+        assert text_of("upload-errors") == "", text_of("upload-errors")
+        plan_ok()
+        assert "2 groups" in text_of("plan")
+        fits()
+        # one job per click: a double click, then the plan again, queue one job
+        driver.find_element(By.CSS_SELECTOR, "#step-choices details summary").click()
+        driver.find_element(By.ID, "options").send_keys(QUICK)
+        plan_ok()
+        start = driver.find_element(By.ID, "start-btn")
+        driver.execute_script("arguments[0].click(); arguments[0].click();", start)
+        wait.until(lambda d: d.find_element(By.ID, "step-job").is_displayed())
+        plan_ok()
+        assert driver.find_element(By.ID, "start-btn").get_attribute("disabled") is not None
+        stages, fractions = [], []
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            words = text_of("job-words")
+            value = driver.find_element(By.ID, "progress-bar").get_attribute("value")
+            stages.append(words)
+            if value is not None and words:
+                fractions.append(float(value))
+            if driver.find_element(By.ID, "job-words").get_attribute("data-state") in ("done", "failed"):
+                break
+            time.sleep(0.2)
+        assert "Finished" in text_of("job-words"), text_of("job-words")
+        messages()
+        assert len([j for j in server.json("GET", "/api/jobs") if j["kind"] == "protect"]) == 1
+        from unlearnable.app.progress import ORDER
+
+        order = [next((i for i, w in enumerate(ORDER) if s.startswith(w)), None) for s in stages]
+        seen = [i for i in order if i is not None]
+        assert seen == sorted(seen), stages
+        started = next((k for k, s in enumerate(stages) if not s.startswith(("Starting", "Waiting"))), len(stages))
+        assert not any(s.startswith("Starting") for s in stages[started:]), stages
+        assert fractions == sorted(fractions), fractions
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery figure")) == len(made))
+        alts = [i.get_attribute("alt") for i in driver.find_elements(By.CSS_SELECTOR, "#gallery img")]
+        assert len(set(alts)) == len(alts)  # every picture says which photo and which view it is
+        fits()
+    finally:
+        driver.quit()
+        server.stop()
+    for message in shown:
+        no_option_or_server_path(message, server)
+
+
 # --------------------------------------------------------------------------- safety rules
 
 
@@ -495,6 +647,100 @@ def test_zips_that_cannot_be_read_or_would_replace_a_photo_are_refused_with_a_re
         server.stop()
 
 
+def no_option_or_server_path(message: str, server: Server) -> None:
+    """A message the page shows: in the page's words, naming no option and no folder of the server."""
+    import re
+
+    assert not re.search(r"(^|\s|\()--\w", message), message
+    assert "/" + str(server.work).strip("/").split("/")[0] not in message and "Error:" not in message, message
+
+
+def test_an_upload_has_a_way_out_of_every_dead_end(tmp_path, photos):
+    """A damaged photo is refused by name when it arrives; a photo can be removed and an upload
+    dropped; a ZIP made by Finder (its folder inside, .DS_Store and __MACOSX beside) protects by
+    folder; a stray photo beside the folders is named with its fix; a CSV may name its columns;
+    a second identical start is refused; a finished job and its upload can be deleted. Every
+    error is in the page's words."""
+    root, made = photos
+    server = Server(tmp_path / "work")
+    errors = []
+
+    def refused(method, path, body=None, status=400):
+        got, data = server.request(method, path, body)
+        assert got == status, (got, data)
+        errors.append(json.loads(data)["error"])
+        return errors[-1]
+
+    try:
+        photo = (root / "portraits" / "portrait 0.jpg").read_bytes()
+        up = server.json("POST", "/api/uploads")["id"]
+        for name, data in (("broken.jpg", b"not a photo at all"), ("cut.jpg", photo[: len(photo) // 2])):
+            assert name in refused("PUT", f"/api/uploads/{up}/photos?name={name}", data)
+        assert "not added" in errors[-1]
+        assert server.json("GET", f"/api/uploads/{up}")["names"] == []  # neither was kept
+        finder = {f"my photos/{rel}": (root / rel).read_bytes() for rel in made}
+        finder |= {"my photos/.DS_Store": b"\0\0", "__MACOSX/my photos/._x.jpg": b"junk", "my photos/Thumbs.db": b"x"}
+        added = server.json("PUT", f"/api/uploads/{up}/zip", bytes(zip_of(finder)))["added"]
+        assert sorted(added) == sorted(f"my photos/{rel}" for rel in made)
+        plan = server.json("POST", "/api/plan", {"upload": up, "method": "bait"})
+        assert plan["groups"] == {"landscapes": 3, "portraits": 3}
+        assert server.request("PUT", f"/api/uploads/{up}/photos?name=stray.jpg", photo)[0] == 200
+        message = refused("POST", "/api/plan", {"upload": up, "method": "bait"})
+        assert "stray.jpg" in message and "your upload" in message and "group folder" in message
+        assert "By similarity" in message and "From a CSV" in message
+        assert "stray.jpg" not in server.json("DELETE", f"/api/uploads/{up}/photos?name=stray.jpg")["names"]
+        assert server.request("DELETE", f"/api/uploads/{up}/photos?name=stray.jpg")[0] == 404
+        rows = "file,group\n" + "".join(f"my photos/{rel},{'a' if i % 2 else 'b'}\n" for i, rel in enumerate(made))
+        assert server.request("PUT", f"/api/uploads/{up}/labels", rows.encode())[0] == 200
+        assert server.json("POST", "/api/plan", {"upload": up, "labels": "csv", "method": "random"})["groups"] == {
+            "a": 3,
+            "b": 3,
+        }
+        rows = "file,group\nmy photos/portraits/portrait 0.jpg,a\n"
+        assert server.request("PUT", f"/api/uploads/{up}/labels", rows.encode())[0] == 200
+        refused("POST", "/api/plan", {"upload": up, "labels": "csv", "method": "random"})
+        flat = server.json("POST", "/api/uploads")["id"]
+        for i, rel in enumerate(made):
+            assert (
+                server.request("PUT", f"/api/uploads/{flat}/photos?name={i}.jpg", (root / rel).read_bytes())[0] == 200
+            )
+        refused("POST", "/api/plan", {"upload": flat, "method": "bait"})
+        assert "One subject" in errors[-1]
+        refused("POST", "/api/plan", {"upload": flat, "method": "bait", "format": "gif"})
+        refused("POST", "/api/jobs", {"upload": up, "method": "random", "options": {"stages": [1]}})
+        refused("PUT", f"/api/uploads/{up}/photos?name=.hidden.jpg", photo)
+        refused("PUT", f"/api/uploads/{up}/photos?name=notes.txt", b"hello")
+        request = {"upload": up, "method": "random", "format": "png"}
+        first = server.json("POST", "/api/jobs", request)
+        refused("POST", "/api/jobs", request)  # one job per protection
+        assert "already" in errors[-1]
+        done = server.wait(first["id"])
+        assert done["state"] == "done", done
+        assert "PNG" in done["title"] and "random" in done["title"]
+        again = server.json("POST", f"/api/jobs/{first['id']}/apply", {"format": "same"})  # no fit: seconds
+        refused("POST", f"/api/jobs/{first['id']}/apply", {"format": "same"})
+        again = server.wait(again["id"])
+        assert again["state"] == "done" and "same format" in again["title"], again
+        from unlearnable.verify import verify_folder
+
+        assert all(status == "ok" for _, status, _ in verify_folder(again["out"]))
+        names = [p["name"] for p in server.json("GET", f"/api/jobs/{again['id']}/photos")]
+        assert sorted(names) == sorted(made)  # each photo in its own format, under its group folder
+        assert server.json("DELETE", f"/api/jobs/{again['id']}") == {"deleted": [again["id"]]}
+        assert server.json("DELETE", f"/api/uploads/{up}") == {"deleted": False, "kept_for": [first["id"]]}
+        assert server.json("DELETE", f"/api/uploads/{flat}") == {"deleted": True}
+        assert server.request("GET", f"/api/uploads/{flat}")[0] == 404
+        assert server.json("DELETE", f"/api/jobs/{first['id']}") == {"deleted": [first["id"]]}
+        assert server.json("GET", "/api/jobs") == [] and server.request("GET", f"/api/uploads/{up}")[0] == 404
+        assert {p.name for p in (tmp_path / "work").iterdir()} >= {"jobs", "uploads"}
+        assert list((tmp_path / "work" / "uploads").iterdir()) == []
+    finally:
+        server.stop()
+    assert len(errors) >= 10
+    for message in errors:
+        no_option_or_server_path(message, server)
+
+
 def test_what_the_page_offers_for_download_names_no_folder_of_the_server():
     from unlearnable.app.server import without_server_paths
 
@@ -605,6 +851,70 @@ def test_progress_in_plain_words():
     )
     assert in_words({"state": "failed", "error": "cannot read photo a.jpg"}) == "Stopped: cannot read photo a.jpg"
     assert in_words({"state": "done", "started": 10.0, "ended": 130.0}) == "Finished in 2 min."
+
+
+def test_progress_never_goes_back_to_an_earlier_stage():
+    """The whole run's fraction only grows through a protect run's stages, between stages the words
+    say what is done (never "Starting" again), and a cancelled run says it is stopping."""
+    from unlearnable.app.progress import ORDER, fraction, in_words
+
+    plan = {"seconds": 100.0, "write_seconds": 20.0}
+    bar = lambda stage, n, total: {"stage": stage, "n": n, "total": total, "unit": "photo", "remaining": 5}
+    timeline = [
+        [],
+        [bar("reading photos", 1, 4)],
+        [bar("reading photos", 4, 4)],
+        ("reading photos",),
+        [bar("bait: learning the protection", 0, 90)],
+        [bar("bait: learning the protection", 45, 90), bar("reading cifar10", 3, 9)],
+        [bar("bait: learning the protection", 90, 90)],
+        ("reading photos", "bait: learning the protection"),
+        [bar("writing protected photos", 2, 8)],
+        [bar("writing protected photos", 8, 8)],
+        ("reading photos", "bait: learning the protection", "writing protected photos"),
+    ]
+    done: list[str] = []
+    fractions, stages = [], []
+    for step in timeline:
+        if isinstance(step, tuple):
+            done, bars = list(step), []
+        else:
+            bars = step
+        job = {"kind": "protect", "state": "running", "plan": plan, "progress": {"bars": bars, "done": done}}
+        f, words = fraction(job), in_words(job)
+        fractions.append(f)
+        stages.append(next((i for i, w in enumerate(ORDER) if words.startswith(w)), -1))
+        if done and not bars:
+            assert "done. Going on" in words and not words.startswith("Starting"), words
+    assert fractions[0] is None and all(f is not None for f in fractions[1:])
+    assert fractions[1:] == sorted(fractions[1:]) and fractions[-1] == 1.0, fractions
+    shown = [s for s in stages if s >= 0]
+    assert shown == sorted(shown) and len(set(shown)) == 3, stages
+    assert fraction({"kind": "protect", "state": "done"}) == 1.0
+    stopping = {"state": "running", "stopping": True, "progress": {"bars": []}}
+    assert in_words(stopping).startswith("Stopping")
+
+
+def test_the_pages_words_name_no_option_and_no_server_folder():
+    from unlearnable.app.words import page_words
+
+    cases = [
+        "the 6 photos of your upload lie in one folder, with no class folders. Say which photos belong together: "
+        "--labels one if they are all of one subject, --labels FILE.csv (rows of file,label), or --labels clusters",
+        "3 photos sit in sub-folders of sub-folders (e.g. 2023/summer/a.jpg); say which folders are the classes: "
+        "--labels top (here '2023') or --labels leaf (here '2023/summer')",
+        "--labels /srv/app/uploads/ab/labels.csv gives no label for 2 photo(s) (e.g. x.jpg)",
+        "--format same cannot rewrite a.gif (GIF); use --format png or jpeg",
+        "--set stages=... is not a method option; set it with --preset",
+        "a.jpg (3.0 MB) is over this page's limit of 2 MB (the app's --max-upload-mb sets it)",
+        "cannot read photo /srv/app/uploads/ab/photos/x.jpg: UnidentifiedImageError: cannot identify image file",
+        "warning: fewer groups (--labels clusters:K) or your own folders fit better",
+    ]
+    for message in cases:
+        words = page_words(message)
+        assert "--" not in words and "/srv" not in words and "Error:" not in words, words
+    assert '"One subject"' in page_words(cases[0]) and '"From a CSV"' in page_words(cases[0])
+    assert "group folders" in page_words(cases[0]) and "class" not in page_words(cases[0])
 
 
 def test_grouping_by_a_csv_and_an_error_before_anything_is_queued(tmp_path, photos):

@@ -100,6 +100,7 @@ class Jobs:
             if job["state"] == "running" and self._running == job_id and self._proc is not None:
                 self._cancel.add(job_id)
                 _interrupt(self._proc.pid)
+                job = self._update(job_id, stopping=True)  # the page says "stopping" until it has
                 proc = self._proc
                 last_resort = threading.Timer(STOP_GRACE, _kill_if_running, args=(proc,))
                 last_resort.daemon = True
@@ -114,6 +115,22 @@ class Jobs:
             job = self._update(job_id, state="queued", error=None, note="queued again: it resumes from its checkpoint")
             self._cv.notify_all()
             return job
+
+    def delete(self, job_id: str) -> list[str]:
+        """Remove a job that is not queued or running, with every check of it: its folder holds only
+        what the app wrote (the protected copies, previews, checkpoints, logs). The ids removed."""
+        import shutil
+
+        with self._cv:
+            job = self.get(job_id)
+            doomed = [job] + [j for j in self.all() if j.get("of") == job_id]
+            busy = [j for j in doomed if j["state"] in ("queued", "running")]
+            if busy:
+                what = "this job" if busy[0]["id"] == job_id else "a check of this job"
+                raise ValueError(f"{what} is {busy[0]['state']}: cancel it first, then delete")
+            for j in doomed:
+                shutil.rmtree(self.folder(j["id"]))
+            return [j["id"] for j in doomed]
 
     def close(self, wait: bool = True) -> None:
         """Stop taking jobs; interrupt the running one (its checkpoint keeps its work)."""
@@ -164,10 +181,13 @@ class Jobs:
                     cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
                 )
                 self._running = job["id"]
-                self._update(job["id"], state="running", pid=self._proc.pid, started=time.time())
+                self._update(job["id"], state="running", pid=self._proc.pid, started=time.time(), stopping=False)
             rc = self._proc.wait()
             log.close()
             with self._cv:
+                stretch = time.time() - (self.get(job["id"]).get("started") or time.time())
+                ran = (self.get(job["id"]).get("ran") or 0.0) + stretch  # every stretch of a resumed job
+                self._update(job["id"], ran=round(ran, 1), stopping=False)
                 cancelled = job["id"] in self._cancel
                 self._cancel.discard(job["id"])
                 if self._closed and not cancelled:  # the app is stopping: run it again when it starts

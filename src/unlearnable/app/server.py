@@ -23,14 +23,17 @@ import json
 import os
 import re
 import secrets
+import shutil
 import zipfile
 from pathlib import Path
 
 from PIL import Image
 
 from ..io import atomic_file, atomic_write_bytes, read_json
+from ..photos import PHOTO_SUFFIXES, UNREADABLE
 from .jobs import Jobs
-from .uploads import Limits, Upload, UploadError, new_id
+from .uploads import Limits, Receiver, Upload, UploadError, new_id
+from .words import page_words, without_server_paths
 
 STATIC = Path(__file__).parent / "static"
 PAGE_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
@@ -110,6 +113,38 @@ class App:
         (self.work / "uploads" / upload_id / "photos").mkdir(parents=True)
         return upload_id
 
+    def uses(self, upload_id: str) -> list[dict]:
+        """The jobs whose photos are the upload's."""
+        photos = str(self.upload(upload_id).photos.resolve())
+        return [j for j in self.jobs.all() if (j.get("choices") or {}).get("folder") == photos]
+
+    def delete_upload(self, upload_id: str) -> dict:
+        """Drop an upload the page no longer needs (start over): the copies the page sent, never a
+        file of the person's own; kept while a job reads its photos (deleting the job deletes it)."""
+        up = self.upload(upload_id)
+        if self.uses(upload_id):
+            return {"deleted": False, "kept_for": [j["id"] for j in self.uses(upload_id)]}
+        shutil.rmtree(up.folder)
+        return {"deleted": True}
+
+    def delete_job(self, job_id: str) -> dict:
+        """A job's folder (its protected photos, previews, checkpoint), its checks, and its upload
+        once no other job reads it."""
+        job = self.jobs.get(job_id)
+        gone = self.jobs.delete(job_id)
+        folder = (job.get("choices") or {}).get("folder", "")
+        uploads = self.work / "uploads"
+        if folder.startswith(str(uploads) + os.sep):
+            upload_id = Path(folder).relative_to(uploads).parts[0]
+            if (uploads / upload_id).is_dir() and not self.uses(upload_id):
+                shutil.rmtree(uploads / upload_id)
+        return {"deleted": gone}
+
+    def words(self, message: str) -> str:
+        """A pipeline message in the page's words (words.page_words), an upload's folder called so."""
+        uploads = re.escape(str(self.work / "uploads"))
+        return page_words(re.sub(uploads + r"/\w+/photos/?", "your upload", message))
+
     # ------------------------------------------------------------------ what the page asks for
     def source(self, req: dict) -> tuple[str, str]:
         """(the photo folder, the --labels value) of a plan or job request."""
@@ -153,10 +188,18 @@ class App:
         options = req.get("options") or {}
         if not isinstance(options, dict):
             raise ValueError("options must be a mapping of method option to value")
-        return {"method": method, "preset": preset, "format": fmt, "look": look, "options": options}
+        strip = req.get("strip", False)
+        if not isinstance(strip, bool):
+            raise ValueError(f"strip must be true or false, got {strip!r}")
+        return {"method": method, "preset": preset, "format": fmt, "look": look, "strip": strip, "options": options}
 
     def plan(self, req: dict) -> dict:
-        return self._planned(req)[0]
+        plan = self._planned(req)[0]
+        plan["text"] = self.words(plan["text"])
+        plan["location"] = plan["location"] and self.words(plan["location"])
+        if plan.get("grouping"):
+            plan["grouping"]["words"] = [self.words(w) for w in plan["grouping"]["words"]]
+        return plan
 
     def _planned(self, req: dict) -> tuple[dict, str, str, dict]:
         """(the plan, the photo folder, the --labels value, the choices) of a request."""
@@ -165,7 +208,13 @@ class App:
         folder, labels = self.source(req)
         c = self.choices(req)
         plan = photo_plan(
-            folder, method=c["method"], preset=c["preset"], options=c["options"], labels=labels, look=c["look"]
+            folder,
+            method=c["method"],
+            preset=c["preset"],
+            options=c["options"],
+            labels=labels,
+            look=c["look"],
+            strip_metadata=c["strip"],
         )
         return plan, folder, labels, c
 
@@ -173,17 +222,54 @@ class App:
         """Check the request as the plan does (an error before anything is queued), then queue
         `unlearnable protect` with the page's choices."""
         plan, folder, labels, c = self._planned(req)
+        same = [
+            j
+            for j in self.jobs.all()
+            if j["kind"] == "protect"
+            and j["state"] in ("queued", "running")
+            and j.get("choices") == {**c, "labels": labels, "folder": folder}
+        ]
+        if same:  # a second click, a second tab: one job per protection
+            raise ValueError("these photos are already being protected with these choices: see the job above")
         argv = ["protect", "--data", folder, "--out", "{out}", "--method", c["method"], "--preset", c["preset"]]
         argv += ["--labels", labels, "--format", c["format"], "--look", c["look"]]
+        if c["strip"]:
+            argv += ["--strip-metadata"]
         for k, v in c["options"].items():
             argv += ["--set", f"{k}={json.dumps(v)}"]
         return self.jobs.submit(
             "protect",
             argv,
             out="protected",
-            title=req.get("title") or f"{plan['photos']} photos, {c['method']} ({c['preset']}, {c['look']} look)",
+            title=req.get("title") or title(plan, c, labels),
             plan=plan,
             choices={**c, "labels": labels, "folder": folder},
+        )
+
+    def rewrite(self, job_id: str, req: dict) -> dict:
+        """Queue `unlearnable apply` of a finished protection: the same protection in another file
+        format, in seconds, without learning it again."""
+        job = self.jobs.get(job_id)
+        if job["kind"] != "protect" or job["state"] != "done":
+            raise ValueError("only a finished protection can be written again")
+        fmt = req.get("format", "png")
+        if fmt not in FORMAT_WORDS:
+            raise ValueError(f"format must be one of {', '.join(FORMAT_WORDS)}, got {fmt!r}")
+        choices = {**job["choices"], "format": fmt}
+        if fmt == job["choices"]["format"]:
+            raise ValueError("these photos are already in that format: choose another one")
+        if any(j.get("choices") == choices and j["state"] in ("queued", "running", "done") for j in self.jobs.all()):
+            raise ValueError("these photos were already written in that format: see Earlier jobs")
+        title_words = job["title"].replace(FORMAT_NAMES.get(job["choices"]["format"], ""), FORMAT_NAMES[fmt])
+        return self.jobs.submit(
+            "protect",
+            ["apply", job["out"], "--out", "{out}", "--format", fmt]
+            + (["--strip-metadata"] if choices.get("strip") else []),
+            out="protected",
+            title=title_words,
+            plan={**(job.get("plan") or {}), "seconds": (job.get("plan") or {}).get("write_seconds")},
+            choices=choices,
+            applied_from=job_id,
         )
 
     def check(self, job_id: str, req: dict) -> dict:
@@ -191,6 +277,8 @@ class App:
         job = self.jobs.get(job_id)
         if job["kind"] != "protect" or job["state"] != "done":
             raise ValueError("only a finished protection can be checked")
+        if any(j.get("of") == job_id and j["state"] in ("queued", "running") for j in self.jobs.all()):
+            raise ValueError("this protection is already being checked: see the check below")
         argv = ["check", job["out"], "--out", "{out}"]
         for init in req.get("init") or []:
             argv += ["--init", str(init)]
@@ -287,25 +375,27 @@ class App:
 
     def describe(self, job: dict) -> dict:
         """The job with its progress in plain words."""
-        from .progress import in_words
+        from .progress import fraction, in_words
 
-        return {**job, "words": in_words(job)}
+        shown = {**job, "words": self.words(in_words(job)), "fraction": fraction(job)}
+        if job.get("error"):
+            shown["error"] = self.words(job["error"])
+        return shown
 
 
-_ABSOLUTE = re.compile(r"(?<![\w.~:/-])/(?:[^\s\"'/]+/)*([^\s\"'/]*)")
+FORMAT_NAMES = {"png": "PNG", "same": "same format as the originals"}
 
 
-def without_server_paths(value):
-    """`value` (a manifest, a report) with every absolute path of the server cut to its last name
-    (`/home/me/.cache/unlearnable/app/uploads/3f/photos` -> `photos`): what is downloaded from the
-    page tells nothing of the server's folders."""
-    if isinstance(value, str):
-        return _ABSOLUTE.sub(lambda m: m.group(1), value)
-    if isinstance(value, dict):
-        return {without_server_paths(k): without_server_paths(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [without_server_paths(v) for v in value]
-    return value
+def title(plan: dict, c: dict, labels: str) -> str:
+    """A job's name in the list of earlier jobs: what makes it differ from another of the same photos."""
+    parts = [f"{plan['photos']} photos", f"{c['method']} ({c['preset']}, {c['look']} look)"]
+    parts.append(FORMAT_NAMES.get(c["format"], c["format"]))
+    mode = labels.partition(":")[0] if not labels.lower().endswith(".csv") else "csv"
+    if mode != "folders":
+        parts.append({"one": "one subject", "clusters": "grouped by similarity", "csv": "groups from a CSV"}[mode])
+    if c["options"]:
+        parts.append(", ".join(f"{k}={json.dumps(v)}" for k, v in c["options"].items()))
+    return ", ".join(parts)
 
 
 def cookie_name(request) -> str:
@@ -317,6 +407,7 @@ def create_app(state: App):
     """The FastAPI application over `state`."""
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+    from starlette.concurrency import run_in_threadpool
 
     api = FastAPI(title="unlearnable", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -351,7 +442,8 @@ def create_app(state: App):
         return response
 
     def answer(status: int, e: Exception) -> JSONResponse:
-        return JSONResponse({"error": str(e).splitlines()[0] if str(e) else type(e).__name__}, status_code=status)
+        message = str(e).splitlines()[0] if str(e) else "something went wrong; reload the page and try again"
+        return JSONResponse({"error": state.words(message)}, status_code=status)
 
     # The pipeline's errors are one line naming the file or option and the fix: the page shows them.
     api.add_exception_handler(UploadError, lambda request, e: answer(e.status, e))
@@ -387,6 +479,8 @@ def create_app(state: App):
             "looks": LOOK_WORDS,
             "folders": state.local,
             "limits": {"file_mb": state.limits.file_bytes / 2**20, "files": state.limits.files},
+            "photo_suffixes": sorted(PHOTO_SUFFIXES),
+            "unreadable": UNREADABLE,
         }
 
     @api.post("/api/uploads")
@@ -404,10 +498,17 @@ def create_app(state: App):
         }
 
     async def receive(request: Request, writer_of) -> int:
+        """The request's body into a writer; its closing (a photo's decode check) off the event loop."""
         length = request.headers.get("content-length")
-        with writer_of(int(length) if length and length.isdigit() else None) as w:
+        w = writer_of(int(length) if length and length.isdigit() else None)
+        w.__enter__()
+        try:
             async for chunk in request.stream():
                 w.write(chunk)
+        except BaseException as e:
+            w.__exit__(type(e), e, e.__traceback__)
+            raise
+        await run_in_threadpool(w.__exit__, None, None, None)
         return w.size
 
     @api.put("/api/uploads/{upload_id}/photos")
@@ -415,6 +516,15 @@ def create_app(state: App):
         up = state.upload(upload_id)
         size = await receive(request, lambda n: up.receive(name, n))
         return {"name": name, "bytes": size}
+
+    @api.delete("/api/uploads/{upload_id}/photos")
+    def delete_photo(upload_id: str, name: str):
+        state.upload(upload_id).remove(name)
+        return upload_info(upload_id)
+
+    @api.delete("/api/uploads/{upload_id}")
+    def delete_upload(upload_id: str):
+        return state.delete_upload(upload_id)
 
     @api.put("/api/uploads/{upload_id}/labels")
     async def put_labels(upload_id: str, request: Request):
@@ -425,13 +535,11 @@ def create_app(state: App):
     async def put_zip(upload_id: str, request: Request):
         up = state.upload(upload_id)
         archive = up.folder / f".incoming-{new_id()}.zip"
-        from .uploads import Receiver
-
         try:
             await receive(
                 request, lambda n: Receiver(archive, state.limits.total_bytes, lambda s: "the ZIP is too large")
             )
-            return {"added": up.unpack(archive)}
+            return {"added": await run_in_threadpool(up.unpack, archive)}
         finally:
             archive.unlink(missing_ok=True)
 
@@ -451,6 +559,10 @@ def create_app(state: App):
     def job(job_id: str):
         return state.describe(state.jobs.get(job_id))
 
+    @api.delete("/api/jobs/{job_id}")
+    def delete_job(job_id: str):
+        return state.delete_job(job_id)
+
     @api.post("/api/jobs/{job_id}/cancel")
     def cancel(job_id: str):
         return state.describe(state.jobs.cancel(job_id))
@@ -458,6 +570,10 @@ def create_app(state: App):
     @api.post("/api/jobs/{job_id}/resume")
     def resume(job_id: str):
         return state.describe(state.jobs.resume(job_id))
+
+    @api.post("/api/jobs/{job_id}/apply")
+    def rewrite(job_id: str, req: dict):
+        return state.describe(state.rewrite(job_id, req))
 
     @api.post("/api/jobs/{job_id}/check")
     def check(job_id: str, req: dict):

@@ -5,7 +5,10 @@ file at a time. A name is the file's path relative to the chosen folder (a brows
 webkitRelativePath, minus the folder itself); a name that could leave that folder (.., an
 absolute path, a drive, a backslash, a hidden or empty part) is refused, not rewritten, and a ZIP
 entry goes through the same check before anything is unpacked (zip-slip). Sizes are counted as
-the bytes arrive, so a file over the limit is refused without being stored whole.
+the bytes arrive, so a file over the limit is refused without being stored whole, and every photo
+is decoded once before it is kept, so a damaged file is refused by name when it arrives instead
+of blocking every plan later. What a computer leaves in folders and archives by itself
+(.DS_Store, Thumbs.db, desktop.ini, __MACOSX/) is passed over in a ZIP, not refused.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..photos import PHOTO_SUFFIXES, UNREADABLE
+from ..data.sources import DataError, _skipped
+from ..io import atomic_file
+from ..photos import PHOTO_SUFFIXES, UNREADABLE, check_photo
 
 MAX_DEPTH = 8
 MAX_NAME = 255  # bytes of one path part, as most file systems allow
@@ -116,7 +121,19 @@ class Upload:
         room = self._room(rel, replacing)
         if length is not None and length > room:
             raise UploadError(self._too_big(rel, length), 413)
-        return Receiver(dest, room, lambda size: self._too_big(rel, size))
+        return Receiver(dest, room, lambda size: self._too_big(rel, size), check=lambda path: readable(path, rel))
+
+    def remove(self, name: str) -> None:
+        """Take one photo out of the upload (a copy the page sent: the person's own file is elsewhere)."""
+        rel = safe_name(name)
+        path = self.photos / rel
+        if not path.is_file():
+            raise KeyError(rel)
+        path.unlink()
+        for parent in path.parents:  # folders the photo's removal left empty
+            if parent == self.photos or any(parent.iterdir()):
+                break
+            parent.rmdir()
 
     def receive_labels(self, length: int | None = None) -> Receiver:
         room = 16 * 2**20
@@ -135,7 +152,7 @@ class Upload:
         with zf:
             members = []
             for info in zf.infolist():
-                if info.is_dir() or info.filename.startswith("__MACOSX/"):
+                if info.is_dir() or litter(info.filename):
                     continue
                 rel = safe_name(info.filename, "ZIP entry")  # a traversal refuses the whole archive
                 if PurePosixPath(rel).suffix.lower() not in PHOTO_SUFFIXES:
@@ -163,7 +180,12 @@ class Upload:
                     try:
                         with (
                             zf.open(info) as f,
-                            Receiver(self.photos / rel, room, lambda n, r=rel: self._too_big(r, n)) as w,
+                            Receiver(
+                                self.photos / rel,
+                                room,
+                                lambda n, r=rel: self._too_big(r, n),
+                                check=lambda path, r=rel: readable(path, r),
+                            ) as w,
                         ):
                             while chunk := f.read(1 << 20):
                                 w.write(chunk)
@@ -190,18 +212,33 @@ class Upload:
         )
 
 
-class Receiver:
-    """Bytes into an atomic file beside `dest`, refused (and removed) once past `room`."""
+def litter(name: str) -> bool:
+    """Whether an archive entry is what an operating system leaves by itself (.DS_Store, a
+    __MACOSX/ folder, Thumbs.db, desktop.ini, other hidden files): passed over, never unpacked.
+    '.' and '..' are not litter: a name holding them refuses the whole archive."""
+    return any(part not in (".", "..") and _skipped(part) for part in name.split("/"))
 
-    def __init__(self, dest: Path, room: int, too_big):
-        self.dest, self.room, self.too_big, self.size = dest, room, too_big, 0
+
+def readable(path: Path, rel: str) -> None:
+    """A photo that arrived, decoded once: UploadError naming it where it cannot be read."""
+    try:
+        check_photo(path, rel)
+    except DataError as e:
+        raise UploadError(f"{e}; it was not added") from None
+
+
+class Receiver:
+    """Bytes into an atomic file beside `dest`, refused (and removed) once past `room`; `check`
+    (the complete file's path) runs before the file takes its name, and refuses it by raising."""
+
+    def __init__(self, dest: Path, room: int, too_big, check=None):
+        self.dest, self.room, self.too_big, self.size, self.check = dest, room, too_big, 0, check
 
     def __enter__(self) -> Receiver:
-        from ..io import atomic_file
-
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         self._atomic = atomic_file(self.dest)
-        self._file = open(self._atomic.__enter__(), "wb")  # noqa: SIM115 - closed in __exit__
+        self._tmp = self._atomic.__enter__()
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in __exit__
         return self
 
     def write(self, chunk: bytes) -> None:
@@ -212,6 +249,12 @@ class Receiver:
 
     def __exit__(self, *exc) -> bool:
         self._file.close()
+        if exc[0] is None and self.check is not None:
+            try:
+                self.check(self._tmp)
+            except BaseException as e:
+                self._atomic.__exit__(type(e), e, e.__traceback__)
+                raise
         return bool(self._atomic.__exit__(*exc))
 
 

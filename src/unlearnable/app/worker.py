@@ -25,6 +25,7 @@ from tqdm.std import tqdm as _tqdm
 
 _status_path: str | None = None
 _bars: dict[int, dict] = {}  # the open bars, in the order they were opened (outermost first)
+_done: list[str] = []  # the stages of the bars closed so far, in order
 _last = 0.0
 _lock = threading.Lock()
 
@@ -40,7 +41,10 @@ def report(bar: _tqdm, final: bool = False) -> None:
     now = time.time()
     with _lock:
         if final:
-            _bars.pop(id(bar), None)
+            outermost = next(iter(_bars), None) == id(bar)
+            closed = _bars.pop(id(bar), None)
+            if outermost and closed and closed["stage"] and closed["stage"] not in _done:
+                _done.append(closed["stage"])
         else:
             _bars[id(bar)] = {
                 "stage": d.get("prefix") or "",
@@ -56,7 +60,7 @@ def report(bar: _tqdm, final: bool = False) -> None:
         _last = now
         from ..io import atomic_write_text
 
-        atomic_write_text(_status_path, json.dumps({"bars": list(_bars.values()), "time": now}))
+        atomic_write_text(_status_path, json.dumps({"bars": list(_bars.values()), "done": _done, "time": now}))
 
 
 class ReportingBar(_tqdm):

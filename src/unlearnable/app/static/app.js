@@ -5,7 +5,7 @@
 const KEY = document.querySelector('meta[name="unlearnable-key"]').content;
 const LOCAL = document.querySelector('meta[name="unlearnable-local"]').content === "1";
 const $ = (id) => document.getElementById(id);
-const state = { info: null, upload: null, job: null, check: null, shown: 0, photos: [], polling: null };
+const state = { info: null, upload: null, job: null, check: null, shown: 0, photos: [], polling: null, names: [], started: null, most: {} };
 
 async function api(method, path, body, raw) {
   const opts = { method, headers: { "X-Unlearnable-Key": KEY } };
@@ -52,11 +52,15 @@ function fillChoices() {
   method.addEventListener("change", () => { fillPresets(); invalidatePlan(); });
   fillPresets();
   $("preset").addEventListener("change", () => { showWords(); invalidatePlan(); });
-  for (const [value] of Object.entries(info.formats)) { $("format").add(new Option(value === "png" ? "PNG (lossless)" : "same as the original", value)); }
+  for (const [value] of Object.entries(info.formats)) {
+    const label = value === "png" ? "PNG (lossless)" : "same as the original";
+    $("format").add(new Option(label, value)); $("again-format").add(new Option(label, value));
+  }
   $("format").addEventListener("change", () => { showWords(); invalidatePlan(); });
   for (const [value] of Object.entries(info.looks)) { $("look").add(new Option(value, value)); }
   $("look").addEventListener("change", () => { showWords(); invalidatePlan(); });
   $("options").addEventListener("input", invalidatePlan);
+  $("strip").addEventListener("change", invalidatePlan);
   $("server-folder").addEventListener("input", () => { invalidatePlan(); });
   $("server-folder-row").hidden = !info.folders;
   showWords();
@@ -92,29 +96,43 @@ function parseOptions() {
   return out;
 }
 function request() {
-  const req = { labels: labelMode(), method: $("method").value, preset: $("preset").value, format: $("format").value, look: $("look").value, options: parseOptions() };
+  const req = { labels: labelMode(), method: $("method").value, preset: $("preset").value, format: $("format").value, look: $("look").value, strip: $("strip").checked, options: parseOptions() };
   const folder = $("server-folder").value.trim();
   if (folder) req.folder = folder;  // photos from that folder; an upload then holds only the CSV
   if (state.upload) req.upload = state.upload;
   return req;
 }
-function invalidatePlan() { $("start-btn").disabled = true; $("plan").hidden = true; $("plan-error").textContent = ""; }
+function invalidatePlan() { $("start-btn").disabled = true; $("plan").hidden = true; $("plan-error").textContent = ""; state.started = null; }
 
 // ------------------------------------------------------------------ uploads
 async function ensureUpload() {
   if (!state.upload) { state.upload = (await api("POST", "/api/uploads")).id; setHash(); }
   return state.upload;
 }
+// What a computer leaves in folders by itself, never sent: hidden files (.DS_Store), Thumbs.db, desktop.ini, __MACOSX.
+const LITTER = new Set(["thumbs.db", "desktop.ini", "__macosx"]);
+const isLitter = (name) => name.split("/").some((p) => p.startsWith(".") || LITTER.has(p.toLowerCase()));
+const suffixOf = (name) => { const base = name.split("/").pop(); const i = base.lastIndexOf("."); return i > 0 ? base.slice(i).toLowerCase() : ""; };
 async function addFiles(files, stripTop) {
-  const list = Array.from(files);
-  if (!list.length) return;
+  const all = Array.from(files);
+  if (!all.length) return;
   invalidatePlan();
+  const nameOf = (f) => {
+    let name = f.webkitRelativePath || f.name;
+    if (stripTop && name.includes("/")) name = name.slice(name.indexOf("/") + 1);
+    return name;
+  };
+  const known = new Set([...state.info.photo_suffixes, ...Object.keys(state.info.unreadable), ".zip"]);
+  const list = all.filter((f) => !isLitter(nameOf(f)) && known.has(suffixOf(nameOf(f))));
+  const others = all.filter((f) => !isLitter(nameOf(f)) && !known.has(suffixOf(nameOf(f)))).map(nameOf);
+  $("upload-skipped").hidden = !others.length;
+  $("upload-skipped").textContent = others.length ? `${others.length} file${others.length === 1 ? " that is not a photo was" : "s that are not photos were"} left out: ${others.slice(0, 5).join(", ")}${others.length > 5 ? ", ..." : ""}.` : "";
+  if (!list.length) { await showUpload(); return; }
   const id = await ensureUpload();
   const errors = $("upload-errors");
   let sent = 0;
   for (const f of list) {
-    let name = f.webkitRelativePath || f.name;
-    if (stripTop && name.includes("/")) name = name.slice(name.indexOf("/") + 1);
+    const name = nameOf(f);
     $("upload-status").textContent = `Sending ${sent + 1} of ${list.length}: ${name}`;
     try {
       if (f.name.toLowerCase().endsWith(".zip")) {
@@ -124,7 +142,7 @@ async function addFiles(files, stripTop) {
       }
     } catch (e) {
       const li = document.createElement("li");
-      li.textContent = `${name}: ${e.message}`;
+      li.textContent = e.message.includes(name) ? e.message : `${name}: ${e.message}`;
       errors.appendChild(li);
     }
     sent += 1;
@@ -132,12 +150,63 @@ async function addFiles(files, stripTop) {
   await showUpload();
 }
 async function showUpload() {
-  if (!state.upload) return;
+  $("start-over-btn").hidden = !state.upload;
+  if (!state.upload) { showNames([]); return; }
   try {
     const u = await api("GET", `/api/uploads/${state.upload}`);
     const mb = (u.bytes / 2 ** 20).toFixed(1);
     $("upload-status").textContent = `${u.photos} photo${u.photos === 1 ? "" : "s"} ready (${mb} MB).`;
-  } catch (e) { state.upload = null; setHash(); }
+    showNames(u.names);
+  } catch (e) { state.upload = null; setHash(); showNames([]); $("start-over-btn").hidden = true; }
+}
+function removeButton(name) {
+  const b = document.createElement("button");
+  b.type = "button"; b.textContent = "Remove"; b.className = "remove";
+  b.setAttribute("aria-label", `Remove ${name}`);
+  b.addEventListener("click", () => removePhoto(name));
+  return b;
+}
+function showNames(names) {
+  state.names = names;
+  $("upload-list-box").hidden = !names.length;
+  $("upload-list-summary").textContent = `The photos added (${names.length}): look through them, remove any`;
+  const ul = $("upload-list");
+  ul.innerHTML = "";
+  for (const n of names) {
+    const li = document.createElement("li");
+    li.appendChild(document.createTextNode(n));
+    li.appendChild(removeButton(n));
+    ul.appendChild(li);
+  }
+}
+async function removePhoto(name) {
+  invalidatePlan();
+  try {
+    await api("DELETE", `/api/uploads/${state.upload}/photos?name=${encodeURIComponent(name)}`);
+    $("upload-errors").innerHTML = "";
+  } catch (e) { $("plan-error").textContent = e.message; }
+  await showUpload();
+  if (!state.names.length) $("upload-status").textContent = "No photos yet.";
+}
+async function startOver() {
+  invalidatePlan();
+  const old = state.upload;
+  state.upload = null; setHash();
+  if (old) { try { await api("DELETE", `/api/uploads/${old}`); } catch (e) { /* kept for a job that reads it */ } }
+  $("upload-errors").innerHTML = ""; $("upload-skipped").hidden = true; $("csv-status").textContent = "";
+  $("files").value = ""; $("folder-input").value = ""; $("csv-file").value = "";
+  $("upload-status").textContent = "No photos yet.";
+  await showUpload();
+}
+function planError(message) {  // the error, with a Remove button for every added photo it names
+  const p = $("plan-error");
+  p.textContent = message;
+  for (const n of state.names.filter((n) => message.includes(n)).slice(0, 5)) {
+    const b = removeButton(n);
+    b.textContent = `Remove ${n}`;
+    p.appendChild(document.createTextNode(" "));
+    p.appendChild(b);
+  }
 }
 
 // ------------------------------------------------------------------ plan and start
@@ -169,29 +238,31 @@ async function showPlan() {
       `<p>Largest photo ${plan.largest_megapixels < 0.1 ? "under 0.1" : plan.largest_megapixels.toFixed(1)} megapixels; the pattern is learned at ${plan.working_size} px and drawn onto every photo at its own size.</p>` +
       `<p>Time: <strong>${time}</strong>. Memory: about ${(plan.memory_bytes / 1e9).toFixed(1)} GB.</p>` +
       (plan.ignored.length ? `<p>${plan.ignored.length} other files are left alone.</p>` : "") +
+      (plan.gps_photos && !$("strip").checked ? `<p class="warning">${plan.gps_photos} of your photos hold the place where they were taken (GPS), which would be published with them: tick <strong>Leave out the photos' hidden details</strong> above to leave it out.</p>` : "") +
       grouping(plan.grouping) +
       `<p class="hint">${escapeHtml(plan.text)}</p>`;
     $("plan").hidden = false;
-    $("start-btn").disabled = false;
-  } catch (e) { $("plan-error").textContent = e.message; }
+    $("start-btn").disabled = state.started === JSON.stringify(request());  // one job per click
+  } catch (e) { planError(e.message); }
 }
 async function start() {
   $("plan-error").textContent = "";
   $("start-btn").disabled = true;
   try {
-    const job = await api("POST", "/api/jobs", request());
-    state.job = job.id; state.check = null; setHash();
+    const req = request();
+    const job = await api("POST", "/api/jobs", req);
+    state.started = JSON.stringify(req);
+    state.job = job.id; state.check = null; state.photos = []; setHash();
     showJob(job);
     poll();
-  } catch (e) { $("plan-error").textContent = e.message; $("start-btn").disabled = false; }
+  } catch (e) { planError(e.message); }
 }
 
 // ------------------------------------------------------------------ the job
-function fraction(job) {
-  const bars = (job.progress && job.progress.bars) || [];
-  if (job.state === "done") return 1;
-  if (!bars.length || !bars[0].total) return null;
-  return bars[0].n / bars[0].total;
+function fraction(job) {  // the whole run's, from the server; never less than already shown for this job
+  if (job.fraction === null || job.fraction === undefined) return state.most[job.id] ?? null;
+  state.most[job.id] = Math.max(state.most[job.id] || 0, job.fraction);
+  return state.most[job.id];
 }
 function showJob(job) {
   $("step-job").hidden = false;
@@ -200,13 +271,24 @@ function showJob(job) {
   $("job-words").dataset.state = job.state;
   const f = fraction(job);
   if (f === null) { $("progress-bar").removeAttribute("value"); } else { $("progress-bar").value = f; }
-  $("cancel-btn").hidden = !["queued", "running"].includes(job.state);
+  $("cancel-btn").hidden = !["queued", "running"].includes(job.state) || !!job.stopping;
   $("resume-btn").hidden = !["cancelled", "failed"].includes(job.state);
   if (job.state === "done" && !state.photos.length) showResults(job);
   $("step-results").hidden = job.state !== "done";
   $("step-check").hidden = job.state !== "done";
 }
+async function writeAgain() {
+  $("again-words").textContent = "";
+  try {
+    const job = await api("POST", `/api/jobs/${state.job}/apply`, { format: $("again-format").value });
+    state.job = job.id; state.check = null; state.photos = []; setHash();
+    showJob(job);
+    poll();
+  } catch (e) { $("again-words").textContent = e.message; }
+}
 async function showResults(job) {
+  const other = Object.keys(state.info.formats).find((f) => f !== (job.choices || {}).format);
+  if (other) $("again-format").value = other;
   state.photos = await api("GET", `/api/jobs/${job.id}/photos`);
   state.shown = 0;
   $("gallery").innerHTML = "";
@@ -224,10 +306,10 @@ function showMore() {
     fig.innerHTML =
       `<div class="views"><div><img src="${src("before")}" alt="before: ${escapeHtml(p.source)}"><span>before</span></div>` +
       `<div><img src="${src("after")}" alt="after: ${escapeHtml(p.name)}"><span>after</span></div>` +
-      `<div><img src="${src("diff")}" alt="difference, magnified"><span>change, magnified</span></div></div>` +
-      `<div class="views zoom"><div><img src="${src("before-100")}" alt="before, at 100%"><span>before, at 100% (its smoothest area)</span></div>` +
-      `<div><img src="${src("after-100")}" alt="after, at 100%"><span>after, at 100%</span></div>` +
-      `<div><img src="${src("diff-100")}" alt="difference at 100%, magnified"><span>change at 100%, magnified</span></div></div>` +
+      `<div><img src="${src("diff")}" alt="the change made to ${escapeHtml(p.name)}, magnified"><span>change, magnified</span></div></div>` +
+      `<div class="views zoom"><div><img src="${src("before-100")}" alt="${escapeHtml(p.source)} before, a crop at 100%"><span>before, at 100% (its smoothest area)</span></div>` +
+      `<div><img src="${src("after-100")}" alt="${escapeHtml(p.name)} after, a crop at 100%"><span>after, at 100%</span></div>` +
+      `<div><img src="${src("diff-100")}" alt="the change made to ${escapeHtml(p.name)} at 100%, magnified"><span>change at 100%, magnified</span></div></div>` +
       `<figcaption>${escapeHtml(p.name)}: ${p.width} x ${p.height}, group ${escapeHtml(p.group)}, largest change ${p.max_change}/255</figcaption>`;
     $("gallery").appendChild(fig);
   }
@@ -255,6 +337,8 @@ async function showCheck(job) {
   const f = fraction(job);
   if (f === null) { $("check-bar").removeAttribute("value"); } else { $("check-bar").value = f; }
   $("check-btn").disabled = ["queued", "running"].includes(job.state);
+  $("check-cancel-btn").hidden = !["queued", "running"].includes(job.state) || !!job.stopping;
+  $("check-resume-btn").hidden = !["cancelled", "failed"].includes(job.state);
   if (job.state === "done" && $("report").hidden) {
     const r = await api("GET", `/api/jobs/${job.id}/report`);
     $("report").innerHTML = markdown(r.markdown) + `<img id="report-plot" src="${withKey(`/api/jobs/${job.id}/accuracy.png`)}" alt="accuracy of the test models">`;
@@ -293,8 +377,26 @@ async function showHistory() {
     a.addEventListener("click", (ev) => { ev.preventDefault(); openJob(j); });
     li.appendChild(a);
     li.appendChild(document.createTextNode(` (${j.state}) ${j.words}`));
+    if (!["queued", "running"].includes(j.state)) {
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = "Delete";
+      b.setAttribute("aria-label", `Delete the job ${j.title}`);
+      b.addEventListener("click", () => deleteJob(j));
+      li.appendChild(b);
+    }
     ul.appendChild(li);
   }
+}
+async function deleteJob(j) {
+  if (!confirm(`Delete "${j.title}" and its protected copies from this app? Your own photos are not touched.`)) return;
+  try { await api("DELETE", `/api/jobs/${j.id}`); } catch (e) { alert(e.message); return; }
+  if (state.job === j.id || state.check === j.id) {
+    if (state.job === j.id) { state.job = null; state.photos = []; $("step-job").hidden = true; $("step-results").hidden = true; $("step-check").hidden = true; }
+    state.check = null; $("report").hidden = true; $("check-bar").hidden = true; $("check-words").textContent = "";
+    setHash();
+  }
+  await showUpload();
+  await showHistory();
 }
 function openJob(j) {
   if (j.kind === "check") { state.job = j.of; state.check = j.id; } else { state.job = j.id; state.check = null; }
@@ -354,6 +456,10 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("resume-btn").addEventListener("click", async () => { showJob(await api("POST", `/api/jobs/${state.job}/resume`)); poll(); });
   $("more-btn").addEventListener("click", showMore);
   $("check-btn").addEventListener("click", startCheck);
+  $("check-cancel-btn").addEventListener("click", async () => { await showCheck(await api("POST", `/api/jobs/${state.check}/cancel`)); poll(); });
+  $("check-resume-btn").addEventListener("click", async () => { await showCheck(await api("POST", `/api/jobs/${state.check}/resume`)); poll(); });
+  $("start-over-btn").addEventListener("click", startOver);
+  $("again-btn").addEventListener("click", writeAgain);
   await showUpload();
   poll();
 });
