@@ -7,6 +7,17 @@ from PIL import Image
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """The suite's own cache folder (decoded sets, this computer's timings): a test run never
+    writes into a person's cache, and its toy runs never calibrate their estimates."""
+    import os
+
+    if "UNLEARNABLE_CACHE" not in os.environ:
+        os.environ["UNLEARNABLE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `cuda` run only where torch sees a GPU (`pytest -m cuda`: bench/gpu-check.sh)."""
     if torch.cuda.is_available():

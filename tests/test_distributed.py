@@ -255,3 +255,31 @@ def test_bench_under_torchrun_and_as_two_task_jobs(learnable_folder, tmp_path, m
     bench.run_bench(tmp_path / "tiny.yaml", tmp_path / "jobs", device="cpu", progress=False, launcher=launcher)
     assert (tmp_path / "jobs" / "table.md").read_text() == (tmp_path / "b" / "table.md").read_text()
     assert len(list((tmp_path / "jobs" / "jobs").glob("*/*_1_result.pkl"))) == 3  # a second task in each job
+
+
+def test_a_run_takes_no_more_threads_than_the_cores_others_leave_free(monkeypatch):
+    """Beside a program that keeps every core busy a run takes one thread, on idle cores what it was
+    given; it never takes more than it was given, and OMP_NUM_THREADS or torchrun decide alone."""
+    import unlearnable.distributed as d
+
+    cores = len(os.sched_getaffinity(0))
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    try:
+        torch.set_num_threads(max(2, cores))
+        monkeypatch.setattr(d, "busy_cores", lambda seconds=0.25: float(cores))
+        assert d.free_threads() == 1
+        monkeypatch.setattr(d, "busy_cores", lambda seconds=0.25: 0.0)
+        assert d.free_threads() == min(max(2, cores), cores)  # idle: all it was given, up to the cores
+        monkeypatch.setattr(d, "busy_cores", lambda seconds=0.25: None)  # no /proc/stat: as given
+        assert d.free_threads() == max(2, cores)
+        monkeypatch.setattr(d, "busy_cores", lambda seconds=0.25: float(cores))
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert d.free_threads() == max(2, cores)
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert d.share_cores() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    busy = d.busy_cores(0.1)  # the real measure: a share of the cores, as a number of cores
+    assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1) + 1e-6

@@ -141,6 +141,8 @@ def test_grey_photos_come_back_grey_in_every_format(grey_and_colour, tmp_path, f
         assert e["grey"] == name.startswith("train/bw/")
         if e["grey"]:
             assert spread == 0, name
+            with Image.open(out / name) as img:  # a file stored grey stays one channel; an RGB one, RGB
+                assert img.mode == ("L" if "street" in name else "RGB"), (name, img.mode)
         else:
             assert spread > 0
     assert main(["verify", str(out), "--data", str(grey_and_colour)]) == 0

@@ -346,10 +346,11 @@ def test_check_reports_the_same_numbers_as_evaluate(tmp_path):
     assert set(report["rows"]) == {"clean", "protected"} and "of the test images" not in report["answer"]["line"]
 
 
-def test_the_plan_line_says_what_was_found_and_what_it_costs(tmp_path):
+def test_the_plan_line_says_what_was_found_and_what_it_costs(tmp_path, monkeypatch):
     from unlearnable.attacks import create_attack
     from unlearnable.plan import describe_plan, estimate
 
+    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))  # no earlier run timed here
     root = make_tree(tmp_path / "p", [f"{c}/{i}.jpg" for c in ("cats", "dogs") for i in range(3)])
     (root / "notes.txt").write_text("x")
     photos = scan(root)
@@ -360,3 +361,59 @@ def test_the_plan_line_says_what_was_found_and_what_it_costs(tmp_path):
     est = estimate(photos, attack, 48)
     assert est["fit"] > 0 and est["memory"] > 0
     assert estimate(photos, create_attack("random", progress=False), 48)["fit"] is None  # no count of its work
+    assert est["total"] == pytest.approx(est["start"] + est["read"] + est["fit"] + est["write"])
+    assert est["runs"] == 0 and "not yet timed on this computer" in line
+
+
+def test_the_plan_says_before_work_what_the_copies_would_publish_or_lose(tmp_path):
+    """A GPS location the copies would publish (unless metadata is stripped), and transparency they
+    do not keep, are said by the plan before anything is written."""
+    from unlearnable.protect import photo_plan
+
+    root = make_tree(tmp_path / "p", [f"{c}/{i}.jpg" for c in ("cats", "dogs") for i in range(3)])
+    exif = Image.Exif()
+    exif.get_ifd(0x8825)[2] = (48.0, 51.0, 24.0)  # GPSLatitude
+    exif.get_ifd(0x8825)[1] = "N"
+    Image.fromarray(scene(48, 40, 1)).save(root / "cats" / "0.jpg", exif=exif.tobytes())
+    rgba = np.dstack([scene(48, 40, 2), np.full((40, 48), 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(root / "dogs" / "clear.png")
+    plan = photo_plan(root, method="random")
+    assert plan["gps_photos"] == 1
+    assert [n.split(" ")[0:4] for n in plan["notes"]] == [["1", "of", "the", "7"], ["1", "photo", "has", "transparent"]]
+    assert "dogs/clear.png" in plan["notes"][1] and "flattened onto white" in plan["notes"][1]
+    assert len(photo_plan(root, method="random", strip_metadata=True)["notes"]) == 1  # stripped: no location
+
+
+def test_the_estimate_is_calibrated_on_this_computers_finished_runs(tmp_path, monkeypatch):
+    """A finished protection records what it measured (the fit against its timed pass, the rates of
+    reading and writing, the start); the next estimate of the same method here uses their medians,
+    and a cache that cannot be read is no calibration, not an error."""
+    from unlearnable.attacks import create_attack
+    from unlearnable.plan import Timings, calibrate, estimate
+
+    root = make_tree(tmp_path / "p", [f"{c}/{i}.jpg" for c in ("cats", "dogs") for i in range(3)])
+    photos = scan(root)
+    attack = create_attack("bait", preset="cpu", progress=False)
+    timings = Timings(attack, tmp_path / "timings.json")
+    est = estimate(photos, attack, 32, timings=timings)
+    megapixels = sum(p.width * p.height for p in photos.photos) / 1e6
+    for factor in (2.0, 3.0, 2.5):  # three runs: the median factor is 2.5
+        calibrate(
+            est, timings, photos, start=7.0, read=megapixels, fit=factor * est["passes"] * est["per_pass"], write=0
+        )
+    again = estimate(photos, attack, 32, timings=timings)
+    assert again["runs"] == 3 and again["start"] == 7.0
+    assert again["read"] == pytest.approx(megapixels, rel=1e-3) and again["write"] == 0
+    timed = again["passes"] * again["per_pass"]
+    assert again["fit"] == pytest.approx(2.5 * timed, rel=1e-3)
+    other = Timings(create_attack("em", preset="cpu", progress=False), tmp_path / "timings.json")
+    assert other.medians() == {}  # another method is not calibrated by bait's runs
+    (tmp_path / "timings.json").write_text("{not json")
+    assert Timings(attack, tmp_path / "timings.json").medians() == {}
+    # a whole protect run records itself in the cache
+    monkeypatch.setenv("UNLEARNABLE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    assert main(["protect", "--data", str(root), "--out", str(out), "--quiet", *SHORT_BAIT]) == 0
+    cache = json.loads((tmp_path / "cache" / "timings.json").read_text())
+    ((key, runs),) = cache.items()
+    assert key.startswith("bait:") and set(runs) == {"fit_factor", "read_per_mp", "write_per_mp", "start"}

@@ -104,7 +104,7 @@ def cmd_protect(args) -> int:
     )
     if args.plan:
         plan = photo_plan(args.data, **run, download=args.download, strip_metadata=args.strip_metadata)
-        notes = [f"note: {plan['location']}"] if plan["location"] else []
+        notes = [f"note: {n}" for n in plan["notes"]]
         print("\n".join([plan["text"], *(plan["grouping"] or {}).get("words", []), *notes]))
         return 0
     if args.out is None:
@@ -746,12 +746,17 @@ def os_error_message(e: OSError) -> str:
     )
 
 
+HEAVY = {cmd_protect, cmd_apply, cmd_check, cmd_evaluate, cmd_demo, cmd_bench}  # commands that train or fit
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .distributed import init_from_env, shutdown
+    from .distributed import init_from_env, share_cores, shutdown
 
     args = build_parser().parse_args(argv)
     try:
         init_from_env(getattr(args, "device", None))  # under torchrun: join the process group
+        if args.func in HEAVY:
+            share_cores()  # fewer threads when other programs keep cores busy
         with warnings.catch_warnings():
             # a damaged EXIF block and the like: the image library's notes to developers, not to the
             # person running a command (the image is read as well as it can be, or refused by name)

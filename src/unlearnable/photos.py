@@ -73,6 +73,7 @@ class Photo:
     height: int
     format: str  # PIL's name of the input's format: JPEG, PNG, ...
     gps: bool = False  # its EXIF holds a location (published with it unless metadata is stripped)
+    alpha: bool = False  # it has transparent areas (written flattened onto white)
 
 
 @dataclass
@@ -131,6 +132,7 @@ def _header(path: Path, display: str) -> Photo:
             exif = exif_of(img)
             orientation = exif.get(ORIENTATION, 1) if exif is not None else 1
             gps = exif is not None and bool(exif.get_ifd(GPS_IFD))
+            alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
             check_frames(img, display)
     except DataError:
         raise
@@ -144,7 +146,7 @@ def _header(path: Path, display: str) -> Photo:
     check_pixels(w, h, display)
     if orientation in (5, 6, 7, 8):  # stored sideways
         w, h = h, w
-    return Photo(display, w, h, fmt, gps)
+    return Photo(display, w, h, fmt, gps, alpha)
 
 
 def check_photo(path: Path, display: str) -> Photo:
@@ -687,12 +689,16 @@ XMP_ORIENTATION = re.compile(
 )
 
 
-def encode(pixels: np.ndarray, fmt: str, quality: int, source: Image.Image, meta: dict) -> bytes:
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}  # a file stored with one channel
+
+
+def encode(pixels: np.ndarray, fmt: str, quality: int, source: Image.Image, meta: dict, grey: bool = False) -> bytes:
     """The encoded bytes of a protected photo; `same` JPEGs keep the input's quantization tables
-    (its quality) and chroma subsampling."""
+    (its quality) and chroma subsampling. `grey`: the change is grey (three equal channels) and
+    the file one channel, as a black-and-white file stored as such comes back (8 bits)."""
     from PIL import JpegImagePlugin, PngImagePlugin
 
-    img = Image.fromarray(pixels, "RGB")
+    img = Image.fromarray(np.ascontiguousarray(pixels[..., 0]), "L") if grey else Image.fromarray(pixels, "RGB")
     buf = io.BytesIO()
     extra = {k: v for k, v in meta.items() if k in ("exif", "icc_profile")}
     if fmt == "PNG":
@@ -735,7 +741,7 @@ def render(
         grey = look is not None and photo_is_grey(pixels)
         prot, top = draw(pixels, delta, eps, look=look, grey=grey)
         pil_fmt, _ = output_format(p, fmt)
-        data = encode(prot, pil_fmt, quality, img, meta)
+        data = encode(prot, pil_fmt, quality, img, meta, grey=grey and img.mode in GREY_MODES)
     finally:
         img.close()
     seen = top

@@ -1,20 +1,34 @@
 """The line a person reads before a long protection starts: what was found, what will be done,
 and about how long it takes and how much memory it needs on this machine.
 
-Time: the method's work (Attack.passes: forward and backward passes of one image through its
-surrogate) times the seconds one pass takes here, measured on a few random images at the working
-size before the run; plus writing the photos at the rate measured for decoding, drawing and PNG
-encoding (WRITE_SECONDS_PER_MEGAPIXEL). Memory: the largest photo's pixels a few times over (its
-decoded copy, its protected copy, the encoder's buffer) plus the working set and the surrogate.
+Time, everything a run spends: starting (the background, the models), reading the photos at
+full resolution, learning the pattern, writing the photos. Learning is the method's work
+(Attack.passes: forward and backward passes of one image through its surrogate) times the
+seconds one pass takes here, timed on a batch of random images just before (so it sees what
+else runs on the cores), times a factor that says how a real round compares with that timed
+pass. The factor and the other stages' rates are calibrated on this computer: every finished
+protection records what it measured (Timings, in the cache folder), and the estimate takes the
+median of the last runs of the same method, surrogate and device, the reading, writing and
+start kept as on idle cores and scaled by the share of a core one thread gets now beside what
+else runs (one_core_load); before the first run, measured defaults of a 2-core CPU stand in. A run uses no more threads
+than the cores others leave free (distributed.share_cores). Memory: the largest photo's pixels a few
+times over (its decoded copy, its protected copy, the encoder's buffer) plus the working set and
+the surrogate.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import torch
 
 WRITE_SECONDS_PER_MEGAPIXEL = 0.15  # decode + draw + PNG encode of one megapixel, 2-core CPU (0.07 to 0.27 measured)
+READ_SECONDS_PER_MEGAPIXEL = 0.25  # full decode + a look's budget map of one megapixel, 2-core CPU
+START_SECONDS = 20.0  # the background set, the surrogate and the timed pass, 2-core CPU
+FIT_FACTOR = 1.0  # a real round's passes against the timed one, before this computer has measured it
+KEPT_RUNS = 8  # runs a calibration keeps per method, surrogate, device and thread count
 BYTES_PER_PIXEL = 12  # peak bytes per pixel of the largest photo while it is written (measured: 100 MP, 1.7 GB)
 BASE_MEMORY = 0.6e9  # the surrogate, its optimizer and the interpreter
 
@@ -25,6 +39,7 @@ def seconds_per_pass(attack, size: int, num_classes: int) -> float | None:
     if "surrogate" not in attack.options:
         return None
     from .attacks.base import build_surrogate
+    from .distributed import free_threads
 
     torch.manual_seed(0)  # leaves no trace: the fit seeds itself
     model = build_surrogate(attack.surrogate, "scratch", max(2, num_classes)).to(attack.device).train()
@@ -32,25 +47,130 @@ def seconds_per_pass(attack, size: int, num_classes: int) -> float | None:
     x = torch.rand(batch, 3, size, size, device=attack.device)
     y = torch.zeros(batch, dtype=torch.int64, device=attack.device)
     times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        times.append(time.perf_counter() - t0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(free_threads())  # as the run will (the page's server keeps its own)
+    try:
+        for _ in range(3):
+            t0 = time.perf_counter()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
     return min(times[1:]) / batch
 
 
-def estimate(collection, attack, size: int, background=None) -> dict:
-    """{"fit": seconds or None, "write": seconds, "memory": bytes} for protecting `collection`
-    (fitted among the images of `background`, the loaded background set, when there is one)."""
+class Timings:
+    """What finished protections measured on this computer (cache/timings.json), per method,
+    surrogate and device: the fit's factor, and the other stages' rates as on idle cores. A cache
+    that cannot be read or written is no calibration, never an error."""
+
+    def __init__(self, attack, path: Path | None = None):
+        from .io import cache_root
+
+        self.path = path or cache_root() / "timings.json"
+        self.key = f"{attack.name}:{attack.options.get('surrogate', '-')}:{attack.device}"
+
+    def _all(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def medians(self) -> dict[str, float]:
+        """{measure: its median over the kept runs} of this key (empty before the first run)."""
+        runs = self._all().get(self.key)
+        if not isinstance(runs, dict):
+            return {}
+        out = {}
+        for name, values in runs.items():
+            good = (
+                sorted(v for v in values if isinstance(v, (int, float)) and v >= 0) if isinstance(values, list) else []
+            )
+            if good:
+                out[name] = (
+                    good[len(good) // 2] if len(good) % 2 else (good[len(good) // 2 - 1] + good[len(good) // 2]) / 2
+                )
+        return out
+
+    def runs(self) -> int:
+        runs = self._all().get(self.key)
+        return max((len(v) for v in runs.values() if isinstance(v, list)), default=0) if isinstance(runs, dict) else 0
+
+    def record(self, **measured: float | None) -> None:
+        """Keep one run's measures (None: not measured), the last KEPT_RUNS of each."""
+        from .io import atomic_write_text
+
+        data = self._all()
+        runs = data.setdefault(self.key, {})
+        if not isinstance(runs, dict):
+            runs = data[self.key] = {}
+        for name, value in measured.items():
+            if value is not None and value >= 0:
+                runs[name] = ([v for v in runs.get(name, []) if isinstance(v, (int, float))] + [round(value, 4)])[
+                    -KEPT_RUNS:
+                ]
+        try:
+            atomic_write_text(self.path, json.dumps(data, indent=1))
+        except OSError:
+            pass
+
+
+def one_core_load() -> float:
+    """How much slower one-core work (decoding, drawing, encoding) runs now than on idle cores: a
+    thread among the busy ones others keep gets its share of the cores (distributed.busy_cores)."""
+    import os
+
+    from .distributed import busy_cores
+
+    busy = busy_cores()
+    cores = os.cpu_count() or 1
+    return 1.0 if busy is None else max(1.0, (busy + 1) / cores)
+
+
+def estimate(collection, attack, size: int, background=None, timings: Timings | None = None) -> dict:
+    """Seconds of each stage of protecting `collection` (fitted among the images of `background`,
+    the loaded background set, when there is one), their total, and the peak memory in bytes:
+    {"start", "read", "fit" (None: no count of the method's work), "write", "total", "memory",
+    "passes", "per_pass", "runs" (the earlier runs it is calibrated on)}."""
+    timings = timings or Timings(attack)
+    cal = timings.medians()
     extra, classes = (0, 0) if background is None else (len(background), background.num_classes)
     passes = attack.passes(len(collection) + extra)
     per = seconds_per_pass(attack, size, len(collection.classes) + classes) if passes else None
     pixels = [p.width * p.height for p in collection.photos]
+    megapixels = sum(pixels) / 1e6
+    load = one_core_load()  # the calibration is of idle cores: reading, writing, starting slow down with others' work
+    fit = passes * per * cal.get("fit_factor", FIT_FACTOR) if passes and per else None  # per: timed now
+    read = megapixels * cal.get("read_per_mp", READ_SECONDS_PER_MEGAPIXEL) * load
+    write = megapixels * cal.get("write_per_mp", WRITE_SECONDS_PER_MEGAPIXEL) * load
+    start = cal.get("start", START_SECONDS) * load
     return {
-        "fit": passes * per if passes and per else None,
-        "write": sum(pixels) / 1e6 * WRITE_SECONDS_PER_MEGAPIXEL,
+        "start": start,
+        "read": read,
+        "fit": fit,
+        "write": write,
+        "total": None if fit is None else start + read + fit + write,
         "memory": BASE_MEMORY + BYTES_PER_PIXEL * max(pixels) + (len(collection) + extra) * 3 * size * size,
+        "passes": passes,
+        "per_pass": per,
+        "load": load,
+        "runs": timings.runs(),
     }
+
+
+def calibrate(est: dict, timings: Timings, collection, *, start: float, read: float, fit: float, write: float) -> None:
+    """Record what a finished run measured against what its estimate `est` timed, for the next
+    estimates on this computer."""
+    megapixels = sum(p.width * p.height for p in collection.photos) / 1e6
+    timed = est["passes"] * est["per_pass"] if est.get("passes") and est.get("per_pass") else None
+    load = est.get("load", 1.0)  # the rates are kept as on idle cores
+    timings.record(
+        fit_factor=fit / timed if timed else None,
+        read_per_mp=read / megapixels / load if megapixels else None,
+        write_per_mp=write / megapixels / load if megapixels else None,
+        start=start / load,
+    )
 
 
 def physical_memory() -> int:
@@ -101,11 +221,17 @@ def describe_plan(
     if len(groups) > 120:
         groups = groups[:117] + "..."
     est = est or estimate(collection, attack, size, background)
+    calibrated = (
+        f"timed on {est['runs']} earlier run{'s' if est['runs'] != 1 else ''} here"
+        if est["runs"]
+        else "not yet timed on this computer: the first run measures it"
+    )
     when = (
-        f"about {duration(est['fit'] + est['write'])} (learning the pattern {duration(est['fit'])}, writing "
-        f"{duration(est['write'])})"
+        f"about {duration(est['total'])} (learning the pattern {duration(est['fit'])}, reading and writing the "
+        f"photos {duration(est['read'] + est['write'])}, starting {duration(est['start'])}; {calibrated})"
         if est["fit"] is not None
-        else f"writing about {duration(est['write'])} after the method's own time (no estimate for {method})"
+        else f"reading and writing about {duration(est['read'] + est['write'])} after the method's own time (no "
+        f"estimate for {method})"
     )
     mp = collection.megapixels()
     ignored = f"; {len(collection.ignored)} other files left alone" if collection.ignored else ""

@@ -119,6 +119,7 @@ def protect(
     from .distributed import barrier, is_main
     from .outputs import check_output, claim, input_paths
 
+    began = time.perf_counter()  # a photo run's start, timed for the estimate (plan.Timings)
     if photos is None:
         photos = is_photo_folder(source, image_size) and not train_per_class
     check_photo_options(photos, labels, working_size, fmt, quality, strip_metadata)
@@ -149,7 +150,7 @@ def protect(
     )
     common = dict(method=method, seed=seed, force=force, progress=progress, command=command, extra=extra, look=chosen)
     if photos:
-        common.update(background=background, background_per_class=background_per_class, download=download)
+        common.update(background=background, background_per_class=background_per_class, download=download, began=began)
     run = {  # what a resume must repeat (the checkpoint then checks the data's pixels too)
         "command": "protect",
         "data": [str(p) for p in inputs],
@@ -267,23 +268,33 @@ def photo_plan(
         "ignored": collection.ignored,
         "largest_megapixels": round(collection.megapixels(), 2),
         "working_size": size,
-        "seconds": None if est["fit"] is None else round(est["fit"] + est["write"], 1),
+        "seconds": None if est["total"] is None else round(est["total"], 1),
         "write_seconds": round(est["write"], 1),
+        "stages": {k: None if est[k] is None else round(est[k], 1) for k in ("start", "read", "fit", "write")},
+        "timed_runs": est["runs"],
         "memory_bytes": int(est["memory"]),
         "gps_photos": sum(p.gps for p in collection.photos),
-        "location": location_words(collection, strip_metadata),  # photos that would publish where they were taken
+        "notes": photo_notes(collection, strip_metadata),  # a location published, transparency not kept
     }
 
 
-def location_words(collection, strip: bool) -> str | None:
-    """A note when photos would be published with the place they were taken (their EXIF GPS)."""
-    n = sum(p.gps for p in collection.photos)
-    if strip or not n:
-        return None
-    return (
-        f"{n} of the {len(collection)} photos hold a GPS location, published with the protected copies; "
-        "--strip-metadata leaves it out (with the other metadata)"
-    )
+def photo_notes(collection, strip: bool) -> list[str]:
+    """What a person should know before the photos are written: a location they would publish
+    (EXIF GPS) and transparency the copies do not keep."""
+    notes = []
+    gps = sum(p.gps for p in collection.photos)
+    if gps and not strip:
+        notes.append(
+            f"{gps} of the {len(collection)} photos hold a GPS location, published with the protected copies; "
+            "--strip-metadata leaves it out (with the other metadata)"
+        )
+    clear = [p.rel for p in collection.photos if p.alpha]
+    if clear:
+        notes.append(
+            f"{len(clear)} photo{' has' if len(clear) == 1 else 's have'} transparent areas (e.g. {clear[0]}): the "
+            "protected copies are flattened onto white, without transparency"
+        )
+    return notes
 
 
 RUN_OPTIONS = {  # what a method is given by the run, not by --set: where each is set instead
@@ -444,6 +455,7 @@ def _protect_photos(
     background,
     background_per_class,
     download,
+    began,
 ):
     from .background import load as load_background
     from .distributed import barrier, is_main
@@ -451,7 +463,7 @@ def _protect_photos(
     from .export import export_photos
     from .io import source_checksums
     from .photos import default_working_size, grouping_words, output_names, scan, working_set
-    from .plan import check_size, describe_plan
+    from .plan import Timings, calibrate, check_size, describe_plan, estimate
 
     if attack.norm != "linf":
         raise ValueError(
@@ -470,15 +482,19 @@ def _protect_photos(
     fitted = len(collection) + (0 if back is None else len(back))
     check_size("--working-size", size, fitted, int(attack.options.get("batch_size", 1)))
     names, renamed = output_names(collection, fmt)
+    timings = Timings(attack)
+    est = estimate(collection, attack, size, back, timings)  # the plan's own estimate, timed now
     if progress and is_main():
-        tqdm.write(describe_plan(collection, attack, size, method, look=look, background=against), file=sys.stderr)
+        tqdm.write(describe_plan(collection, attack, size, method, est, look=look, background=against), file=sys.stderr)
         for line in grouping_words(collection):
             tqdm.write(line, file=sys.stderr)
         for w in renamed:
             tqdm.write(f"note: {w}", file=sys.stderr)
-        if location_words(collection, strip):
-            tqdm.write(f"note: {location_words(collection, strip)}", file=sys.stderr)
+        for note in photo_notes(collection, strip):
+            tqdm.write(f"note: {note}", file=sys.stderr)
+    reading = time.perf_counter()
     ds = working_set(collection, size, progress, look=look)
+    read_seconds = time.perf_counter() - reading
     perturbation, seconds, fitted_with = fitted_among(attack, ds, chosen, back)
     manifest = {
         **about(method, attack, perturbation, seed),
@@ -518,6 +534,16 @@ def _protect_photos(
         )
         for w in manifest["warnings"]:
             tqdm.write(f"warning: {w}", file=sys.stderr)
+        if attack.resumed_seconds == 0:  # a resumed fit did its work in stretches: not one run's time
+            calibrate(
+                est,
+                timings,
+                collection,
+                start=reading - began,
+                read=read_seconds,
+                fit=seconds,
+                write=manifest["export_seconds"],
+            )
     barrier()
     attack.remove_checkpoint()
     return manifest

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,8 +120,6 @@ class Jobs:
     def delete(self, job_id: str) -> list[str]:
         """Remove a job that is not queued or running, with every check of it: its folder holds only
         what the app wrote (the protected copies, previews, checkpoints, logs). The ids removed."""
-        import shutil
-
         with self._cv:
             job = self.get(job_id)
             doomed = [job] + [j for j in self.all() if j.get("of") == job_id]

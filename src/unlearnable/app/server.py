@@ -196,7 +196,7 @@ class App:
     def plan(self, req: dict) -> dict:
         plan = self._planned(req)[0]
         plan["text"] = self.words(plan["text"])
-        plan["location"] = plan["location"] and self.words(plan["location"])
+        plan["notes"] = [self.words(n) for n in plan["notes"]]
         if plan.get("grouping"):
             plan["grouping"]["words"] = [self.words(w) for w in plan["grouping"]["words"]]
         return plan
@@ -308,6 +308,7 @@ class App:
                 "width": e["width"],
                 "height": e["height"],
                 "max_change": e["max_change_0_255"],
+                "saved_change": e.get("decoded_max_change_0_255", e["max_change_0_255"]),  # what the file holds
             }
             for i, (n, e) in enumerate(m["photo_files"].items())
         ]

@@ -239,6 +239,7 @@ async function showPlan() {
       `<p>Time: <strong>${time}</strong>. Memory: about ${(plan.memory_bytes / 1e9).toFixed(1)} GB.</p>` +
       (plan.ignored.length ? `<p>${plan.ignored.length} other files are left alone.</p>` : "") +
       (plan.gps_photos && !$("strip").checked ? `<p class="warning">${plan.gps_photos} of your photos hold the place where they were taken (GPS), which would be published with them: tick <strong>Leave out the photos' hidden details</strong> above to leave it out.</p>` : "") +
+      plan.notes.filter((n) => !n.includes("GPS")).map((n) => `<p class="warning">${escapeHtml(n)}</p>`).join("") +
       grouping(plan.grouping) +
       `<p class="hint">${escapeHtml(plan.text)}</p>`;
     $("plan").hidden = false;
@@ -303,14 +304,16 @@ function showMore() {
     const fig = document.createElement("figure");
     fig.className = "photo";
     const src = (kind) => withKey(`/api/jobs/${job}/preview/${p.index}/${kind}.png`);
+    const view = (kind, alt, words) =>  // a tap or click opens the view on its own, at its full size
+      `<div><a href="${src(kind)}" target="_blank" rel="noopener"><img src="${src(kind)}" alt="${alt}"></a><span>${words}</span></div>`;
     fig.innerHTML =
-      `<div class="views"><div><img src="${src("before")}" alt="before: ${escapeHtml(p.source)}"><span>before</span></div>` +
-      `<div><img src="${src("after")}" alt="after: ${escapeHtml(p.name)}"><span>after</span></div>` +
-      `<div><img src="${src("diff")}" alt="the change made to ${escapeHtml(p.name)}, magnified"><span>change, magnified</span></div></div>` +
-      `<div class="views zoom"><div><img src="${src("before-100")}" alt="${escapeHtml(p.source)} before, a crop at 100%"><span>before, at 100% (its smoothest area)</span></div>` +
-      `<div><img src="${src("after-100")}" alt="${escapeHtml(p.name)} after, a crop at 100%"><span>after, at 100%</span></div>` +
-      `<div><img src="${src("diff-100")}" alt="the change made to ${escapeHtml(p.name)} at 100%, magnified"><span>change at 100%, magnified</span></div></div>` +
-      `<figcaption>${escapeHtml(p.name)}: ${p.width} x ${p.height}, group ${escapeHtml(p.group)}, largest change ${p.max_change}/255</figcaption>`;
+      `<div class="views">${view("before", `${escapeHtml(p.source)} before`, "before")}` +
+      `${view("after", `${escapeHtml(p.name)} after`, "after")}` +
+      `${view("diff", `the change made to ${escapeHtml(p.name)}, magnified`, "change, magnified")}</div>` +
+      `<div class="views zoom">${view("before-100", `${escapeHtml(p.source)} before, a crop at 100%`, "before, at 100% (its smoothest area)")}` +
+      `${view("after-100", `${escapeHtml(p.name)} after, a crop at 100%`, "after, at 100%")}` +
+      `${view("diff-100", `the change made to ${escapeHtml(p.name)} at 100%, magnified`, "change at 100%, magnified")}</div>` +
+      `<figcaption>${escapeHtml(p.name)}: ${p.width} x ${p.height}, group ${escapeHtml(p.group)}, largest change ${p.saved_change}/255 in the saved file${p.saved_change > p.max_change ? ` (${p.max_change}/255 before its JPEG encoding, which adds its own change)` : ""}</figcaption>`;
     $("gallery").appendChild(fig);
   }
   state.shown += next.length;
@@ -428,7 +431,12 @@ function markdown(md) {  // headings, tables, lists and paragraphs: what report.
       let html = "<table><thead><tr>" + cells(rows[0]).map((c) => `<th>${inline(c)}</th>`).join("") + "</tr></thead><tbody>";
       for (const r of rows.slice(2)) html += "<tr>" + cells(r).map((c) => `<td>${inline(c)}</td>`).join("") + "</tr>";
       out.push(html + "</tbody></table>");
-    } else if (/^[-*] /.test(line)) { out.push(`<li>${inline(line.slice(2))}</li>`); }
+    } else if (/^[-*] /.test(line)) {  // a list, in its own box
+      const items = [];
+      while (i < lines.length && /^[-*] /.test(lines[i])) { items.push(`<li>${inline(lines[i].slice(2))}</li>`); i++; }
+      i--;
+      out.push(`<ul>${items.join("")}</ul>`);
+    }
     else if (/^\*\*.+\*\*$/.test(line)) { out.push(`<p class="answer">${inline(line)}</p>`); }  // the check's answer
     else if (line.trim()) { out.push(`<p>${inline(line)}</p>`); }
   }
