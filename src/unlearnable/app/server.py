@@ -260,7 +260,8 @@ class App:
             raise ValueError("these photos are already in that format: choose another one")
         if any(j.get("choices") == choices and j["state"] in ("queued", "running", "done") for j in self.jobs.all()):
             raise ValueError("these photos were already written in that format: see Earlier jobs")
-        title_words = job["title"].replace(FORMAT_NAMES.get(job["choices"]["format"], ""), FORMAT_NAMES[fmt])
+        was = FORMAT_NAMES.get(job["choices"]["format"])
+        title_words = job["title"].replace(was, FORMAT_NAMES[fmt]) if was else f"{job['title']}, {FORMAT_NAMES[fmt]}"
         return self.jobs.submit(
             "protect",
             ["apply", job["out"], "--out", "{out}", "--format", fmt]
