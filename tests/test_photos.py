@@ -363,6 +363,9 @@ def test_the_plan_line_says_what_was_found_and_what_it_costs(tmp_path, monkeypat
     assert estimate(photos, create_attack("random", progress=False), 48)["fit"] is None  # no count of its work
     assert est["total"] == pytest.approx(est["start"] + est["read"] + est["fit"] + est["write"])
     assert est["runs"] == 0 and "not yet timed on this computer" in line
+    assert "the copies take about" in line and "(the originals " in line
+    same = estimate(photos, attack, 48, fmt="same")  # JPEGs stay JPEGs at their own size
+    assert same["bytes"] == same["original_bytes"] == sum((root / p.rel).stat().st_size for p in photos.photos)
 
 
 def test_the_plan_says_before_work_what_the_copies_would_publish_or_lose(tmp_path):
@@ -416,4 +419,15 @@ def test_the_estimate_is_calibrated_on_this_computers_finished_runs(tmp_path, mo
     assert main(["protect", "--data", str(root), "--out", str(out), "--quiet", *SHORT_BAIT]) == 0
     cache = json.loads((tmp_path / "cache" / "timings.json").read_text())
     ((key, runs),) = cache.items()
-    assert key.startswith("bait:") and set(runs) == {"fit_factor", "read_per_mp", "write_per_mp", "start"}
+    assert key.startswith("bait:") and set(runs) == {
+        "fit_factor",
+        "read_per_mp",
+        "write_per_mp",
+        "start",
+        "png_bytes_per_mp",
+    }
+    written = sum(p.stat().st_size for p in (out / "train").rglob("*.png"))
+    assert runs["png_bytes_per_mp"] == [pytest.approx(written / megapixels, rel=1e-3)]
+    calibrated = estimate(photos, attack, 32)  # the size the copies take, as this computer's run wrote them
+    assert calibrated["bytes"] == pytest.approx(written, rel=1e-3)
+    assert calibrated["original_bytes"] == sum((root / p.rel).stat().st_size for p in photos.photos)

@@ -103,7 +103,7 @@ def cmd_protect(args) -> int:
         background_per_class=args.background_per_class,
     )
     if args.plan:
-        plan = photo_plan(args.data, **run, download=args.download, strip_metadata=args.strip_metadata)
+        plan = photo_plan(args.data, **run, download=args.download, strip_metadata=args.strip_metadata, fmt=args.format)
         notes = [f"note: {n}" for n in plan["notes"]]
         print("\n".join([plan["text"], *(plan["grouping"] or {}).get("words", []), *notes]))
         return 0

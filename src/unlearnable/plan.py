@@ -28,6 +28,8 @@ WRITE_SECONDS_PER_MEGAPIXEL = 0.15  # decode + draw + PNG encode of one megapixe
 READ_SECONDS_PER_MEGAPIXEL = 0.25  # full decode + a look's budget map of one megapixel, 2-core CPU
 START_SECONDS = 20.0  # the background set, the surrogate and the timed pass, 2-core CPU
 FIT_FACTOR = 1.0  # a real round's passes against the timed one, before this computer has measured it
+PNG_BYTES_PER_MEGAPIXEL = 1.5e6  # a protected photo as PNG (0.66e6 measured on smooth upscaled photos; more with grain)
+JPEG_BYTES_PER_MEGAPIXEL = 0.5e6  # --format jpeg at quality 95
 KEPT_RUNS = 8  # runs a calibration keeps per method, surrogate, device and thread count
 BYTES_PER_PIXEL = 12  # peak bytes per pixel of the largest photo while it is written (measured: 100 MP, 1.7 GB)
 BASE_MEMORY = 0.6e9  # the surrogate, its optimizer and the interpreter
@@ -128,11 +130,28 @@ def one_core_load() -> float:
     return 1.0 if busy is None else max(1.0, (busy + 1) / cores)
 
 
-def estimate(collection, attack, size: int, background=None, timings: Timings | None = None) -> dict:
+def output_bytes(collection, fmt: str, png_per_mp: float) -> tuple[float, int]:
+    """(about how many bytes the protected copies take in `fmt`, the originals' bytes): PNG at a rate
+    per megapixel, JPEG at quality 95's, and `same` a lossy photo at its own size, a lossless one as PNG."""
+    sizes = [(collection.root / p.rel).stat().st_size for p in collection.photos]
+    total = 0.0
+    for p, original in zip(collection.photos, sizes):
+        mp = p.width * p.height / 1e6
+        if fmt == "jpeg":
+            total += mp * JPEG_BYTES_PER_MEGAPIXEL
+        elif fmt == "same" and p.format == "JPEG":
+            total += original
+        else:
+            total += mp * png_per_mp
+    return total, sum(sizes)
+
+
+def estimate(collection, attack, size: int, background=None, timings: Timings | None = None, fmt: str = "png") -> dict:
     """Seconds of each stage of protecting `collection` (fitted among the images of `background`,
-    the loaded background set, when there is one), their total, and the peak memory in bytes:
-    {"start", "read", "fit" (None: no count of the method's work), "write", "total", "memory",
-    "passes", "per_pass", "runs" (the earlier runs it is calibrated on)}."""
+    the loaded background set, when there is one), their total, the peak memory and the output's
+    size in bytes: {"start", "read", "fit" (None: no count of the method's work), "write", "total",
+    "memory", "bytes", "original_bytes", "passes", "per_pass", "runs" (the earlier runs it is
+    calibrated on)}."""
     timings = timings or Timings(attack)
     cal = timings.medians()
     extra, classes = (0, 0) if background is None else (len(background), background.num_classes)
@@ -145,6 +164,7 @@ def estimate(collection, attack, size: int, background=None, timings: Timings | 
     read = megapixels * cal.get("read_per_mp", READ_SECONDS_PER_MEGAPIXEL) * load
     write = megapixels * cal.get("write_per_mp", WRITE_SECONDS_PER_MEGAPIXEL) * load
     start = cal.get("start", START_SECONDS) * load
+    written, originals = output_bytes(collection, fmt, cal.get("png_bytes_per_mp", PNG_BYTES_PER_MEGAPIXEL))
     return {
         "start": start,
         "read": read,
@@ -152,6 +172,8 @@ def estimate(collection, attack, size: int, background=None, timings: Timings | 
         "write": write,
         "total": None if fit is None else start + read + fit + write,
         "memory": BASE_MEMORY + BYTES_PER_PIXEL * max(pixels) + (len(collection) + extra) * 3 * size * size,
+        "bytes": written,
+        "original_bytes": originals,
         "passes": passes,
         "per_pass": per,
         "load": load,
@@ -159,9 +181,19 @@ def estimate(collection, attack, size: int, background=None, timings: Timings | 
     }
 
 
-def calibrate(est: dict, timings: Timings, collection, *, start: float, read: float, fit: float, write: float) -> None:
+def calibrate(
+    est: dict,
+    timings: Timings,
+    collection,
+    *,
+    start: float,
+    read: float,
+    fit: float,
+    write: float,
+    png_bytes: int | None = None,
+) -> None:
     """Record what a finished run measured against what its estimate `est` timed, for the next
-    estimates on this computer."""
+    estimates on this computer (`png_bytes`: what its photos took as PNG, when written so)."""
     megapixels = sum(p.width * p.height for p in collection.photos) / 1e6
     timed = est["passes"] * est["per_pass"] if est.get("passes") and est.get("per_pass") else None
     load = est.get("load", 1.0)  # the rates are kept as on idle cores
@@ -170,6 +202,7 @@ def calibrate(est: dict, timings: Timings, collection, *, start: float, read: fl
         read_per_mp=read / megapixels / load if megapixels else None,
         write_per_mp=write / megapixels / load if megapixels else None,
         start=start / load,
+        png_bytes_per_mp=png_bytes / megapixels if png_bytes and megapixels else None,
     )
 
 
@@ -247,5 +280,10 @@ def describe_plan(
     return (
         f"{len(collection)} photos (largest {mp:.{0 if mp >= 10 else 1}f} MP) {what}{ignored}; working size "
         f"{size} px; {method} ({attack.preset} preset){'' if look is None else f'; look {look.name}: {look.summary}'}; "
-        f"{when}; peak memory about {est['memory'] / 1e9:.1f} GB"
+        f"{when}; peak memory about {est['memory'] / 1e9:.1f} GB; the copies take about {megabytes(est['bytes'])} "
+        f"(the originals {megabytes(est['original_bytes'])})"
     )
+
+
+def megabytes(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{max(0.1, n / 1e6):.1f} MB" if n < 1e7 else f"{n / 1e6:.0f} MB"

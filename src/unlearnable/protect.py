@@ -218,6 +218,7 @@ def photo_plan(
     background_per_class: int | None = None,
     download: bool = False,
     strip_metadata: bool = False,
+    fmt: str = "png",
 ) -> dict:
     """What protecting the folder of photos `source` would do, told before any work and writing
     nothing (`protect --plan`, the web page's plan): the photos and groups found, the working
@@ -227,7 +228,7 @@ def photo_plan(
     from .photos import SEPARATE_GROUPS, default_working_size, grouping_words, members, scan
     from .plan import check_size, describe_plan, estimate
 
-    check_photo_options(True, labels, working_size, "png", None, False)
+    check_photo_options(True, labels, working_size, fmt, None, False)
     check_method_options(options)
     check_background_options(background, background_per_class)
     chosen = resolve_look(look, True)
@@ -249,7 +250,7 @@ def photo_plan(
     against = None if among is None or back is None else (among.source, back)  # what the plan line names
     fitted = len(collection) + (0 if back is None else len(back))
     check_size("--working-size", size, fitted, int(attack.options.get("batch_size", 1)))
-    est = estimate(collection, attack, size, back)
+    est = estimate(collection, attack, size, back, fmt=fmt)
     counts = collection.labels.bincount(minlength=len(collection.classes)).tolist()
     return {
         "text": describe_plan(collection, attack, size, method, est, chosen, against),
@@ -273,6 +274,8 @@ def photo_plan(
         "stages": {k: None if est[k] is None else round(est[k], 1) for k in ("start", "read", "fit", "write")},
         "timed_runs": est["runs"],
         "memory_bytes": int(est["memory"]),
+        "output_bytes": int(est["bytes"]),
+        "original_bytes": int(est["original_bytes"]),
         "gps_photos": sum(p.gps for p in collection.photos),
         "notes": photo_notes(collection, strip_metadata),  # a location published, transparency not kept
     }
@@ -483,7 +486,7 @@ def _protect_photos(
     check_size("--working-size", size, fitted, int(attack.options.get("batch_size", 1)))
     names, renamed = output_names(collection, fmt)
     timings = Timings(attack)
-    est = estimate(collection, attack, size, back, timings)  # the plan's own estimate, timed now
+    est = estimate(collection, attack, size, back, timings, fmt=fmt)  # the plan's own estimate, timed now
     if progress and is_main():
         tqdm.write(describe_plan(collection, attack, size, method, est, look=look, background=against), file=sys.stderr)
         for line in grouping_words(collection):
@@ -543,6 +546,9 @@ def _protect_photos(
                 read=read_seconds,
                 fit=seconds,
                 write=manifest["export_seconds"],
+                png_bytes=sum((Path(out) / n).stat().st_size for n in manifest["photo_files"])
+                if fmt == "png"
+                else None,
             )
     barrier()
     attack.remove_checkpoint()

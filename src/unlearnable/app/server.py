@@ -215,6 +215,7 @@ class App:
             labels=labels,
             look=c["look"],
             strip_metadata=c["strip"],
+            fmt=c["format"],
         )
         return plan, folder, labels, c
 

@@ -236,7 +236,8 @@ async function showPlan() {
     $("plan").innerHTML =
       `<p><strong>${plan.photos} photos</strong> in ${Object.keys(plan.groups).length} groups: ${groups}.</p>` +
       `<p>Largest photo ${plan.largest_megapixels < 0.1 ? "under 0.1" : plan.largest_megapixels.toFixed(1)} megapixels; the pattern is learned at ${plan.working_size} px and drawn onto every photo at its own size.</p>` +
-      `<p>Time: <strong>${time}</strong>. Memory: about ${(plan.memory_bytes / 1e9).toFixed(1)} GB.</p>` +
+      `<p>Time: <strong>${time}</strong>. Memory: about ${(plan.memory_bytes / 1e9).toFixed(1)} GB. ` +
+      `The protected copies take about <strong>${size(plan.output_bytes)}</strong> (your originals: ${size(plan.original_bytes)}).</p>` +
       (plan.ignored.length ? `<p>${plan.ignored.length} other files are left alone.</p>` : "") +
       (plan.gps_photos && !$("strip").checked ? `<p class="warning">${plan.gps_photos} of your photos hold the place where they were taken (GPS), which would be published with them: tick <strong>Leave out the photos' hidden details</strong> above to leave it out.</p>` : "") +
       plan.notes.filter((n) => !n.includes("GPS")).map((n) => `<p class="warning">${escapeHtml(n)}</p>`).join("") +
@@ -411,6 +412,7 @@ function openJob(j) {
 function escapeHtml(s) {
   return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
+function size(bytes) { return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${Math.max(0.1, bytes / 1e6).toFixed(1)} MB`; }
 function words(seconds) {
   if (seconds < 90) return `${Math.max(1, Math.round(seconds))} s`;
   if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
