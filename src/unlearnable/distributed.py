@@ -39,16 +39,16 @@ def busy_cores(seconds: float = 0.25) -> float | None:
     return 0.0 if spent <= 0 else (1 - (idle1 - idle0) / spent) * (os.cpu_count() or 1)
 
 
-def free_threads() -> int:
+def free_threads(busy: float | None = None) -> int:
     """Threads a run here should use for its tensor work: no more than the cores other programs
     leave free, and never more than already chosen (OMP_NUM_THREADS, torch.set_num_threads, one
     per process under torchrun). Two programs with a thread per core each on the same cores wait
     on each other far more than twice as long (a protection measured 7x slower beside a 2-thread
-    job on 2 cores; 1.7x with one thread)."""
+    job on 2 cores; 1.7x with one thread). `busy`: busy_cores() already sampled, else sampled here."""
     chosen = torch.get_num_threads()
     if os.environ.get("OMP_NUM_THREADS") or chosen <= 1 or os.environ.get("WORLD_SIZE"):
         return chosen
-    busy = busy_cores()
+    busy = busy_cores() if busy is None else busy
     if busy is None:
         return chosen
     return min(chosen, max(1, len(os.sched_getaffinity(0)) - round(busy)))

@@ -10,15 +10,16 @@ pass. The factor and the other stages' rates are calibrated on this computer: ev
 protection records what it measured (Timings, in the cache folder), and the estimate takes the
 median of the last runs of the same method, surrogate and device, the reading, writing and
 start kept as on idle cores and scaled by the share of a core one thread gets now beside what
-else runs (one_core_load); before the first run, measured defaults of a 2-core CPU stand in. A run uses no more threads
-than the cores others leave free (distributed.share_cores). Memory: the largest photo's pixels a few
-times over (its decoded copy, its protected copy, the encoder's buffer) plus the working set and
-the surrogate.
+else runs (one_core_load); before the first run, measured defaults of a 2-core CPU stand in. A
+run uses no more threads than the cores others leave free (distributed.share_cores). Memory: the
+largest photo's pixels a few times over (its decoded copy, its protected copy, the encoder's
+buffer) plus the working set and the surrogate.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -30,12 +31,12 @@ START_SECONDS = 20.0  # the background set, the surrogate and the timed pass, 2-
 FIT_FACTOR = 1.0  # a real round's passes against the timed one, before this computer has measured it
 PNG_BYTES_PER_MEGAPIXEL = 1.5e6  # a protected photo as PNG (0.66e6 measured on smooth upscaled photos; more with grain)
 JPEG_BYTES_PER_MEGAPIXEL = 0.5e6  # --format jpeg at quality 95
-KEPT_RUNS = 8  # runs a calibration keeps per method, surrogate, device and thread count
+KEPT_RUNS = 8  # runs a calibration keeps per method, surrogate and device
 BYTES_PER_PIXEL = 12  # peak bytes per pixel of the largest photo while it is written (measured: 100 MP, 1.7 GB)
 BASE_MEMORY = 0.6e9  # the surrogate, its optimizer and the interpreter
 
 
-def seconds_per_pass(attack, size: int, num_classes: int) -> float | None:
+def seconds_per_pass(attack, size: int, num_classes: int, threads: int | None = None) -> float | None:
     """Seconds of one forward + backward pass of one size x size image through the method's
     surrogate, timed on a random batch (untrained weights: the same arithmetic)."""
     if "surrogate" not in attack.options:
@@ -49,15 +50,15 @@ def seconds_per_pass(attack, size: int, num_classes: int) -> float | None:
     x = torch.rand(batch, 3, size, size, device=attack.device)
     y = torch.zeros(batch, dtype=torch.int64, device=attack.device)
     times = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(free_threads())  # as the run will (the page's server keeps its own)
+    given = torch.get_num_threads()
+    torch.set_num_threads(threads or free_threads())  # as the run will (the page's server keeps its own)
     try:
         for _ in range(3):
             t0 = time.perf_counter()
             torch.nn.functional.cross_entropy(model(x), y).backward()
             times.append(time.perf_counter() - t0)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(given)
     return min(times[1:]) / batch
 
 
@@ -79,25 +80,21 @@ class Timings:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def medians(self) -> dict[str, float]:
-        """{measure: its median over the kept runs} of this key (empty before the first run)."""
+    def measured(self) -> dict[str, list[float]]:
+        """{measure: its kept values} of this key (empty before the first run)."""
         runs = self._all().get(self.key)
         if not isinstance(runs, dict):
             return {}
-        out = {}
-        for name, values in runs.items():
-            good = (
-                sorted(v for v in values if isinstance(v, (int, float)) and v >= 0) if isinstance(values, list) else []
-            )
-            if good:
-                out[name] = (
-                    good[len(good) // 2] if len(good) % 2 else (good[len(good) // 2 - 1] + good[len(good) // 2]) / 2
-                )
-        return out
+        kept = {
+            name: [v for v in values if isinstance(v, (int, float)) and v >= 0]
+            for name, values in runs.items()
+            if isinstance(values, list)
+        }
+        return {name: values for name, values in kept.items() if values}
 
-    def runs(self) -> int:
-        runs = self._all().get(self.key)
-        return max((len(v) for v in runs.values() if isinstance(v, list)), default=0) if isinstance(runs, dict) else 0
+    def medians(self) -> dict[str, float]:
+        """{measure: its median over the kept runs} of this key (empty before the first run)."""
+        return {name: statistics.median(values) for name, values in self.measured().items()}
 
     def record(self, **measured: float | None) -> None:
         """Keep one run's measures (None: not measured), the last KEPT_RUNS of each."""
@@ -118,16 +115,12 @@ class Timings:
             pass
 
 
-def one_core_load() -> float:
-    """How much slower one-core work (decoding, drawing, encoding) runs now than on idle cores: a
-    thread among the busy ones others keep gets its share of the cores (distributed.busy_cores)."""
+def one_core_load(busy: float | None) -> float:
+    """How much slower one-core work (decoding, drawing, encoding) runs now than on idle cores, with
+    `busy` cores kept busy by others (distributed.busy_cores): a thread among them gets its share."""
     import os
 
-    from .distributed import busy_cores
-
-    busy = busy_cores()
-    cores = os.cpu_count() or 1
-    return 1.0 if busy is None else max(1.0, (busy + 1) / cores)
+    return 1.0 if busy is None else max(1.0, (busy + 1) / (os.cpu_count() or 1))
 
 
 def output_bytes(collection, fmt: str, png_per_mp: float) -> tuple[float, int]:
@@ -152,14 +145,18 @@ def estimate(collection, attack, size: int, background=None, timings: Timings | 
     size in bytes: {"start", "read", "fit" (None: no count of the method's work), "write", "total",
     "memory", "bytes", "original_bytes", "passes", "per_pass", "runs" (the earlier runs it is
     calibrated on)}."""
+    from .distributed import busy_cores, free_threads
+
     timings = timings or Timings(attack)
-    cal = timings.medians()
+    kept = timings.measured()  # read once: the medians and how many runs they rest on
+    cal = {name: statistics.median(values) for name, values in kept.items()}
     extra, classes = (0, 0) if background is None else (len(background), background.num_classes)
     passes = attack.passes(len(collection) + extra)
-    per = seconds_per_pass(attack, size, len(collection.classes) + classes) if passes else None
+    busy = busy_cores()  # sampled once: the threads of the timed pass and the load on the other stages
+    per = seconds_per_pass(attack, size, len(collection.classes) + classes, free_threads(busy)) if passes else None
     pixels = [p.width * p.height for p in collection.photos]
     megapixels = sum(pixels) / 1e6
-    load = one_core_load()  # the calibration is of idle cores: reading, writing, starting slow down with others' work
+    load = one_core_load(busy)  # the calibration is of idle cores: reading, writing, starting slow with others' work
     fit = passes * per * cal.get("fit_factor", FIT_FACTOR) if passes and per else None  # per: timed now
     read = megapixels * cal.get("read_per_mp", READ_SECONDS_PER_MEGAPIXEL) * load
     write = megapixels * cal.get("write_per_mp", WRITE_SECONDS_PER_MEGAPIXEL) * load
@@ -177,7 +174,7 @@ def estimate(collection, attack, size: int, background=None, timings: Timings | 
         "passes": passes,
         "per_pass": per,
         "load": load,
-        "runs": timings.runs(),
+        "runs": max(map(len, kept.values()), default=0),
     }
 
 

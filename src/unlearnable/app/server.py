@@ -29,6 +29,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..data.sources import _SKIP_NAMES
 from ..io import atomic_file, atomic_write_bytes, read_json
 from ..photos import PHOTO_SUFFIXES, UNREADABLE
 from .jobs import Jobs
@@ -122,8 +123,9 @@ class App:
         """Drop an upload the page no longer needs (start over): the copies the page sent, never a
         file of the person's own; kept while a job reads its photos (deleting the job deletes it)."""
         up = self.upload(upload_id)
-        if self.uses(upload_id):
-            return {"deleted": False, "kept_for": [j["id"] for j in self.uses(upload_id)]}
+        readers = self.uses(upload_id)
+        if readers:
+            return {"deleted": False, "kept_for": [j["id"] for j in readers]}
         shutil.rmtree(up.folder)
         return {"deleted": True}
 
@@ -484,6 +486,7 @@ def create_app(state: App):
             "limits": {"file_mb": state.limits.file_bytes / 2**20, "files": state.limits.files},
             "photo_suffixes": sorted(PHOTO_SUFFIXES),
             "unreadable": UNREADABLE,
+            "skipped_names": sorted(_SKIP_NAMES),  # what a computer leaves in folders, never sent
         }
 
     @api.post("/api/uploads")

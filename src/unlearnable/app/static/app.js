@@ -109,9 +109,8 @@ async function ensureUpload() {
   if (!state.upload) { state.upload = (await api("POST", "/api/uploads")).id; setHash(); }
   return state.upload;
 }
-// What a computer leaves in folders by itself, never sent: hidden files (.DS_Store), Thumbs.db, desktop.ini, __MACOSX.
-const LITTER = new Set(["thumbs.db", "desktop.ini", "__macosx"]);
-const isLitter = (name) => name.split("/").some((p) => p.startsWith(".") || LITTER.has(p.toLowerCase()));
+// What a computer leaves in folders by itself, never sent: hidden files (.DS_Store) and the server's own list.
+const isLitter = (name) => name.split("/").some((p) => p.startsWith(".") || state.info.skipped_names.some((s) => s.toLowerCase() === p.toLowerCase()));
 const suffixOf = (name) => { const base = name.split("/").pop(); const i = base.lastIndexOf("."); return i > 0 ? base.slice(i).toLowerCase() : ""; };
 async function addFiles(files, stripTop) {
   const all = Array.from(files);
