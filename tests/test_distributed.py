@@ -227,7 +227,7 @@ def test_protect_command_under_torchrun_writes_once(learnable_folder, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("protected 96 images") == 1
     assert sorted(p.name for p in out.parent.iterdir()) == ["prot"]
-    assert len(list((out / "train").rglob("*.png"))) == 96
+    assert len([p for p in out.rglob("*.png") if p.name != "preview.png"]) == 96
 
 
 def test_bench_under_torchrun_and_as_two_task_jobs(learnable_folder, tmp_path, monkeypatch):

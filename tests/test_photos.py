@@ -91,7 +91,7 @@ def test_every_photo_comes_back_upright_at_its_size_and_name_within_the_budget(p
     assert m["ignored_files"] == ["notes.txt"] and m["working_size"] == 64
     sizes = set()
     for name, rel in m["sources"].items():
-        assert name == "train/" + str(Path(rel).with_suffix(".png"))  # same name and folder, PNG
+        assert name == str(Path(rel).with_suffix(".png"))  # same name and folder, PNG
         original, _ = open_upright(photographer / rel, rel)
         with Image.open(protected / name) as out:
             assert out.format == "PNG" and out.getexif().get(ORIENTATION) is None
@@ -101,16 +101,16 @@ def test_every_photo_comes_back_upright_at_its_size_and_name_within_the_budget(p
         assert 1 <= change <= 8  # upright (a sideways copy would differ far more) and within 8/255
         sizes.add(pixels.shape[:2])
     assert {(1350, 1080), (1080, 1350), (2000, 3000), (5774, 8660)} <= sizes
-    rotated = m["photo_files"]["train/portraits/DSC_0001.png"]
+    rotated = m["photo_files"]["portraits/DSC_0001.png"]
     assert (rotated["width"], rotated["height"]) == (1080, 1350)
     assert main(["verify", str(protected)]) == 0
 
 
 def test_metadata_is_carried_without_orientation_and_stripped_on_request(photographer, protected, tmp_path):
-    with Image.open(protected / "train/landscapes/IMG_0000.png") as out:
+    with Image.open(protected / "landscapes/IMG_0000.png") as out:
         assert out.getexif().get(COPYRIGHT) == "(c) A. Photographer"
         assert out.info.get("icc_profile") == Image.open(photographer / "landscapes/IMG_0000.jpg").info["icc_profile"]
-    with Image.open(protected / "train/portraits/DSC_0001.png") as out:
+    with Image.open(protected / "portraits/DSC_0001.png") as out:
         assert out.getexif().get(COPYRIGHT) == "(c) rotated" and ORIENTATION not in out.getexif()
     small = tmp_path / "small"
     (small / "a").mkdir(parents=True)
@@ -122,7 +122,7 @@ def test_metadata_is_carried_without_orientation_and_stripped_on_request(photogr
         main(["protect", "--data", str(small), "--method", "random", "--out", str(out), "--quiet", "--strip-metadata"])
         == 0
     )
-    with Image.open(out / "train/a/x.png") as img:
+    with Image.open(out / "a/x.png") as img:
         assert not img.getexif() and "icc_profile" not in img.info
 
 
@@ -139,7 +139,7 @@ def test_formats_jpeg_and_same(tmp_path):
             == 0
         )
         for name, kind in want.items():
-            with Image.open(out / "train" / "a" / name) as img:
+            with Image.open(out / "a" / name) as img:
                 assert (
                     img.format == kind
                     and img.size
@@ -159,7 +159,29 @@ def test_two_photos_that_would_meet_are_renamed_loudly(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["protect", "--data", str(src), "--method", "random", "--out", str(out)]) == 0
     assert "a.jpg is written as a/a.jpg.png" in capsys.readouterr().err.replace("a/a.jpg is", "a.jpg is")
-    assert (out / "train/a/a.png").is_file() and (out / "train/a/a.jpg.png").is_file()
+    assert (out / "a/a.png").is_file() and (out / "a/a.jpg.png").is_file()
+
+
+def test_a_photo_never_takes_the_name_of_the_outputs_own_files(tmp_path, capsys):
+    """Photos come back where they lay (a flat folder: at the top of the output, beside the tool's
+    own files); one called preview.png is numbered, said, and verify passes."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, name in enumerate(["preview.png", "Perturbation.safetensors.png", "IMG_1.jpg", "IMG_2.jpg"]):
+        Image.fromarray(scene(40, 30, i)).save(src / name)
+    out = tmp_path / "out"
+    assert main(["protect", "--data", str(src), "--labels", "clusters:2", "--method", "random", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    m = json.loads((out / "manifest.json").read_text())
+    assert sorted(m["sources"].values()) == sorted(p.name for p in src.iterdir())
+    renamed = next(n for n, rel in m["sources"].items() if rel == "preview.png")
+    assert renamed.startswith("preview.") and renamed.endswith(".png") and renamed != "preview.png"
+    assert f"preview.png is written as {renamed} (preview.png is taken by this tool's own file)" in err
+    assert m["sources"]["IMG_1.png"] == "IMG_1.jpg"
+    assert m["sources"]["Perturbation.safetensors.png"] == "Perturbation.safetensors.png"  # not the same name
+    with Image.open(out / "preview.png") as own:  # the tool's preview, not the photo
+        assert own.size != (40, 30)
+    assert main(["verify", str(out)]) == 0
 
 
 def make_tree(root: Path, files: list[str]) -> Path:
@@ -380,11 +402,60 @@ def test_the_plan_says_before_work_what_the_copies_would_publish_or_lose(tmp_pat
     Image.fromarray(scene(48, 40, 1)).save(root / "cats" / "0.jpg", exif=exif.tobytes())
     rgba = np.dstack([scene(48, 40, 2), np.full((40, 48), 128, np.uint8)])
     Image.fromarray(rgba, "RGBA").save(root / "dogs" / "clear.png")
-    plan = photo_plan(root, method="random")
+    plan = photo_plan(root, method="random", fmt="jpeg")
     assert plan["gps_photos"] == 1
     assert [n.split(" ")[0:4] for n in plan["notes"]] == [["1", "of", "the", "7"], ["1", "photo", "has", "transparent"]]
     assert "dogs/clear.png" in plan["notes"][1] and "flattened onto white" in plan["notes"][1]
-    assert len(photo_plan(root, method="random", strip_metadata=True)["notes"]) == 1  # stripped: no location
+    assert len(photo_plan(root, method="random", strip_metadata=True, fmt="jpeg")["notes"]) == 1  # no location
+    for fmt in ("png", "webp", "same"):  # these keep the transparency: nothing to say of it
+        assert [n.split(" ")[0:3] for n in photo_plan(root, method="random", fmt=fmt)["notes"]] == [["1", "of", "the"]]
+
+
+@pytest.mark.parametrize("fmt", ["png", "webp"])
+def test_transparency_is_kept_and_the_change_sits_on_the_photos_own_colours(tmp_path, fmt):
+    """A transparent photo comes back with its own alpha channel, byte for byte; its colours carry
+    the change (within the budget of its own colours, also where it is see-through), a grey one
+    stays grey with its alpha (LA); verify redraws it exactly. WebP is lossless too."""
+    root = tmp_path / "in"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    rng = np.random.default_rng(0)
+    alpha = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (48, 1))  # clear on the left, opaque on the right
+    rgba = np.dstack([scene(64, 48, 3), alpha])
+    Image.fromarray(rgba, "RGBA").save(root / "a" / "logo.png")
+    grey = np.dstack([scene(64, 48, 4)[..., 0], alpha])
+    Image.fromarray(grey, "LA").save(root / "b" / "grey.png")
+    Image.fromarray(scene(64, 48, 5)).save(root / "a" / "plain.jpg")
+    Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).save(root / "b" / "noise.png")
+    out = tmp_path / "out"
+    assert (
+        main(["protect", "--data", str(root), "--method", "random", "--format", fmt, "--out", str(out), "--quiet"]) == 0
+    )
+    suffix = "." + fmt
+    with Image.open(out / "a" / f"logo{suffix}") as img:
+        assert img.format == fmt.upper() and img.mode == "RGBA"
+        kept = np.asarray(img)
+    assert np.array_equal(kept[..., 3], alpha)
+    change = np.abs(kept[..., :3].astype(int) - rgba[..., :3].astype(int))
+    assert 1 <= change.max() <= 8 and change[:, :8].max() >= 1  # changed, within budget, also where clear
+    with Image.open(out / "b" / f"grey{suffix}") as img:
+        assert img.mode in ("LA", "RGBA")  # WebP stores grey as colour: three equal channels
+        back = np.asarray(img.convert("LA"))
+        if img.mode == "RGBA":
+            assert np.ptp(np.asarray(img)[..., :3].astype(int), axis=2).max() == 0
+    assert np.array_equal(back[..., 1], alpha) and np.abs(back[..., 0].astype(int) - grey[..., 0]).max() <= 8
+    with Image.open(out / "a" / f"plain{suffix}") as img:
+        assert img.mode == "RGB"  # no transparency where the original had none
+    assert main(["verify", str(out)]) == 0
+
+
+def test_webp_refuses_a_photo_larger_than_it_holds_before_work(tmp_path, capsys):
+    root = make_tree(tmp_path / "p", ["a/1.jpg", "b/2.jpg"])
+    Image.new("RGB", (16400, 8)).save(root / "a" / "wide.png")
+    out = tmp_path / "out"
+    assert main(["protect", "--data", str(root), "--method", "random", "--format", "webp", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "a/wide.png is 16400 x 8 pixels" in err and "--format png" in err and not out.exists()
 
 
 def test_the_estimate_is_calibrated_on_this_computers_finished_runs(tmp_path, monkeypatch):
@@ -394,6 +465,7 @@ def test_the_estimate_is_calibrated_on_this_computers_finished_runs(tmp_path, mo
     from unlearnable.attacks import create_attack
     from unlearnable.plan import Timings, calibrate, estimate
 
+    monkeypatch.setattr("unlearnable.distributed.busy_cores", lambda seconds=0.25: 0.0)  # idle cores: no scaling
     root = make_tree(tmp_path / "p", [f"{c}/{i}.jpg" for c in ("cats", "dogs") for i in range(3)])
     photos = scan(root)
     attack = create_attack("bait", preset="cpu", progress=False)
@@ -425,9 +497,20 @@ def test_the_estimate_is_calibrated_on_this_computers_finished_runs(tmp_path, mo
         "write_per_mp",
         "start",
         "png_bytes_per_mp",
+        "memory_factor",
     }
-    written = sum(p.stat().st_size for p in (out / "train").rglob("*.png"))
+    written = sum(p.stat().st_size for p in out.rglob("*.png") if p.name != "preview.png")
     assert runs["png_bytes_per_mp"] == [pytest.approx(written / megapixels, rel=1e-3)]
     calibrated = estimate(photos, attack, 32)  # the size the copies take, as this computer's run wrote them
     assert calibrated["bytes"] == pytest.approx(written, rel=1e-3)
     assert calibrated["original_bytes"] == sum((root / p.rel).stat().st_size for p in photos.photos)
+    # the peak memory as this process measured it (a test process holds more than a run: > 1x the model)
+    (factor,) = runs["memory_factor"]
+    assert factor > 0.5 and calibrated["memory"] == pytest.approx(calibrated["memory_model"] * factor, rel=1e-3)
+    webp = tmp_path / "webp"  # each format learns its own size, from the runs that wrote it
+    assert main(["protect", "--data", str(root), "--out", str(webp), "--format", "webp", "--quiet", *SHORT_BAIT]) == 0
+    runs = json.loads((tmp_path / "cache" / "timings.json").read_text())[key]
+    written = sum(p.stat().st_size for p in webp.rglob("*.webp"))
+    assert runs["webp_bytes_per_mp"] == [pytest.approx(written / megapixels, rel=1e-3)]
+    assert len(runs["png_bytes_per_mp"]) == 1 and len(runs["fit_factor"]) == 2
+    assert estimate(photos, attack, 32, fmt="webp")["bytes"] == pytest.approx(written, rel=1e-3)

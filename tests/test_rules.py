@@ -123,10 +123,10 @@ def test_rule1_force_replaces_only_an_earlier_output_of_the_same_command(world, 
     assert main(["demo", "--data", str(photos), "--out", str(foreign), "--quiet"]) == 2  # not a demo to resume
     one_line_error(capsys)
     assert {p: tree_hash(p) for p in before} == before
-    (mine / "train" / "cat" / "my-notes.txt").write_text("keep me")  # one foreign file is enough to refuse
+    (mine / "cat" / "my-notes.txt").write_text("keep me")  # one foreign file is enough to refuse
     assert main([*args, str(mine)]) == 2
     assert "did not write" in one_line_error(capsys)
-    (mine / "train" / "cat" / "my-notes.txt").unlink()
+    (mine / "cat" / "my-notes.txt").unlink()
     # the one atomic mechanism checks again when it replaces: a folder that appeared meanwhile is kept
     from unlearnable.export import export_protected
     from unlearnable.perturbation import Perturbation
@@ -527,12 +527,12 @@ def test_rule4_every_input_image_gives_exactly_one_output(tmp_path, monkeypatch,
     assert "--labels top (here 'cat')" in one_line_error(capsys) and not out.exists()
     assert main(["protect", "--data", str(src), *RANDOM, "--out", str(out), "--labels", "top"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    written = sorted(p.relative_to(out).as_posix() for p in (out / "train").rglob("*") if p.is_file())
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.parent != out)
     assert len(written) == len(names) == manifest["images"]
     assert sorted(manifest["sources"].values()) == sorted(names)  # every input named once
-    assert manifest["sources"]["train/cat/x/a.png"] == "cat/x/a.png" and "train/cat/y/a.png" in manifest["sources"]
-    assert manifest["sources"]["train/cat/b.jpg.png"] == "cat/b.jpg"  # kept apart from cat/b.png
-    assert manifest["sources"]["train/dog/deep/er/c.png"] == "dog/deep/er/c.bmp"
+    assert manifest["sources"]["cat/x/a.png"] == "cat/x/a.png" and "cat/y/a.png" in manifest["sources"]
+    assert manifest["sources"]["cat/b.jpg.png"] == "cat/b.jpg"  # kept apart from cat/b.png
+    assert manifest["sources"]["dog/deep/er/c.png"] == "dog/deep/er/c.bmp"
     assert main(["verify", str(out)]) == 0
 
     cased = tmp_path / "cased"  # one folder on a case-insensitive disk
@@ -600,9 +600,9 @@ def test_rule5_verify_fails_on_every_inconsistency_it_can_detect(protected, tmp_
 
     case("no-files", lambda f: edit_manifest(f, lambda m: m.pop("files")), "manifest      FAILED")
     case("data-null", lambda f: edit_manifest(f, lambda m: m.update(data=None)), "names no input")
-    case("extra-jpg", lambda f: png(f / "train" / "cat" / "extra.jpg", 9), "files         FAILED")
+    case("extra-jpg", lambda f: png(f / "cat" / "extra.jpg", 9), "files         FAILED")
     case("extra-top", lambda f: (f / "notes.txt").write_text("x"), "not in the manifest")
-    case("missing-png", lambda f: next((f / "train").rglob("*.png")).unlink(), "missing or changed")
+    case("missing-png", lambda f: next(p for p in f.rglob("*.png") if p.parent != f).unlink(), "missing or changed")
     case("no-perturbation", lambda f: (f / "perturbation.safetensors").unlink(), "perturbation  FAILED")
     case("manifest-list", lambda f: (f / "manifest.json").write_text("[1, 2]"), "manifest      FAILED")
     case("manifest-junk", lambda f: (f / "manifest.json").write_text("{not json"), "not valid JSON")
@@ -945,7 +945,7 @@ def test_rule8_photos_are_upright_everywhere_and_single_images(tmp_path, capsys,
     assert main(["protect", "--data", str(root), *RANDOM, "--format", fmt, "--out", str(out)]) == 0
     capsys.readouterr()
     for stem in made:
-        (written,) = [p for p in (out / "train").rglob(f"{Path(stem).name}.*")]
+        (written,) = [p for p in out.rglob(f"{Path(stem).name}.*")]
         data = written.read_bytes()
         with Image.open(written) as img:
             orientation = (exif_of(img) or {}).get(0x0112)

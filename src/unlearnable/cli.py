@@ -128,6 +128,8 @@ def cmd_protect(args) -> int:
             f"protected {manifest['images']} images with {args.method} in {manifest['seconds']:.0f} s "
             f"(largest change {manifest['max_abs_change_0_255']}/255) -> {Path(args.out).resolve()}"
         )
+        if manifest.get("photos"):
+            print(PUBLISH)
     return 0
 
 
@@ -152,7 +154,33 @@ def cmd_apply(args) -> int:
         f"{manifest['export_seconds']:.0f} s, nothing learned again (largest change "
         f"{manifest['max_abs_change_0_255']}/255) -> {Path(args.out).resolve()}"
     )
+    print(PUBLISH)
     return 0
+
+
+PUBLISH = (
+    "publish the photos; keep perturbation.safetensors, manifest.json and preview.png to yourself "
+    "(with the perturbation the change can be taken off again)"
+)
+
+
+def add_format_args(p, default: str | None) -> None:
+    """--format, --quality and --strip-metadata: how protected photos are written (protect, apply)."""
+    from .photos import FORMATS
+
+    p.add_argument(
+        "--format",
+        default=default,
+        choices=FORMATS,
+        help="png (lossless), webp (lossless, smaller), jpeg (with --quality, default 95) or same (each photo in "
+        "its own format; a JPEG keeps its own quality); default: " + (default or "the protected folder's"),
+    )
+    p.add_argument("--quality", type=positive_int, default=None, help="JPEG quality 1-100 for --format jpeg")
+    p.add_argument(
+        "--strip-metadata",
+        action="store_true",
+        help="drop EXIF, ICC profile and XMP (default: kept, without the EXIF orientation and thumbnail)",
+    )
 
 
 def command_line() -> str:
@@ -511,19 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="square size the method is fitted at (default: 64 "
         "for --preset cpu, 224 for paper, or the smallest photo's short side)",
     )
-    photos.add_argument(
-        "--format",
-        default="png",
-        choices=["png", "jpeg", "same"],
-        help="png (lossless, the default), jpeg (with --quality, default 95) or same (each photo in its own "
-        "format; a JPEG keeps its own quality)",
-    )
-    photos.add_argument("--quality", type=positive_int, default=None, help="JPEG quality 1-100 for --format jpeg")
-    photos.add_argument(
-        "--strip-metadata",
-        action="store_true",
-        help="drop EXIF, ICC profile and XMP (default: kept, without the EXIF orientation and thumbnail)",
-    )
+    add_format_args(photos, "png")
     p.set_defaults(func=cmd_protect)
 
     p = sub.add_parser(
@@ -543,11 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", default=None, help="with --data: how the new photos are grouped (default: as the protection was)"
     )
     p.add_argument("--originals", default=None, help="where the protected photos' originals are, if they moved")
-    p.add_argument(
-        "--format", default=None, choices=["png", "jpeg", "same"], help="output format (default: the protected one's)"
-    )
-    p.add_argument("--quality", type=positive_int, default=None, help="JPEG quality 1-100 for --format jpeg")
-    p.add_argument("--strip-metadata", action="store_true", help="drop EXIF, ICC profile and XMP")
+    add_format_args(p, None)
     p.add_argument("--force", action="store_true", help="replace an earlier output of this tool at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_apply)

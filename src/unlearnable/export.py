@@ -1,8 +1,10 @@
 """Writing a protected dataset: PNG ImageFolder tree, perturbation, manifest and preview.
 
 Layout of an output folder:
-    train/<class>/<path>.png     protected training images (8-bit PNG, lossless), the input's relative
-                                 paths with the suffix .png (see output_names)
+    train/<class>/<path>.png     a benchmark set's protected training images (8-bit PNG, lossless),
+                                 the input's relative paths with the suffix .png (see output_names)
+    <path>.<format>              or a folder of photos: every photo where it lay in the input, in its
+                                 own folders, with the output format's suffix (photos.output_names)
     perturbation.safetensors     the float perturbation and its settings
     manifest.json                method, settings, seed, input checksums, versions, timing, budget check,
                                  the sha256 of every file and the input name of every image
@@ -43,24 +45,26 @@ def check_class_names(classes) -> None:
 NAME_MAX = 255  # bytes of one file or folder name on the usual file systems (ext4, APFS, NTFS)
 
 
-def unique_names(rels: list[str], suffixes: list[str]) -> tuple[list[str], list[str]]:
+def unique_names(rels: list[str], suffixes: list[str], reserved: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """(one output path per input, notes for those written under another name than their own),
     the one naming rule of every export: an input keeps its relative path with the output's
     suffix; where two would meet (a.jpg beside a.png, as PNG) the one whose suffix changes keeps
-    its own before the new one (a.jpg.png); a name still taken (by a third input a.jpg.png, or
-    twice in an archive) is numbered (a.jpg.00002.png). Names are compared case-folded, so no two
-    meet on a case-insensitive disk either. A name part over NAME_MAX bytes is refused, naming
-    the input, before any work."""
+    its own before the new one (a.jpg.png); a name still taken (by a third input a.jpg.png, twice
+    in an archive, or one of the `reserved` names the output's own files take) is numbered
+    (a.jpg.00002.png). Names are compared case-folded, so no two meet on a case-insensitive disk
+    either. A name part over NAME_MAX bytes is refused, naming the input, before any work."""
     plain = [str(Path(r).with_suffix(s)) for r, s in zip(rels, suffixes)]
-    claims: dict[str, int] = {}
+    claims: dict[str, int] = {n.casefold(): 2 for n in reserved}
     for n in plain:
         claims[n.casefold()] = claims.get(n.casefold(), 0) + 1
     wanted = [n if claims[n.casefold()] == 1 or n == r else r + s for n, r, s in zip(plain, rels, suffixes)]
-    # who gets a wanted name: an input whose name it already is, else the first input wanting it
-    owner: dict[str, int] = {}
+    # who gets a wanted name: the output's own file, an input whose name it already is, else the
+    # first input wanting it
+    owner: dict[str, int] = {n.casefold(): -1 for n in reserved}
     for i in sorted(range(len(rels)), key=lambda i: (wanted[i] != rels[i], i)):
         owner.setdefault(wanted[i].casefold(), i)
     taken = set(owner)
+    reserved_folded = {n.casefold() for n in reserved}
     names, notes = [], []
     for i, (n, r, s) in enumerate(zip(wanted, rels, suffixes)):
         if owner[n.casefold()] != i:  # numbered, with a number no other input holds or wants
@@ -70,7 +74,8 @@ def unique_names(rels: list[str], suffixes: list[str]) -> tuple[list[str], list[
             taken.add(n.casefold())
         names.append(n)
         if n != plain[i]:
-            notes.append(f"{r} is written as {n} ({plain[i]} is taken by another input)")
+            whose = "this tool's own file" if plain[i].casefold() in reserved_folded else "another input"
+            notes.append(f"{r} is written as {n} ({plain[i]} is taken by {whose})")
         for part in n.split("/"):
             if len(part.encode()) > NAME_MAX:
                 raise ValueError(
@@ -314,8 +319,8 @@ def export_photos(
             data, top, seen, kept, grey = render(collection, i, delta, p.eps, fmt, quality or 0, strip, look)
             if top > levels:
                 raise RuntimeError(f"{photo.rel}: change {top}/255 over the budget {levels}/255; refusing to export")
-            files[f"train/{name}"] = file_sha256(write_new(tmp / "train", name, data))
-            entries[f"train/{name}"] = {
+            files[name] = file_sha256(write_new(tmp, name, data))
+            entries[name] = {
                 "source": photo.rel,
                 "label": collection.classes[labels[i]],
                 "width": photo.width,

@@ -27,6 +27,11 @@ from pathlib import Path
 
 TOOL = "unlearnable"
 MARKERS = {"protect": "manifest.json", "evaluate": "record.json", "demo": "demo.json", "check": "report.json"}
+PROTECT_FILES = (
+    "manifest.json",
+    "perturbation.safetensors",
+    "preview.png",
+)  # a protect output's own, beside its images
 
 
 def marker(kind: str) -> dict:
@@ -229,9 +234,7 @@ def not_replaceable(path: Path, kind: str) -> str | None:
             return f"has no {name} written by unlearnable {kind}"
         if kind == "protect":
             listed = data.get("files")
-            own = {"manifest.json", "perturbation.safetensors", "preview.png"} | set(
-                listed if isinstance(listed, dict) else ()
-            )
+            own = set(PROTECT_FILES) | set(listed if isinstance(listed, dict) else ())
         elif kind == "check":
             own = {"report.json", "report.md", "accuracy.png"}
         else:

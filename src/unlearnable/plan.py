@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -29,8 +30,11 @@ WRITE_SECONDS_PER_MEGAPIXEL = 0.15  # decode + draw + PNG encode of one megapixe
 READ_SECONDS_PER_MEGAPIXEL = 0.25  # full decode + a look's budget map of one megapixel, 2-core CPU
 START_SECONDS = 20.0  # the background set, the surrogate and the timed pass, 2-core CPU
 FIT_FACTOR = 1.0  # a real round's passes against the timed one, before this computer has measured it
-PNG_BYTES_PER_MEGAPIXEL = 1.5e6  # a protected photo as PNG (0.66e6 measured on smooth upscaled photos; more with grain)
-JPEG_BYTES_PER_MEGAPIXEL = 0.5e6  # --format jpeg at quality 95
+BYTES_PER_MEGAPIXEL = {  # a protected photo in each format, before this computer has written one
+    "png": 1.5e6,  # 0.66e6 measured on smooth upscaled photos; more with grain
+    "webp": 1.0e6,  # lossless
+    "jpeg": 0.5e6,  # quality 95
+}
 KEPT_RUNS = 8  # runs a calibration keeps per method, surrogate and device
 BYTES_PER_PIXEL = 12  # peak bytes per pixel of the largest photo while it is written (measured: 100 MP, 1.7 GB)
 BASE_MEMORY = 0.6e9  # the surrogate, its optimizer and the interpreter
@@ -123,19 +127,17 @@ def one_core_load(busy: float | None) -> float:
     return 1.0 if busy is None else max(1.0, (busy + 1) / (os.cpu_count() or 1))
 
 
-def output_bytes(collection, fmt: str, png_per_mp: float) -> tuple[float, int]:
-    """(about how many bytes the protected copies take in `fmt`, the originals' bytes): PNG at a rate
-    per megapixel, JPEG at quality 95's, and `same` a lossy photo at its own size, a lossless one as PNG."""
+def output_bytes(collection, fmt: str, per_mp: dict[str, float]) -> tuple[float, int]:
+    """(about how many bytes the protected copies take in `fmt`, the originals' bytes): a rate per
+    megapixel for png, webp and jpeg (`per_mp`), and for `same` a JPEG at its own size, any other
+    photo at PNG's rate."""
     sizes = [(collection.root / p.rel).stat().st_size for p in collection.photos]
     total = 0.0
     for p, original in zip(collection.photos, sizes):
-        mp = p.width * p.height / 1e6
-        if fmt == "jpeg":
-            total += mp * JPEG_BYTES_PER_MEGAPIXEL
-        elif fmt == "same" and p.format == "JPEG":
+        if fmt == "same" and p.format == "JPEG":
             total += original
         else:
-            total += mp * png_per_mp
+            total += p.width * p.height / 1e6 * per_mp[fmt if fmt in per_mp else "png"]
     return total, sum(sizes)
 
 
@@ -161,14 +163,17 @@ def estimate(collection, attack, size: int, background=None, timings: Timings | 
     read = megapixels * cal.get("read_per_mp", READ_SECONDS_PER_MEGAPIXEL) * load
     write = megapixels * cal.get("write_per_mp", WRITE_SECONDS_PER_MEGAPIXEL) * load
     start = cal.get("start", START_SECONDS) * load
-    written, originals = output_bytes(collection, fmt, cal.get("png_bytes_per_mp", PNG_BYTES_PER_MEGAPIXEL))
+    rates = {f: cal.get(f"{f}_bytes_per_mp", rate) for f, rate in BYTES_PER_MEGAPIXEL.items()}
+    written, originals = output_bytes(collection, fmt, rates)
+    memory = BASE_MEMORY + BYTES_PER_PIXEL * max(pixels) + (len(collection) + extra) * 3 * size * size
     return {
         "start": start,
         "read": read,
         "fit": fit,
         "write": write,
         "total": None if fit is None else start + read + fit + write,
-        "memory": BASE_MEMORY + BYTES_PER_PIXEL * max(pixels) + (len(collection) + extra) * 3 * size * size,
+        "memory": memory * cal.get("memory_factor", 1.0),  # the model's, scaled as this computer's runs peaked
+        "memory_model": memory,
         "bytes": written,
         "original_bytes": originals,
         "passes": passes,
@@ -187,20 +192,35 @@ def calibrate(
     read: float,
     fit: float,
     write: float,
-    png_bytes: int | None = None,
+    fmt: str | None = None,
+    written_bytes: int | None = None,
+    peak_memory: int | None = None,
 ) -> None:
     """Record what a finished run measured against what its estimate `est` timed, for the next
-    estimates on this computer (`png_bytes`: what its photos took as PNG, when written so)."""
+    estimates on this computer: `written_bytes`, what its photos took in `fmt` (png, webp or jpeg;
+    `same` mixes formats and teaches nothing); `peak_memory`, the process's peak in bytes."""
     megapixels = sum(p.width * p.height for p in collection.photos) / 1e6
     timed = est["passes"] * est["per_pass"] if est.get("passes") and est.get("per_pass") else None
     load = est.get("load", 1.0)  # the rates are kept as on idle cores
+    rate = fmt in BYTES_PER_MEGAPIXEL and bool(written_bytes) and bool(megapixels)
     timings.record(
         fit_factor=fit / timed if timed else None,
         read_per_mp=read / megapixels / load if megapixels else None,
         write_per_mp=write / megapixels / load if megapixels else None,
         start=start / load,
-        png_bytes_per_mp=png_bytes / megapixels if png_bytes and megapixels else None,
+        memory_factor=peak_memory / est["memory_model"] if peak_memory and est.get("memory_model") else None,
+        **({f"{fmt}_bytes_per_mp": written_bytes / megapixels} if rate else {}),
     )
+
+
+def peak_memory() -> int | None:
+    """Bytes this process has held at its peak (resident set), or None where it cannot be told."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux kibibytes
 
 
 def physical_memory() -> int:

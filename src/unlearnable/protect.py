@@ -277,13 +277,15 @@ def photo_plan(
         "output_bytes": int(est["bytes"]),
         "original_bytes": int(est["original_bytes"]),
         "gps_photos": sum(p.gps for p in collection.photos),
-        "notes": photo_notes(collection, strip_metadata),  # a location published, transparency not kept
+        "notes": photo_notes(collection, strip_metadata, fmt),  # a location published, transparency not kept
     }
 
 
-def photo_notes(collection, strip: bool) -> list[str]:
+def photo_notes(collection, strip: bool, fmt: str) -> list[str]:
     """What a person should know before the photos are written: a location they would publish
-    (EXIF GPS) and transparency the copies do not keep."""
+    (EXIF GPS) and transparency the copies do not keep (JPEG has none; PNG, WebP and TIFF keep it)."""
+    from .photos import KEEPS_ALPHA, output_format
+
     notes = []
     gps = sum(p.gps for p in collection.photos)
     if gps and not strip:
@@ -291,11 +293,11 @@ def photo_notes(collection, strip: bool) -> list[str]:
             f"{gps} of the {len(collection)} photos hold a GPS location, published with the protected copies; "
             "--strip-metadata leaves it out (with the other metadata)"
         )
-    clear = [p.rel for p in collection.photos if p.alpha]
+    clear = [p.rel for p in collection.photos if p.alpha and output_format(p, fmt)[0] not in KEEPS_ALPHA]
     if clear:
         notes.append(
-            f"{len(clear)} photo{' has' if len(clear) == 1 else 's have'} transparent areas (e.g. {clear[0]}): the "
-            "protected copies are flattened onto white, without transparency"
+            f"{len(clear)} photo{' has' if len(clear) == 1 else 's have'} transparent areas (e.g. {clear[0]}): as "
+            "JPEG the protected copies are flattened onto white, without transparency (PNG or WebP keep it)"
         )
     return notes
 
@@ -466,7 +468,7 @@ def _protect_photos(
     from .export import export_photos
     from .io import source_checksums
     from .photos import default_working_size, grouping_words, output_names, scan, working_set
-    from .plan import Timings, calibrate, check_size, describe_plan, estimate
+    from .plan import Timings, calibrate, check_size, describe_plan, estimate, peak_memory
 
     if attack.norm != "linf":
         raise ValueError(
@@ -493,7 +495,7 @@ def _protect_photos(
             tqdm.write(line, file=sys.stderr)
         for w in renamed:
             tqdm.write(f"note: {w}", file=sys.stderr)
-        for note in photo_notes(collection, strip):
+        for note in photo_notes(collection, strip, fmt):
             tqdm.write(f"note: {note}", file=sys.stderr)
     reading = time.perf_counter()
     ds = working_set(collection, size, progress, look=look)
@@ -546,9 +548,9 @@ def _protect_photos(
                 read=read_seconds,
                 fit=seconds,
                 write=manifest["export_seconds"],
-                png_bytes=sum((Path(out) / n).stat().st_size for n in manifest["photo_files"])
-                if fmt == "png"
-                else None,
+                fmt=fmt,
+                written_bytes=sum((Path(out) / n).stat().st_size for n in manifest["photo_files"]),
+                peak_memory=peak_memory(),
             )
     barrier()
     attack.remove_checkpoint()

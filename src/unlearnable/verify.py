@@ -27,8 +27,9 @@ from pathlib import Path
 
 import torch
 
+from .outputs import PROTECT_FILES
+
 CHECKS = ("manifest", "files", "perturbation", "input", "budget", "exact")
-OWN_FILES = {"manifest.json", "perturbation.safetensors", "preview.png"}
 
 
 def _manifest_problems(m) -> list[str]:
@@ -59,13 +60,19 @@ def _manifest_problems(m) -> list[str]:
     if isinstance(files, dict):
         if not files:
             problems.append("'files' is empty")
+        # a benchmark set's images lie under train/ (an ImageFolder); photos where they lay in the input
+        where = "relative paths" if m.get("photos") else "train/ paths"
         bad = [
             n
             for n, h in files.items()
-            if not isinstance(h, str) or not n.startswith("train/") or ".." in n.split("/") or n.startswith("/")
+            if not isinstance(h, str)
+            or not (m.get("photos") or n.startswith("train/"))
+            or n in PROTECT_FILES
+            or {"", ".", ".."} & set(n.split("/"))
+            or n.startswith("/")
         ]
         if bad:
-            problems.append(f"'files' has {len(bad)} entries that are not train/ paths with a sha256 (e.g. {bad[0]!r})")
+            problems.append(f"'files' has {len(bad)} entries that are not {where} with a sha256 (e.g. {bad[0]!r})")
         # every listed file is accounted for by one check: the images the exact check redraws are
         # the photos' (photo_files) or the sources' entries, and they must be the same list
         if m.get("photos") and not isinstance(m.get("photo_files"), dict):
@@ -130,7 +137,7 @@ def verify_folder(folder: str | Path, data: str | None = None) -> list[tuple[str
         for p in folder.rglob("*")
         if (p.is_file() or p.is_symlink())
         and p.relative_to(folder).as_posix() not in listed
-        and p.relative_to(folder).as_posix() not in OWN_FILES
+        and p.relative_to(folder).as_posix() not in PROTECT_FILES
         and p.name not in OS_LITTER
     )
     if bad or extra:

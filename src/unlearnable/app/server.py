@@ -66,9 +66,17 @@ LOOK_WORDS = {  # the page's words for look.LOOKS, the default first
     "subtle": "Subtle: more change on smooth areas, which may show there on close inspection.",
     "strong": "Strong: the whole budget everywhere; visible as soft colour patches on smooth areas.",
 }
-FORMAT_WORDS = {
-    "png": "PNG: lossless, so the protection is kept exactly (larger files).",
-    "same": "Each photo in its own format: a JPEG stays a JPEG at its own quality (smaller, slightly weaker).",
+FORMAT_WORDS = {  # the page's file formats, in its order; FORMAT_NAMES names them
+    "png": "PNG: lossless, so the protection is kept exactly, with any transparency (the largest files).",
+    "webp": "WebP: lossless too, with any transparency, and smaller than PNG; most browsers and photo apps open it.",
+    "jpeg": "JPEG at quality 95: far smaller; adds its own small error, which measured keeps the protection.",
+    "same": "Each photo in its own format: a JPEG stays a JPEG at its own quality (its own size).",
+}
+FORMAT_NAMES = {
+    "png": "PNG (lossless)",
+    "webp": "WebP (lossless, smaller)",
+    "jpeg": "JPEG",
+    "same": "same as the original",
 }
 
 
@@ -388,9 +396,6 @@ class App:
         return shown
 
 
-FORMAT_NAMES = {"png": "PNG", "same": "same format as the originals"}
-
-
 def title(plan: dict, c: dict, labels: str) -> str:
     """A job's name in the list of earlier jobs: what makes it differ from another of the same photos."""
     parts = [f"{plan['photos']} photos", f"{c['method']} ({c['preset']}, {c['look']} look)"]
@@ -481,6 +486,7 @@ def create_app(state: App):
             "methods": methods(),
             "labels": LABEL_WORDS,
             "formats": FORMAT_WORDS,
+            "format_names": FORMAT_NAMES,
             "looks": LOOK_WORDS,
             "folders": state.local,
             "limits": {"file_mb": state.limits.file_bytes / 2**20, "files": state.limits.files},

@@ -32,7 +32,7 @@ OPTION_WORDS: list[tuple[str, str]] = [  # (pattern, the page's words), applied 
     (r"--labels \S*\.csv", CHOICE["csv"]),
     (r"--labels", "the grouping"),
     (r"--format same\b", 'the file format "same as the original"'),
-    (r"--format (png|jpeg)\b", r'the file format "\1"'),
+    (r"--format (png|webp|jpeg)\b", r'the file format "\1"'),
     (r"--format\b", "the file format"),
     (r"--look\b", "the look"),
     (r"--method\b", "the method"),

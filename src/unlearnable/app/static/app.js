@@ -53,7 +53,7 @@ function fillChoices() {
   fillPresets();
   $("preset").addEventListener("change", () => { showWords(); invalidatePlan(); });
   for (const [value] of Object.entries(info.formats)) {
-    const label = value === "png" ? "PNG (lossless)" : "same as the original";
+    const label = info.format_names[value] || value;
     $("format").add(new Option(label, value)); $("again-format").add(new Option(label, value));
   }
   $("format").addEventListener("change", () => { showWords(); invalidatePlan(); });
