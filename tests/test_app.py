@@ -777,14 +777,14 @@ def test_what_the_page_offers_for_download_names_no_folder_of_the_server():
     assert without_server_paths(manifest)["data"] == "photos"
 
 
-def known_resume_bug():
+def known_resume_bug(error: str):
     """A known, not yet explained bug (in some runs of the whole suite, none in this test alone):
     a resumed job (after a restart or a Cancel) is refused by its fit's own checkpoint as another
     run's, the look's budget map of its working set (data.budget) hashing differently in two
     workers of one job. Not reproduced outside the suite: the working set's budget digest is the
     same in fresh processes with 1 or 2 threads, idle or beside another job. The refusal is the
     safe side (nothing is mixed); any other failure of these steps still fails the test."""
-    pytest.xfail("known bug: a resumed job's checkpoint sometimes finds its budget map's digest differs")
+    pytest.xfail(f"known bug: a resumed job's checkpoint sometimes finds its budget map's digest differs: {error}")
 
 
 @pytest.mark.slow
@@ -810,7 +810,7 @@ def test_a_reload_keeps_the_job_and_a_restarted_server_resumes_it(tmp_path, phot
         resumed = server.wait(job["id"], states=("done", "failed"), until=lambda j: bool(rounds(j)))
         assert "stopped while this ran" in (resumed.get("note") or "")
         if resumed["state"] == "failed" and "differs in: data.budget" in (resumed.get("error") or ""):
-            known_resume_bug()
+            known_resume_bug(resumed["error"])
         assert rounds(resumed), {k: resumed.get(k) for k in ("state", "note", "error")}
         assert rounds(resumed)[0]["n"] >= 3  # carried on from its checkpoint, not from the start
         server.json("POST", f"/api/jobs/{job['id']}/cancel")  # cancel keeps the checkpoint; resume goes on
@@ -820,7 +820,7 @@ def test_a_reload_keeps_the_job_and_a_restarted_server_resumes_it(tmp_path, phot
         server.json("POST", f"/api/jobs/{job['id']}/resume")
         done = server.wait(job["id"])
         if done["state"] == "failed" and "differs in: data.budget" in (done.get("error") or ""):
-            known_resume_bug()
+            known_resume_bug(done["error"])
         assert done["state"] == "done", (
             done.get("error"),
             done.get("note"),
@@ -850,9 +850,14 @@ def test_a_reload_keeps_the_job_and_a_restarted_server_resumes_it(tmp_path, phot
     from safetensors.torch import load_file
 
     ours, theirs = Path(done["out"]), fresh
+
+    def told(folder: Path) -> dict:  # what a failure needs to say where the two runs parted
+        m = json.loads((folder / "manifest.json").read_text())
+        return {k: m.get(k) for k in ("command", "settings", "look", "working_size", "fit_seconds", "versions")}
+
     assert load_file(ours / "perturbation.safetensors")["delta"].equal(
         load_file(theirs / "perturbation.safetensors")["delta"]
-    )
+    ), (told(ours), told(theirs), (work / "jobs" / job["id"] / "log.txt").read_text()[-3000:])
     for rel in made:
         png = str(Path(rel).with_suffix(".png"))
         assert np.array_equal(np.asarray(Image.open(ours / png)), np.asarray(Image.open(theirs / png))), rel
