@@ -855,9 +855,18 @@ def test_a_reload_keeps_the_job_and_a_restarted_server_resumes_it(tmp_path, phot
         m = json.loads((folder / "manifest.json").read_text())
         return {k: m.get(k) for k in ("command", "settings", "look", "working_size", "fit_seconds", "versions")}
 
-    assert load_file(ours / "perturbation.safetensors")["delta"].equal(
-        load_file(theirs / "perturbation.safetensors")["delta"]
-    ), (told(ours), told(theirs), (work / "jobs" / job["id"] / "log.txt").read_text()[-3000:])
+    delta = lambda folder: load_file(folder / "perturbation.safetensors")["delta"]  # noqa: E731
+    if not delta(ours).equal(delta(theirs)):
+        # Two uninterrupted runs that differ say this machine's arithmetic does not repeat from one
+        # process to the next (no resume can be exact there); if they agree, the resume is at fault.
+        again = tmp_path / "again"
+        subprocess.run([sys.executable, "-m", "unlearnable", *args[:4], str(again), *args[5:]], env=env, timeout=600)
+        if not delta(again).equal(delta(theirs)):
+            pytest.xfail("two uninterrupted runs of one protection differ on this machine: fits do not repeat here")
+        raise AssertionError(
+            ("the resumed job differs from an uninterrupted run", told(ours), told(theirs)),
+            (work / "jobs" / job["id"] / "log.txt").read_text()[-3000:],
+        )
     for rel in made:
         png = str(Path(rel).with_suffix(".png"))
         assert np.array_equal(np.asarray(Image.open(ours / png)), np.asarray(Image.open(theirs / png))), rel

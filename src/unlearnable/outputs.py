@@ -27,11 +27,8 @@ from pathlib import Path
 
 TOOL = "unlearnable"
 MARKERS = {"protect": "manifest.json", "evaluate": "record.json", "demo": "demo.json", "check": "report.json"}
-PROTECT_FILES = (
-    "manifest.json",
-    "perturbation.safetensors",
-    "preview.png",
-)  # a protect output's own, beside its images
+# a protect output's own files, beside its images (a photo never takes one of these names)
+PROTECT_FILES = ("manifest.json", "perturbation.safetensors", "preview.png")
 
 
 def marker(kind: str) -> dict:

@@ -12,8 +12,10 @@ median of the last runs of the same method, surrogate and device, the reading, w
 start kept as on idle cores and scaled by the share of a core one thread gets now beside what
 else runs (one_core_load); before the first run, measured defaults of a 2-core CPU stand in. A
 run uses no more threads than the cores others leave free (distributed.share_cores). Memory: the
-largest photo's pixels a few times over (its decoded copy, its protected copy, the encoder's
-buffer) plus the working set and the surrogate.
+largest photo's pixels many times over (its decoded copy, the look's budget map of it in floats,
+its protected copy, the encoder's buffer) plus the working set and the surrogate, scaled by how
+this computer's finished runs peaked against that model; the size of the copies, at the rate
+per megapixel this computer's runs wrote in that format.
 """
 
 from __future__ import annotations
@@ -145,8 +147,8 @@ def estimate(collection, attack, size: int, background=None, timings: Timings | 
     """Seconds of each stage of protecting `collection` (fitted among the images of `background`,
     the loaded background set, when there is one), their total, the peak memory and the output's
     size in bytes: {"start", "read", "fit" (None: no count of the method's work), "write", "total",
-    "memory", "bytes", "original_bytes", "passes", "per_pass", "runs" (the earlier runs it is
-    calibrated on)}."""
+    "memory" (calibrated), "memory_model" (before calibration), "bytes", "original_bytes", "passes",
+    "per_pass", "runs" (the earlier runs it is calibrated on)}."""
     from .distributed import busy_cores, free_threads
 
     timings = timings or Timings(attack)

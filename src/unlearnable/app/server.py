@@ -69,7 +69,8 @@ LOOK_WORDS = {  # the page's words for look.LOOKS, the default first
 FORMAT_WORDS = {  # the page's file formats, in its order; FORMAT_NAMES names them
     "png": "PNG: lossless, so the protection is kept exactly, with any transparency (the largest files).",
     "webp": "WebP: lossless too, with any transparency, and smaller than PNG; most browsers and photo apps open it.",
-    "jpeg": "JPEG at quality 95: far smaller; adds its own small error, which measured keeps the protection.",
+    "jpeg": "JPEG at quality 95: far smaller; JPEG adds a small error of its own, through which the protection "
+    "measured the same (at quality 90 and 75).",
     "same": "Each photo in its own format: a JPEG stays a JPEG at its own quality (its own size).",
 }
 FORMAT_NAMES = {
