@@ -144,9 +144,16 @@ def test_victims_choose_their_columns_seeds_and_recipe_preset(config, tmp_path):
     path.write_text(yaml.safe_dump(more))
     records = bench.run_bench(path, out, device="cpu", progress=False)["records"]
     assert len(records) == 4 and len((out / "results.jsonl").read_text().splitlines()) == 4
+    rows = {**more, "methods": {"clean": {}, "random": {}}}  # a victim may train on some rows only
+    rows["victims"] = [{**more["victims"][0], "methods": ["clean"]}, {**cfg["victims"][1], "name": "both"}]
+    path.write_text(yaml.safe_dump(rows))
+    picked = [c.key for c in bench.cells(bench.load_config(path))]
+    assert [k for k in picked if "/random/" in k] == ["toy/random/both/grey/seed0"]
+    assert len([k for k in picked if "/clean/scratch/" in k]) == 3
     for broken, message in [
         ({**cfg, "victims": [{**victim, "defenses": ["jpeg"]}]}, "defenses must be"),
         ({**cfg, "victims": [{**victim, "seeds": "0"}]}, "seeds must be"),
+        ({**cfg, "victims": [{**victim, "methods": ["bait"]}]}, "methods must be"),
     ]:
         path.write_text(yaml.safe_dump(broken))
         with pytest.raises(ValueError, match=message):

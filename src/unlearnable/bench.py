@@ -23,12 +23,14 @@ A config (YAML) names the grid:
       - {name: linear, init: imagenet, protocol: linear}   # also: victim, epochs, lr, ...
       - {name: gentle, init: imagenet, lr: 0.005, defenses: [none], seeds: [0, 1, 2]}
       - {name: paper-recipe, init: imagenet, preset: paper, victim: efficientnet_lite0, input_size: 64}
+      - {name: gentle-seeds, init: imagenet, lr: 0.005, methods: [clean, bait], seeds: [0, 1, 2]}
     defenses:                   # column name -> options for create_defense, the same way
       none: {}
       jpeg: {quality: 10}
       projection-test: {defense: projection, project_test: true}
 
-A victim trains under every defense, or only under those its `defenses` names; with `seeds` it
+A victim trains on every method's rows, or only on those its `methods` names, under every
+defense, or only under those its `defenses` names; with `seeds` it
 trains once per victim seed (the protection stays the one of the cell's seed), and the table
 gives the mean and spread over them. Each protected training set is made once per (dataset,
 method, seed), exported as a PNG folder
@@ -70,8 +72,9 @@ VICTIM_KEYS = {
     "batch_size",
     "defenses",
     "seeds",
+    "methods",
 }
-GRID_KEYS = ("defenses", "seeds")  # victim keys that shape the grid, not the victim's training
+GRID_KEYS = ("defenses", "seeds", "methods")  # victim keys that shape the grid, not the victim's training
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,12 @@ def _check_names(cfg: dict, path: Path) -> None:
                 f"{path}: victim {v['name']!r}: defenses must be a non-empty list of names from 'defenses' "
                 f"({', '.join(cfg['defenses'])}), got {listed!r}"
             )
+        rows = v.get("methods")
+        if rows is not None and (not isinstance(rows, list) or not rows or any(m not in cfg["methods"] for m in rows)):
+            raise ValueError(
+                f"{path}: victim {v['name']!r}: methods must be a non-empty list of names from 'methods' "
+                f"({', '.join(cfg['methods'])}), got {rows!r}"
+            )
         seeds = v.get("seeds")
         if seeds is not None and (
             not isinstance(seeds, list)
@@ -330,6 +339,7 @@ def cells(cfg: dict) -> list[Cell]:
         for m in cfg["methods"]
         for s in cfg["seeds"]
         for v, f in columns(cfg)
+        if m in victims[v].get("methods", [m])
         for vs in victims[v].get("seeds", [None])
     ]
 
