@@ -177,7 +177,9 @@ def test_bad_configs_fail_before_work(config, tmp_path):
     assert main(["bench", str(tmp_path / "missing.yaml")]) == 2
 
 
-@pytest.mark.parametrize("name", ["cpu-mini", "cpu-defenses", "cpu-robust", "paper-cifar10", "cpu-looks"])
+@pytest.mark.parametrize(
+    "name", ["cpu-mini", "cpu-defenses", "cpu-robust", "paper-cifar10", "cpu-looks", "cifar10-full"]
+)
 def test_repository_configs_are_valid(name):
     from pathlib import Path
 

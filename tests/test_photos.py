@@ -1,5 +1,6 @@
 """Folders of photos at full resolution: sizes, orientation, names, metadata, label layouts, check."""
 
+import io
 import json
 from pathlib import Path
 
@@ -514,3 +515,31 @@ def test_the_estimate_is_calibrated_on_this_computers_finished_runs(tmp_path, mo
     assert runs["webp_bytes_per_mp"] == [pytest.approx(written / megapixels, rel=1e-3)]
     assert len(runs["png_bytes_per_mp"]) == 1 and len(runs["fit_factor"]) == 2
     assert estimate(photos, attack, 32, fmt="webp")["bytes"] == pytest.approx(written, rel=1e-3)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+def test_the_preview_crops_are_those_of_the_original_and_of_the_file_written(tmp_path, fmt):
+    """render's 100% crops come from the pixels it holds (no second decoding): they must be the
+    smoothest area of the original as seen and the same area of the file as a viewer decodes it,
+    transparent photos (seen over white) and JPEG's own error included."""
+    from unlearnable.data.sources import rgb_array
+    from unlearnable.look import get_look
+    from unlearnable.photos import open_upright, render
+    from unlearnable.visibility import crop, smoothest_box
+
+    root = tmp_path / "in"
+    (root / "a").mkdir(parents=True)
+    alpha = np.tile(np.linspace(0, 255, 80).astype(np.uint8), (60, 1))
+    Image.fromarray(np.dstack([scene(80, 60, 1), alpha]), "RGBA").save(root / "a" / "clear.png")
+    Image.fromarray(scene(80, 60, 2)).save(root / "a" / "plain.jpg", quality=95)
+    photos = scan(root, "one")
+    delta = torch.full((3, 16, 16), 8 / 255) * torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(0)).sign()
+    for i, p in enumerate(photos.photos):
+        drawn = render(photos, i, delta, 8 / 255, fmt, 0, False, get_look("invisible"), crop_side=24)
+        original = open_upright(root / p.rel, p.rel)[0]
+        box = smoothest_box(original, 24)
+        with Image.open(io.BytesIO(drawn.data)) as img:
+            written = rgb_array(img)
+        assert np.array_equal(drawn.crops[0], crop(original, box)), p.rel
+        assert np.array_equal(drawn.crops[1], crop(written, box)), p.rel
+        assert render(photos, i, delta, 8 / 255, fmt, 0, False, get_look("invisible")).crops is None

@@ -251,20 +251,6 @@ PREVIEW_CROPS = 4  # photos whose 100% crop the preview shows
 CROP_SIDE = 256
 
 
-def zoom_crop(collection, i: int, data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(original, protected) 100% crops of photo i's smoothest area; `data` is the written file."""
-    from .data.sources import rgb_array
-    from .photos import open_upright
-    from .visibility import crop, smoothest_box
-
-    p = collection.photos[i]
-    original = open_upright(collection.root / p.rel, p.rel)[0]
-    with Image.open(io.BytesIO(data)) as img:
-        protected = rgb_array(img)  # written upright
-    box = smoothest_box(original, CROP_SIDE)
-    return crop(original, box), crop(protected, box)
-
-
 def export_photos(
     out,
     collection,
@@ -316,7 +302,10 @@ def export_photos(
         )
         for i, (photo, name) in enumerate(zip(collection.photos, names)):
             delta = p.delta[labels[i] if p.kind == "classwise" else i]
-            data, top, seen, kept, grey = render(collection, i, delta, p.eps, fmt, quality or 0, strip, look)
+            side = CROP_SIDE if i in shown else None
+            data, top, seen, kept, grey, crop = render(
+                collection, i, delta, p.eps, fmt, quality or 0, strip, look, side
+            )
             if top > levels:
                 raise RuntimeError(f"{photo.rel}: change {top}/255 over the budget {levels}/255; refusing to export")
             files[name] = file_sha256(write_new(tmp, name, data))
@@ -331,8 +320,8 @@ def export_photos(
                 "grey": grey,  # a black-and-white photo: given a grey change, written grey
             }
             tops.append(top)
-            if i in shown:
-                crops.append(zoom_crop(collection, i, data))
+            if crop is not None:
+                crops.append(crop)
             bar.update(round(photo.width * photo.height / 1e6, 1))
         bar.close()
         linf = torch.tensor(tops, dtype=torch.float32) / 255

@@ -36,6 +36,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -460,20 +461,25 @@ def central_square_mean(values: np.ndarray, size: int) -> np.ndarray:
     return np.array(img.resize((size, size), Image.Resampling.BOX, box=(left, top, left + s, top + s)))
 
 
-def photo_budget(pixels: np.ndarray, look) -> np.ndarray:
-    """The look's (H, W) budget map of an (H, W, 3) uint8 photo, computed STRIP_ROWS rows at a time
-    with enough context above and below that it equals the whole photo's map."""
-    from .look import budget_map, halo
-
+def by_strips(pixels: np.ndarray, pad: int, fn) -> np.ndarray:
+    """The (H, W) float map `fn` makes of an (H, W, 3) uint8 photo, computed STRIP_ROWS rows at a
+    time, each strip with `pad` rows of context above and below (fn takes and returns (1, C, h, W)
+    tensors): with the reach of fn's filters as `pad`, the whole photo's map, in a fraction of its
+    memory (a float copy of a whole 100 MP photo is 1.2 GB)."""
     h = pixels.shape[0]
-    pad = halo(look)
     out = np.empty(pixels.shape[:2], np.float32)
     for r in range(0, h, STRIP_ROWS):
         lo, hi = max(0, r - pad), min(h, r + STRIP_ROWS + pad)
         part = torch.from_numpy(np.array(pixels[lo:hi])).permute(2, 0, 1)[None]
-        m = budget_map(part, look)[0, 0]
-        out[r : r + STRIP_ROWS] = m[r - lo : r - lo + min(STRIP_ROWS, h - r)].numpy()
+        out[r : r + STRIP_ROWS] = fn(part)[0, 0, r - lo : r - lo + min(STRIP_ROWS, h - r)].numpy()
     return out
+
+
+def photo_budget(pixels: np.ndarray, look) -> np.ndarray:
+    """The look's (H, W) budget map of an (H, W, 3) uint8 photo (by_strips: the whole photo's map)."""
+    from .look import budget_map, halo
+
+    return by_strips(pixels, halo(look), lambda part: budget_map(part, look))
 
 
 def photo_is_grey(pixels: np.ndarray) -> bool:
@@ -759,14 +765,36 @@ def lossy(fmt: str) -> bool:
     return fmt == "JPEG"
 
 
+class Rendered(NamedTuple):
+    """A protected photo as render() makes it."""
+
+    data: bytes  # the encoded file
+    top: int  # the largest change before encoding, in 8-bit levels
+    seen: int  # the largest change a viewer decodes (JPEG adds its own)
+    kept: list[str]  # the metadata carried over
+    grey: bool  # a black-and-white photo, given a grey change
+    crops: tuple[np.ndarray, np.ndarray] | None  # (original, as saved) 100% crops of its smoothest area
+
+
 def render(
-    collection: Collection, i: int, delta: torch.Tensor, eps: float, fmt: str, quality: int, strip: bool, look=None
-):
-    """(encoded bytes, largest change before encoding, largest change in the decoded output, kept
-    metadata keys, whether the photo is grey) of photo i, protected with its `delta` under the
-    `look`: the one function export and verify use."""
+    collection: Collection,
+    i: int,
+    delta: torch.Tensor,
+    eps: float,
+    fmt: str,
+    quality: int,
+    strip: bool,
+    look=None,
+    crop_side: int | None = None,
+) -> Rendered:
+    """Photo i protected with its `delta` under the `look` and encoded: the one function export and
+    verify use. `crop_side`: also the 100% crops of its smoothest area (visibility.smoothest_box),
+    taken from the pixels already here rather than decoding the photo twice more."""
+    from .visibility import crop, smoothest_box
+
     p = collection.photos[i]
     pixels, img = open_upright(collection.root / p.rel, p.rel)
+    seen_as = flat = pixels  # what a viewer sees of the original (transparency over white)
     try:
         meta = metadata(img, strip)
         grey = look is not None and photo_is_grey(pixels)
@@ -782,12 +810,17 @@ def render(
         data = encode(prot, pil_fmt, quality, img, meta, grey=grey and img.mode in GREY_MODES, alpha=alpha)
     finally:
         img.close()
-    seen = top
-    if lossy(pil_fmt):  # what a viewer decodes differs from the rounded pixels
+    seen, saved = top, prot
+    if lossy(pil_fmt) or (crop_side and alpha is not None):  # what a viewer decodes differs from prot
         with Image.open(io.BytesIO(data)) as back:
-            decoded = np.asarray(back.convert("RGB"))
-        seen = int(np.abs(decoded.astype(np.int16) - pixels.astype(np.int16)).max())
-    return data, top, seen, sorted(meta), grey
+            saved = rgb_array(back)  # transparency over white, as the original is seen
+        if lossy(pil_fmt):
+            seen = int(np.abs(saved.astype(np.int16) - pixels.astype(np.int16)).max())
+    crops = None
+    if crop_side:
+        box = smoothest_box(flat, crop_side)
+        crops = (crop(seen_as, box).copy(), crop(saved, box).copy())
+    return Rendered(data, top, seen, sorted(meta), grey, crops)
 
 
 def output_names(collection: Collection, fmt: str) -> tuple[list[str], list[str]]:

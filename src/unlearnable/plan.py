@@ -38,8 +38,8 @@ BYTES_PER_MEGAPIXEL = {  # a protected photo in each format, before this compute
     "jpeg": 0.5e6,  # quality 95
 }
 KEPT_RUNS = 8  # runs a calibration keeps per method, surrogate and device
-BYTES_PER_PIXEL = 40  # peak bytes per pixel of the largest photo (measured: 24 MP 1.35 GB, 6 MP 0.62 GB)
-BASE_MEMORY = 0.6e9  # the interpreter, torch, the surrogate and its optimizer (BAIT cpu, 24 MP: 1.55 GB)
+BYTES_PER_PIXEL = 25  # peak bytes per pixel of the largest photo (measured: 24 MP 0.88 GB, 100 MP 2.75 GB)
+BASE_MEMORY = 0.5e9  # the interpreter, torch, the surrogate and its optimizer
 
 
 def seconds_per_pass(attack, size: int, num_classes: int, threads: int | None = None) -> float | None:

@@ -291,7 +291,7 @@ def _check_photos(folder: Path, manifest: dict, perturbation, data) -> list[tupl
     for i, name in enumerate(names):
         row = labels[i] if perturbation.kind == "classwise" else i
         try:
-            encoded, change, _, _, _ = render(
+            drawn = render(
                 originals,
                 i,
                 perturbation.delta[row],
@@ -301,6 +301,7 @@ def _check_photos(folder: Path, manifest: dict, perturbation, data) -> list[tupl
                 bool(manifest.get("strip_metadata")),
                 look_from_record(manifest.get("look")),
             )
+            encoded, change = drawn.data, drawn.top
         except (ValueError, OSError, KeyError) as e:
             return [(c, "FAILED", f"cannot redraw {name}: {e}") for c in ("budget", "exact")]
         try:

@@ -60,10 +60,20 @@ def ssimulacra2(original: np.ndarray, changed: np.ndarray) -> float:
 
 
 def local_std(pixels: np.ndarray, sigma: float = 3.0) -> np.ndarray:
-    """(H, W) local standard deviation of the luma of an (H, W, 3) uint8 image (look.local_luma_std)."""
+    """(H, W) local standard deviation of the luma of an (H, W, 3) uint8 image (look.local_luma_std),
+    a strip at a time (photos.by_strips, with the Gaussian's reach as context)."""
     from .look import local_luma_std
+    from .photos import by_strips
 
-    return local_luma_std(torch.from_numpy(np.array(pixels)).permute(2, 0, 1)[None], sigma)[0, 0].numpy()
+    return by_strips(pixels, math.ceil(3 * sigma) + 1, lambda part: local_luma_std(part, sigma))
+
+
+def luma(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) float32 luma of an (H, W, 3) uint8 image, without a float copy of all three channels."""
+    out = pixels[..., 0] * np.float32(LUMA[0])
+    out += pixels[..., 1] * np.float32(LUMA[1])
+    out += pixels[..., 2] * np.float32(LUMA[2])
+    return out
 
 
 def smoothest_box(pixels: np.ndarray, size: int = CROP) -> tuple[int, int, int, int]:
@@ -74,10 +84,10 @@ def smoothest_box(pixels: np.ndarray, size: int = CROP) -> tuple[int, int, int, 
     h, w = pixels.shape[:2]
     s = min(size, h, w)
     act = torch.from_numpy(local_std(pixels))[None, None]
-    luma = torch.from_numpy(pixels.astype(np.float32) @ np.array(LUMA, np.float32))[None, None]
+    grey = torch.from_numpy(luma(pixels))[None, None]
     stride = max(1, s // 4)
     means = torch.nn.functional.avg_pool2d(act, s, stride=stride)[0, 0]
-    tone = torch.nn.functional.avg_pool2d(luma, s, stride=stride)[0, 0]
+    tone = torch.nn.functional.avg_pool2d(grey, s, stride=stride)[0, 0]
     means = means + 1e6 * ((tone < MID_TONES[0]) | (tone > MID_TONES[1]))
     i = int(means.flatten().argmin())
     top, left = (i // means.shape[1]) * stride, (i % means.shape[1]) * stride
