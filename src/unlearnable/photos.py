@@ -794,7 +794,7 @@ def render(
 
     p = collection.photos[i]
     pixels, img = open_upright(collection.root / p.rel, p.rel)
-    seen_as = flat = pixels  # what a viewer sees of the original (transparency over white)
+    viewed = pixels  # the original as a viewer sees it (transparency over white)
     try:
         meta = metadata(img, strip)
         grey = look is not None and photo_is_grey(pixels)
@@ -818,8 +818,8 @@ def render(
             seen = int(np.abs(saved.astype(np.int16) - pixels.astype(np.int16)).max())
     crops = None
     if crop_side:
-        box = smoothest_box(flat, crop_side)
-        crops = (crop(seen_as, box).copy(), crop(saved, box).copy())
+        box = smoothest_box(viewed, crop_side)
+        crops = (crop(viewed, box).copy(), crop(saved, box).copy())
     return Rendered(data, top, seen, sorted(meta), grey, crops)
 
 
