@@ -41,7 +41,7 @@ for m in ("clusters", "clusters50"):
     p = d / f"em-{m}" / "manifest.json"
     if p.is_file():
         man = json.loads(p.read_text())
-        pairs = [(e["label"], n.split("/")[1]) for n, e in man["photo_files"].items()]
+        pairs = [(e["label"], e["source"].split("/")[0]) for e in man["photo_files"].values()]  # its class folder
         groups = {}
         for g, c in pairs:
             groups.setdefault(g, []).append(c)
