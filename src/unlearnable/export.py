@@ -54,17 +54,17 @@ def unique_names(rels: list[str], suffixes: list[str], reserved: tuple[str, ...]
     (a.jpg.00002.png). Names are compared case-folded, so no two meet on a case-insensitive disk
     either. A name part over NAME_MAX bytes is refused, naming the input, before any work."""
     plain = [str(Path(r).with_suffix(s)) for r, s in zip(rels, suffixes)]
-    claims: dict[str, int] = {n.casefold(): 2 for n in reserved}
+    reserved_folded = {n.casefold() for n in reserved}
+    claims: dict[str, int] = dict.fromkeys(reserved_folded, 2)
     for n in plain:
         claims[n.casefold()] = claims.get(n.casefold(), 0) + 1
     wanted = [n if claims[n.casefold()] == 1 or n == r else r + s for n, r, s in zip(plain, rels, suffixes)]
     # who gets a wanted name: the output's own file, an input whose name it already is, else the
     # first input wanting it
-    owner: dict[str, int] = {n.casefold(): -1 for n in reserved}
+    owner: dict[str, int] = dict.fromkeys(reserved_folded, -1)
     for i in sorted(range(len(rels)), key=lambda i: (wanted[i] != rels[i], i)):
         owner.setdefault(wanted[i].casefold(), i)
     taken = set(owner)
-    reserved_folded = {n.casefold() for n in reserved}
     names, notes = [], []
     for i, (n, r, s) in enumerate(zip(wanted, rels, suffixes)):
         if owner[n.casefold()] != i:  # numbered, with a number no other input holds or wants

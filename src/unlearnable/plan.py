@@ -98,9 +98,10 @@ class Timings:
         }
         return {name: values for name, values in kept.items() if values}
 
-    def medians(self) -> dict[str, float]:
-        """{measure: its median over the kept runs} of this key (empty before the first run)."""
-        return {name: statistics.median(values) for name, values in self.measured().items()}
+    def medians(self, kept: dict[str, list[float]] | None = None) -> dict[str, float]:
+        """{measure: its median over the kept runs} of this key (empty before the first run);
+        `kept`: what measured() already read."""
+        return {name: statistics.median(values) for name, values in (kept or self.measured()).items()}
 
     def record(self, **measured: float | None) -> None:
         """Keep one run's measures (None: not measured), the last KEPT_RUNS of each."""
@@ -153,7 +154,7 @@ def estimate(collection, attack, size: int, background=None, timings: Timings | 
 
     timings = timings or Timings(attack)
     kept = timings.measured()  # read once: the medians and how many runs they rest on
-    cal = {name: statistics.median(values) for name, values in kept.items()}
+    cal = timings.medians(kept)
     extra, classes = (0, 0) if background is None else (len(background), background.num_classes)
     passes = attack.passes(len(collection) + extra)
     busy = busy_cores()  # sampled once: the threads of the timed pass and the load on the other stages
