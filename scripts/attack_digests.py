@@ -5,6 +5,7 @@ fit every method bit for bit alike here: the check for a change that must not ch
 
     python scripts/attack_digests.py > before.txt   # ... change the code ...
     python scripts/attack_digests.py | diff before.txt -
+    python scripts/attack_digests.py em tap      # only the cases whose name starts so
 
 Each case also fits once more interrupted after its first checkpoint and resumed; a resumed fit
 that differs from the uninterrupted one is printed as such.
@@ -102,6 +103,8 @@ def interrupted_then_resumed(method: str, opts: dict, ds: ImageDataset, folder: 
 def main() -> None:
     torch.set_num_threads(1)  # the digests do not depend on this machine's core count
     for name, (method, opts) in CASES.items():
+        if sys.argv[1:] and not any(name.startswith(a) for a in sys.argv[1:]):
+            continue
         opts = dict(opts)
         ds = small_set(look=opts.pop("look", False))
         line = digest(create_attack(method, device="cpu", progress=False, **opts).fit(ds))

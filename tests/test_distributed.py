@@ -181,21 +181,21 @@ def test_protect_checkpoints_resume_across_world_sizes(learnable_folder, tmp_pat
     subprocess.run(
         [sys.executable, str(script), str(learnable_folder), str(tmp_path / "a"), "3"], check=True, env=env, timeout=120
     )
-    assert torch.load(tmp_path / "a-bait.ckpt", weights_only=True)["epoch"] == 2
+    assert torch.load(tmp_path / "a-bait.ckpt", weights_only=True)["round"] == 2
     r = torchrun([str(script), str(learnable_folder), str(tmp_path / "a"), "0"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     resumed = torch.load(tmp_path / "a-bait-rank0of2.pt", weights_only=True)
     assert resumed.abs().max() > 0
-    assert torch.load(tmp_path / "a-bait.ckpt", weights_only=True)["epoch"] == 6  # finished; kept for the pipeline
+    assert torch.load(tmp_path / "a-bait.ckpt", weights_only=True)["round"] == 6  # finished; kept for the pipeline
     # 2 processes stop in outer epoch 3; 1 process resumes and finishes
     r = torchrun([str(script), str(learnable_folder), str(tmp_path / "b"), "3"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     state = torch.load(tmp_path / "b-bait.ckpt", weights_only=True)
-    assert state["epoch"] == 2 and len(state["history"]) == 2
+    assert state["round"] == 2 and len(state["history"]) == 2
     subprocess.run(
         [sys.executable, str(script), str(learnable_folder), str(tmp_path / "b"), "0"], check=True, env=env, timeout=120
     )
-    assert torch.load(tmp_path / "b-bait.ckpt", weights_only=True)["epoch"] == 6
+    assert torch.load(tmp_path / "b-bait.ckpt", weights_only=True)["round"] == 6
     assert torch.load(tmp_path / "b-bait-rank0of1.pt", weights_only=True).abs().max() > 0
 
 

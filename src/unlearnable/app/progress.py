@@ -11,7 +11,6 @@ from ..plan import duration
 
 STAGES = {  # the pipeline's progress bars -> what a person is told
     "reading photos": "Reading the photos",
-    "bait: learning the protection": "Learning the protective pattern",
     "writing protected photos": "Writing the protected photos",
     "check: training test models": "Training test models on your photos",
     "reading the protected photos": "Reading the protected photos",
@@ -32,7 +31,7 @@ def stage_words(stage: str) -> str:
 
     if stage in STAGES:
         return STAGES[stage]
-    if stage.replace(":", " ").split(" ")[0] in ATTACKS:  # a method's own bar: "em classwise", "gue: ..."
+    if stage.replace(":", " ").split(" ")[0] in ATTACKS:  # a method's bar: "bait: learning the protection"
         return "Learning the protective pattern"
     return stage[:1].upper() + stage[1:] if stage else "Working"
 

@@ -38,19 +38,20 @@ Hardening against what a trainer does to the images (the `robust` preset; docs/b
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
-from tqdm.auto import tqdm
 
-from ..data.augment import luma as luma_of
-from ..distributed import all_reduce_sum_, local_generator, rank_and_world, sum_all, wrap_ddp
-from ..look import is_grey, periodic_spline, shaped
+from ..distributed import local_generator, rank_and_world, sum_all, wrap_ddp
+from ..look import is_grey, shaped
 from ..training import autocast, resident, to_float
-from .base import Attack, build_surrogate, register_attack, seed_everything
-from .common import class_means, perturbed_batch, sgd_step, surrogate_optimizer
+from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
+from .class_patterns import DirectPattern, GeneratorPattern, direct_table, phases, shifted
+from .common import perturbed_batch, sgd_step, surrogate_optimizer
 from .eot import EOT, check_names
-from .generator import PerturbationGenerator
 
 STAGE_NAMES = ("hard", "random", "least")
 STAGE_WORDS = (  # the curriculum in plain words, for the progress line
@@ -58,17 +59,6 @@ STAGE_WORDS = (  # the curriculum in plain words, for the progress line
     "pointing each photo at a random other class",
     "pointing each class at the class it is least like",
 )
-
-
-class DirectDelta(torch.nn.Module):
-    """The direct parameterization as a module, so that torchrun can average its gradient with DDP."""
-
-    def __init__(self, w: torch.Tensor):
-        super().__init__()
-        self.w = torch.nn.Parameter(w)
-
-    def forward(self):
-        return self.w
 
 
 def choose_targets(
@@ -90,20 +80,6 @@ def rows_of(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, index)
 
 
-def shifted(delta: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Each image's delta circularly shifted by its own (dy, dx) pixels: two gathers, each target
-    taking exactly one source value, so the gradient is a permutation (no summation order)."""
-    n, c, h, w = delta.shape
-    rows = (torch.arange(h, device=delta.device)[None] - dy.to(delta.device)[:, None]) % h  # (n, h)
-    cols = (torch.arange(w, device=delta.device)[None] - dx.to(delta.device)[:, None]) % w
-    out = delta.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w))
-    return out.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
-
-
-def phases(n: int, h: int, w: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.randint(h, (n,), generator=gen), torch.randint(w, (n,), generator=gen)
-
-
 def same_layout(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """`value` in `like`'s memory layout. Arithmetic returns the default layout, while a model may
     keep its weights channels_last: EfficientNet-Lite0's 5x5 depthwise convolutions run about 3x
@@ -113,8 +89,22 @@ def same_layout(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(like, requires_grad=False).copy_(value)
 
 
+@dataclass(kw_only=True)
+class BAITState(FitState):
+    models: list[nn.Module]  # the surrogate, and an ensemble's other members
+    opts: list[torch.optim.Optimizer]
+    pattern: DirectPattern | GeneratorPattern
+    pattern_opt: torch.optim.Optimizer
+    buffer: torch.Tensor  # the latest class-wise delta (K, C, H, W), for the inner steps
+    images: torch.Tensor = kept()
+    labels: torch.Tensor = kept()
+    look: tuple[torch.Tensor, torch.Tensor] | None = kept()  # the budget map and grey images (look.py)
+    eot: EOT | None = kept()
+    pattern_ddp: nn.Module = kept()  # the pattern, under torchrun wrapped for DDP
+
+
 @register_attack
-class BAIT(Attack):
+class BAIT(IterativeAttack):
     name = "bait"
     summary = "BAIT (Li et al. 2026): class-wise noise bound to incorrect targets; holds against pretrained victims"
     DEFAULTS = {
@@ -144,7 +134,6 @@ class BAIT(Attack):
     }
     PRETRAINED = {}  # the surrogate is pretrained already
     MIN_CLASSES, WHY_CLASSES = 2, "binds each class to another class"
-    _look: tuple[torch.Tensor, torch.Tensor] | None = None  # the training set's budget map and grey images, in fit
     # CPU: direct class-wise delta on an 8x8 grid (4x4-pixel patches at 32 px), which survives the
     # trainer's crop/flip and a CNN's downsampling; full-resolution noise did not (see README).
     CPU = {
@@ -223,205 +212,139 @@ class BAIT(Attack):
         bounds = torch.tensor(self.stages).cumsum(0)
         return int((epoch >= bounds).sum().clamp(max=2))
 
-    def fit(self, train_set):
-        self.check_classes(train_set.classes)
-        gen = seed_everything(self.seed)
+    def start(self, train_set, gen):
         dev, K = self.device, train_set.num_classes
-        images, labels = resident(train_set.images, self.device), train_set.labels
+        images = resident(train_set.images, dev)
         budget = train_set.budget
-        self._look = None if budget is None else (budget.to(dev), is_grey(train_set.images).to(dev))
-        n, bs = len(images), min(self.batch_size, len(images))
-        per_epoch = min(n, self.images_per_epoch or n)
-        # Under torchrun every process takes its share of each batch; the surrogate, the look-ahead
-        # and the shared generator `gen` stay identical everywhere, the perturbation's gradient is
-        # averaged by DDP, and each process augments its own images with its own generator.
-        rank, world = rank_and_world()
         models = [
             build_surrogate(m, self.surrogate_init, K).to(dev) for m in [self.surrogate, *(self.surrogates or [])]
         ]
         opts = [surrogate_optimizer(m, self.surrogate_lr) for m in models]
-        model, opt = models[0], opts[0]
         eot = EOT(self.eot) if self.eot else None
         shape = (K, *images.shape[1:])
         if self.parameterization == "generator":
-            net = PerturbationGenerator(self.generator_width).to(dev)
-            params = list(net.parameters())
+            pattern: DirectPattern | GeneratorPattern = GeneratorPattern(
+                shape, self.eps, self.generator_width, self.luma, self.random_phase
+            )
             lr = self.generator_lr
-            gnet = wrap_ddp(net)
         else:
-            net = None
-            grey = 1 if self.luma > 0 else 0  # the grey pattern lives in one more channel of w
-            grid = (K, shape[1] + grey, self.direct_size or shape[2], self.direct_size or shape[3])
-            w = torch.zeros(grid, device=dev, requires_grad=True)
-            holder = None
-            if world > 1:
-                holder = wrap_ddp(DirectDelta(w.detach()))
-                w = holder.module.w
-            params, lr = [w], self.direct_lr
-        gopt = torch.optim.Adam(params, lr=lr)
-        buffer = torch.zeros(shape, device=dev)  # latest class-wise delta, used for the inner steps
-
-        def candidates(x, y):
-            """Differentiable class-wise delta (K, C, H, W) from this batch."""
-            if net is None:
-                return self.direct_delta(w if holder is None else holder(), shape)
-            means, counts = class_means(self.eps * self._mix_luma(gnet(x)), y, K)
-            present = (counts > 0).view(K, 1, 1, 1)
-            return torch.where(present, self._centred(means), buffer)
-
-        def synced_buffer(cand, y):
-            """The latest class-wise delta, the same in every process: the generator's class
-            means over the whole (all processes') batch; classes absent keep their last value."""
-            if net is None or world == 1:
-                return cand.detach()
-            counts = torch.bincount(y, minlength=K).to(cand.dtype)
-            sums = all_reduce_sum_(cand.detach() * counts.view(K, 1, 1, 1))
-            counts = all_reduce_sum_(counts)
-            return torch.where((counts > 0).view(K, 1, 1, 1), sums / counts.clamp(min=1).view(K, 1, 1, 1), buffer)
-
-        total = sum(self.stages)
-        ckpt, start, history = self.open_checkpoint(train_set), 0, []
-        if (state := ckpt.load()) is not None:
-            model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
-            for m, o, ms, os_ in zip(models[1:], opts[1:], state.get("ensemble", []), state.get("ensemble_opt", [])):
-                m.load_state_dict(ms), o.load_state_dict(os_)
-            gopt.load_state_dict(state["gopt"]), gen.set_state(state["generator"])
-            buffer, start, history = state["buffer"].to(dev), state["epoch"], state["history"]
-            if net is None:
-                with torch.no_grad():
-                    w.copy_(state["w"])
-            else:
-                net.load_state_dict(state["net"])
-        bar = tqdm(
-            range(start, total),
-            initial=start,
-            total=total,
-            desc="bait: learning the protection",
-            disable=not self.progress,
-            unit="round",
-            bar_format="{desc}: round {n_fmt} of {total_fmt}, {remaining} left{postfix}",
+            pattern = DirectPattern(shape, self.eps, self.direct_size, self.smooth, self.luma, self.random_phase)
+            lr = self.direct_lr
+        pattern = pattern.to(dev)
+        return BAITState(
+            gen=gen,
+            models=models,
+            opts=opts,
+            pattern=pattern,
+            pattern_opt=torch.optim.Adam(pattern.parameters(), lr=lr),
+            buffer=torch.zeros(shape, device=dev),
+            images=images,
+            labels=train_set.labels,
+            look=None if budget is None else (budget.to(dev), is_grey(train_set.images).to(dev)),
+            eot=eot,
+            pattern_ddp=wrap_ddp(pattern),  # under torchrun its gradient is averaged over the processes
         )
-        for epoch in bar:
-            stage = self.stage_of(epoch)
-            model, opt = models[epoch % len(models)], opts[epoch % len(models)]  # an ensemble's members in turn
-            names = [k for k, _ in model.named_parameters()]
-            first = torch.randperm(n, generator=gen)[:bs]
-            x0, y0 = to_float(images[first], dev), labels[first].to(dev)
-            more = [
-                torch.randperm(n, generator=gen)[:bs]
-                for _ in range(max(self.lookahead_steps, self.surrogate_steps) - 1)
-            ]
-            steps = [(x0, y0, first)] + [(to_float(images[b], dev), labels[b].to(dev), b) for b in more]
+
+    def rounds(self, state):
+        return sum(self.stages)
+
+    def describe(self, state):
+        stage = self.stage_of(state.round - 1)
+        return f"stage {stage + 1} of 3, {STAGE_WORDS[stage]}"
+
+    def step(self, state):
+        """One outer epoch: the look-ahead, a pass updating the pattern towards the targets, then
+        the surrogate's real steps. Under torchrun every process takes its share of each batch;
+        the surrogate, the look-ahead and the shared generator `gen` stay identical everywhere,
+        and each process augments its own images with its own generator."""
+        dev, K, gen, epoch = self.device, len(state.buffer), state.gen, state.round
+        images, labels, eot = state.images, state.labels, state.eot
+        n, bs = len(images), min(self.batch_size, len(images))
+        per_epoch = min(n, self.images_per_epoch or n)
+        rank, world = rank_and_world()
+        stage = self.stage_of(epoch)
+        model, opt = state.models[epoch % len(state.models)], state.opts[epoch % len(state.models)]  # in turn
+        names = [k for k, _ in model.named_parameters()]
+        first = torch.randperm(n, generator=gen)[:bs]
+        x0, y0 = to_float(images[first], dev), labels[first].to(dev)
+        more = [
+            torch.randperm(n, generator=gen)[:bs] for _ in range(max(self.lookahead_steps, self.surrogate_steps) - 1)
+        ]
+        steps = [(x0, y0, first)] + [(to_float(images[b], dev), labels[b].to(dev), b) for b in more]
+        self._pick_size(model, gen)
+        fast = (
+            None
+            if self.hypergradient
+            else self._lookahead(model, names, steps, state.buffer, gen, False, eot, state.look)
+        )
+        order = torch.randperm(n, generator=gen)[:per_epoch]
+        mine = local_generator(gen, self.seed, epoch)  # this process's augmentation draws
+        model.train()
+        hits = seen = 0
+        loss_sum = 0.0
+        for i in range(0, per_epoch, bs):
+            batch = order[i : i + bs]
+            if len(batch) < max(2 * world, bs // 4):
+                continue  # a tiny tail batch gives noisy BatchNorm statistics
+            idx = batch[rank::world]
+            x, y = to_float(images[idx], dev), labels[idx].to(dev)
+            table = state.pattern_ddp(x, y, state.buffer)
             self._pick_size(model, gen)
-            fast = None if self.hypergradient else self._lookahead(model, names, steps, buffer, gen, False, eot)
-            order = torch.randperm(n, generator=gen)[:per_epoch]
-            mine = local_generator(gen, self.seed, epoch)  # this process's augmentation draws
-            model.train()
-            hits = seen = 0
-            loss_sum = 0.0
-            for i in range(0, per_epoch, bs):
-                batch = order[i : i + bs]
-                if len(batch) < max(2 * world, bs // 4):
-                    continue  # a tiny tail batch gives noisy BatchNorm statistics
-                idx = batch[rank::world]
-                x, y = to_float(images[idx], dev), labels[idx].to(dev)
-                cand = candidates(x, y)
-                self._pick_size(model, gen)
-                if self.hypergradient:
-                    fast = self._lookahead(model, names, steps, cand, gen, True, eot)
-                logits = None
-                if stage != 1:
-                    with torch.no_grad(), autocast(dev):
-                        logits = functional_call(model, fast, (x,))
-                if stage == 1 and world > 1:  # random targets drawn for the whole batch from the shared generator
-                    t = choose_targets(1, None, labels[batch].to(dev), K, gen)[rank::world]
-                else:
-                    t = choose_targets(stage, logits, y, K, gen)
-                with autocast(dev):
-                    xp = perturbed_batch(x, self._shaped(self._rows(cand, t, mine), idx), self.augment, mine, eot)
-                    out = functional_call(model, fast, (xp,))
-                    loss = F.cross_entropy(out.float(), t)
-                gopt.zero_grad(set_to_none=True)
-                loss.backward()
-                gopt.step()
-                with torch.no_grad():
-                    buffer = candidates(x, y).detach() if net is None else synced_buffer(cand, y)
-                hits += (out.argmax(1) == t).sum().item()
-                seen += len(idx)
-                loss_sum += loss.item() * len(idx)
-            hits, seen, loss_sum = sum_all(hits, seen, loss_sum)
-            self._pick_size(model, gen)
-            for xs, ys, ix in steps[: self.surrogate_steps]:
-                xp = perturbed_batch(xs, self._shaped(self._rows(buffer, ys, gen), ix), self.augment, gen, eot)
-                sgd_step(model, opt, xp, ys, self.grad_clip)
-            record = {
-                "epoch": epoch + 1,
-                "stage": STAGE_NAMES[stage],
-                "target_loss": loss_sum / max(1, seen),
-                "target_acc": hits / max(1, seen),
-            }
-            history.append(record)
-            bar.set_postfix_str(f"stage {stage + 1} of 3, {STAGE_WORDS[stage]}")
-            state = {
-                "model": models[0].state_dict(),
-                "optimizer": opts[0].state_dict(),
-                "gopt": gopt.state_dict(),
-                "generator": gen.get_state(),
-                "buffer": buffer.cpu(),
-                "epoch": epoch + 1,
-                "history": history,
-            }
-            state.update({"w": w.detach().cpu()} if net is None else {"net": net.state_dict()})
-            if len(models) > 1:
-                state["ensemble"] = [m.state_dict() for m in models[1:]]
-                state["ensemble_opt"] = [o.state_dict() for o in opts[1:]]
-            ckpt.save(state)
-        delta = self._final_delta(net, w if net is None else None, images, labels, K, bs)
+            if self.hypergradient:
+                fast = self._lookahead(model, names, steps, table, gen, True, eot, state.look)
+            logits = None
+            if stage != 1:
+                with torch.no_grad(), autocast(dev):
+                    logits = functional_call(model, fast, (x,))
+            if stage == 1 and world > 1:  # random targets drawn for the whole batch from the shared generator
+                t = choose_targets(1, None, labels[batch].to(dev), K, gen)[rank::world]
+            else:
+                t = choose_targets(stage, logits, y, K, gen)
+            with autocast(dev):
+                xp = perturbed_batch(
+                    x, self._shaped(state.look, self._rows(table, t, mine), idx), self.augment, mine, eot
+                )
+                out = functional_call(model, fast, (xp,))
+                loss = F.cross_entropy(out.float(), t)
+            state.pattern_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            state.pattern_opt.step()
+            state.buffer = state.pattern.latest(table, x, y, state.buffer)
+            hits += (out.argmax(1) == t).sum().item()
+            seen += len(idx)
+            loss_sum += loss.item() * len(idx)
+        hits, seen, loss_sum = sum_all(hits, seen, loss_sum)
+        self._pick_size(model, gen)
+        for xs, ys, ix in steps[: self.surrogate_steps]:
+            xp = perturbed_batch(
+                xs, self._shaped(state.look, self._rows(state.buffer, ys, gen), ix), self.augment, gen, eot
+            )
+            sgd_step(model, opt, xp, ys, self.grad_clip)
+        return {
+            "epoch": epoch + 1,
+            "stage": STAGE_NAMES[stage],
+            "target_loss": loss_sum / max(1, seen),
+            "target_acc": hits / max(1, seen),
+        }
+
+    def finish(self, state):
+        images, labels = state.images, state.labels
+        delta = state.pattern.final(images, labels, min(self.batch_size, len(images)))
         if self.random_phase:  # every image its own shift, drawn once from the seed
-            dy, dx = phases(n, shape[2], shape[3], torch.Generator().manual_seed(self.seed + 1))
-            delta = shifted(delta.cpu()[labels], dy, dx)
-            return self.perturbation(delta, "samplewise", history=history)
-        return self.perturbation(delta, "classwise", history=history)
+            dy, dx = phases(len(images), delta.shape[2], delta.shape[3], torch.Generator().manual_seed(self.seed + 1))
+            return self.perturbation(shifted(delta.cpu()[labels], dy, dx), "samplewise", history=state.history)
+        return self.perturbation(delta, "classwise", history=state.history)
 
     def direct_delta(self, w: torch.Tensor, shape) -> torch.Tensor:
-        """eps * tanh(w), upsampled when w lives on a coarser grid (nearest: constant patches; with
-        `smooth`, a periodic cubic B-spline of tanh(w), whose weights are non-negative and sum to 1,
-        so the budget holds); with `luma`, w's last channel is the grey pattern (see _mix_luma)."""
-        if self.smooth and tuple(w.shape[2:]) != tuple(shape[2:]):
-            ay = periodic_spline(shape[2], w.shape[2]).to(w.device)
-            ax = periodic_spline(shape[3], w.shape[3]).to(w.device)
-            u = torch.einsum("hy,kcyx,wx->kchw", ay, torch.tanh(w), ax)
-        else:
-            if tuple(w.shape[2:]) != tuple(shape[2:]):
-                w = F.interpolate(w, size=tuple(shape[2:]), mode="nearest")
-            u = torch.tanh(w)
-        if self.luma > 0:
-            c = shape[1]
-            u = (1 - self.luma) * u[:, :c] + self.luma * u[:, c:]
-        return self._centred(self.eps * u)
+        """The direct parameterization's table of class deltas for the grid `w` (class_patterns)."""
+        return direct_table(w, shape, self.eps, self.smooth, self.luma, self.random_phase)
 
-    def _mix_luma(self, u: torch.Tensor) -> torch.Tensor:
-        """A generator's output with a share `luma` of its budget in its own luma, replicated to every
-        channel: |result| <= 1 still, and a grey copy keeps at least that share."""
-        if self.luma <= 0:
-            return u
-        return (1 - self.luma) * u + self.luma * luma_of(u).expand_as(u)
-
-    def _centred(self, delta: torch.Tensor) -> torch.Tensor:
-        """With random phases, each class's pattern minus its mean per channel (scaled into the budget):
-        what circular shifts average to is that mean, the one part a linear model could still find."""
-        if not self.random_phase:
-            return delta
-        centred = delta - delta.mean((2, 3), keepdim=True)
-        peak = centred.abs().amax((1, 2, 3), keepdim=True).clamp(min=1e-12)
-        return centred * (self.eps / peak).clamp(max=1)  # scaled, not clipped, into the budget: the mean stays 0
-
-    def _shaped(self, rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def _shaped(self, look, rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """The deltas of a batch as its images will carry them: each image's budget map, grey on grey
-        (look.py); unchanged without a look."""
-        if self._look is None:
+        (look.py: `look` is the training set's budget map and grey images); unchanged without one."""
+        if look is None:
             return rows
-        budget, grey = self._look
+        budget, grey = look
         index = index.to(budget.device)
         return shaped(rows, budget[index], grey[index])
 
@@ -432,14 +355,14 @@ class BAIT(Attack):
             return rows
         return shifted(rows, *phases(len(index), table.shape[2], table.shape[3], gen))
 
-    def _lookahead(self, model, names, steps, delta, gen, differentiable: bool, eot=None) -> dict:
+    def _lookahead(self, model, names, steps, delta, gen, differentiable: bool, eot=None, look=None) -> dict:
         """theta' after `lookahead_steps` SGD steps theta <- theta - lr * grad CE(f_theta(aug(x + delta[y])), y)
         on the batches `steps`, as a parameter dict (torch.func: no model copies)."""
         params = dict(model.named_parameters())
         buffers = dict(model.named_buffers())
         fast = {k: params[k] for k in names}
         for x0, y0, i0 in steps[: self.lookahead_steps]:
-            rows = self._shaped(self._rows(delta if differentiable else delta.detach(), y0, gen), i0)
+            rows = self._shaped(look, self._rows(delta if differentiable else delta.detach(), y0, gen), i0)
             xp = perturbed_batch(x0, rows, self.augment, gen, eot)
             with autocast(x0.device):
                 loss = F.cross_entropy(functional_call(model, {**params, **fast, **buffers}, (xp,)).float(), y0)
@@ -450,18 +373,3 @@ class BAIT(Attack):
         if not differentiable:
             fast = {k: v.detach() for k, v in fast.items()}
         return {**fast, **buffers}
-
-    @torch.no_grad()
-    def _final_delta(self, net, w, images, labels, K, bs):
-        if net is None:
-            return self.direct_delta(w, (K, *images.shape[1:])).detach()
-        # Class means over ALL training images, with the generator in the same (training-mode)
-        # normalization it was optimized in, instead of switching to eval mode at export.
-        sums = torch.zeros((K, *images.shape[1:]), device=self.device)
-        rank, world = rank_and_world()
-        for i in range(rank * bs, len(images), bs * world):  # under torchrun: every world-th batch, then summed
-            x = to_float(images[i : i + bs], self.device)
-            sums.index_add_(0, labels[i : i + bs].to(self.device), self.eps * self._mix_luma(net(x).float()))
-        all_reduce_sum_(sums)
-        counts = torch.bincount(labels, minlength=K).clamp(min=1).to(self.device).view(K, 1, 1, 1)
-        return self._centred(sums / counts)

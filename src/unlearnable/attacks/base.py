@@ -10,10 +10,14 @@ Options resolve in three layers: the class's DEFAULTS, then the chosen preset
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..options import check_seed, describe, has_type
 from ..perturbation import Perturbation, check_eps
@@ -85,6 +89,7 @@ class Attack:
     WORKING_SIZE = {"cpu": 64, "paper": 224}
     MIN_CLASSES = 1  # classes the method needs, and why (checked before any work: check_classes)
     WHY_CLASSES = ""
+    CHECKPOINT_PARTS: tuple[str, ...] = ()  # suffixes of checkpoints a part of the fit keeps (TAP's surrogate)
 
     def __init__(
         self,
@@ -187,7 +192,9 @@ class Attack:
         checkpoint of any other run is refused. A fit never removes its checkpoint (the protect
         pipeline does, once the output is in place), so fitting again returns the same result."""
         identity = (
-            run_identity(run="attack", settings=self.settings(), data=train_set.digests()) if self.checkpoint else None
+            run_identity(run="attack", format=CHECKPOINT_FORMAT, settings=self.settings(), data=train_set.digests())
+            if self.checkpoint
+            else None
         )
         self._checkpoint = Checkpoint(self.checkpoint, identity)
         return self._checkpoint
@@ -197,7 +204,12 @@ class Attack:
         output made from it is in place."""
         if self.checkpoint is not None:
             Checkpoint(self.checkpoint).remove()
-            Checkpoint(self.checkpoint.with_name(self.checkpoint.name + ".surrogate")).remove()
+            for part in self.CHECKPOINT_PARTS:
+                Checkpoint(self.part_path(part)).remove()
+
+    def part_path(self, part: str) -> Path | None:
+        """Where a part of this fit with its own checkpoint (CHECKPOINT_PARTS) keeps it."""
+        return self.checkpoint.with_name(self.checkpoint.name + part) if self.checkpoint else None
 
     @property
     def resumed_seconds(self) -> float:
@@ -208,6 +220,141 @@ class Attack:
 
     def perturbation(self, delta: torch.Tensor, kind: str, **meta) -> Perturbation:
         return Perturbation(delta, self.eps, kind, self.name, {**self.settings(), **meta}, self.norm)
+
+
+CHECKPOINT_FORMAT = 2  # of an attack's checkpoint: one of another format belongs to another run, and is refused
+
+
+def kept(default: Any = None) -> Any:
+    """A field of a FitState that is not saved: the data and constants that `start` rebuilds."""
+    return field(default=default, metadata={"kept": False})
+
+
+@dataclass(kw_only=True)
+class FitState:
+    """What an iterative fit carries from one round to the next. Every field is saved in the
+    checkpoint after a round and put back on resume, by its kind: a module or an optimizer (or a
+    list of them) by its state_dict, a random generator by its state, a tensor on the CPU (and
+    back on its device), anything else as it is; fields made with `kept()` are not saved."""
+
+    gen: torch.Generator  # the fit's one random generator, seeded from the method's seed
+    round: int = 0  # rounds done
+    history: list[dict] = field(default_factory=list)  # one record per round that returns one
+
+    def saved(self) -> dict:
+        return {f.name: _dump(getattr(self, f.name)) for f in fields(self) if f.metadata.get("kept", True)}
+
+    def restore(self, saved: dict) -> None:
+        for f in fields(self):
+            if f.metadata.get("kept", True):
+                setattr(self, f.name, _load(getattr(self, f.name), saved[f.name]))
+
+
+def _dump(value):
+    if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
+        return value.state_dict()
+    if isinstance(value, torch.Generator):
+        return value.get_state()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, list) and value and isinstance(value[0], (torch.nn.Module, torch.optim.Optimizer)):
+        return [v.state_dict() for v in value]
+    return value
+
+
+def _load(current, saved):
+    if isinstance(current, (torch.nn.Module, torch.optim.Optimizer)):
+        current.load_state_dict(saved)
+        return current
+    if isinstance(current, torch.Generator):
+        current.set_state(saved)
+        return current
+    if isinstance(current, torch.Tensor):
+        if current.requires_grad:  # a leaf being optimized: the optimizer holds this very tensor
+            with torch.no_grad():
+                current.copy_(saved)
+            return current
+        return saved.to(current.device)
+    if isinstance(current, list) and current and isinstance(current[0], (torch.nn.Module, torch.optim.Optimizer)):
+        for c, s in zip(current, saved, strict=True):
+            c.load_state_dict(s)
+        return current
+    return saved
+
+
+class IterativeAttack(Attack):
+    """A method that learns its perturbation in rounds. This class owns the plumbing: seeding,
+    the state (FitState) and its resume from the checkpoint, one progress bar in the toolkit's
+    words, a checkpoint after every `SAVE_EVERY` rounds, and the `on_round` hooks (called after
+    every round and its checkpoint with the attack and the state: what tests and benchmarks
+    watch a fit by). A method holds its algorithm: `start` (its state), `step` (one round),
+    `finish` (the result)."""
+
+    UNIT: ClassVar[str] = "round"  # what one round is, in the progress line
+    SAVE_EVERY: ClassVar[int] = 1  # rounds between two checkpoints (and always after the last)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.on_round: list[Callable[[IterativeAttack, FitState], None]] = []
+
+    def start(self, train_set, gen: torch.Generator) -> FitState:
+        """The state before the first round (models, optimizers, the perturbation)."""
+        raise NotImplementedError
+
+    def warm_up(self, state: FitState) -> bool:
+        """Work before the first round of a fit that does not resume (TAP's surrogate training);
+        True when it did some, which a checkpoint then keeps."""
+        return False
+
+    def rounds(self, state: FitState) -> int:
+        raise NotImplementedError
+
+    def step(self, state: FitState) -> dict | None:
+        """Round `state.round`; a record for the history, or None."""
+        raise NotImplementedError
+
+    def stopped(self, state: FitState) -> bool:
+        """Whether the fit is done before its last round (an early stop)."""
+        return False
+
+    def describe(self, state: FitState) -> str:
+        """What the progress line says after a round."""
+        return ""
+
+    def finish(self, state: FitState) -> Perturbation:
+        raise NotImplementedError
+
+    def fit(self, train_set) -> Perturbation:
+        self.check_classes(train_set.classes)
+        state = self.start(train_set, seed_everything(self.seed))
+        ckpt = self.open_checkpoint(train_set)
+        if (saved := ckpt.load()) is not None:
+            state.restore(saved)
+        elif self.warm_up(state):
+            ckpt.save(state.saved())
+        total = self.rounds(state)
+        bar = tqdm(
+            total=total,
+            initial=state.round,
+            desc=f"{self.name}: learning the protection",
+            unit=self.UNIT,
+            disable=not self.progress,
+            bar_format="{desc}: " + self.UNIT + " {n_fmt} of {total_fmt}, {remaining} left{postfix}",
+        )
+        while state.round < total and not self.stopped(state):
+            record = self.step(state)
+            state.round += 1
+            if record is not None:
+                state.history.append(record)
+            bar.update(1)
+            if words := self.describe(state):
+                bar.set_postfix_str(words)
+            if state.round % self.SAVE_EVERY == 0 or state.round == total:
+                ckpt.save(state.saved())
+            for hook in self.on_round:
+                hook(self, state)
+        bar.close()
+        return self.finish(state)
 
 
 def build_surrogate(name: str, init: str, num_classes: int, input_size: int | None = None):

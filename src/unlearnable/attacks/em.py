@@ -12,15 +12,18 @@ EM* (the BAIT paper's baseline) is the same method with an ImageNet-pretrained s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..data.augment import crop_flip
+from ..data.dataset import ImageDataset
 from ..distributed import local_generator, merge_rows_, rank_and_world, sum_all
 from ..perturbation import quantize
 from ..training import accuracy, resident, to_float
-from .base import Attack, build_surrogate, register_attack, seed_everything
+from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 from .common import class_means, perturbed_batch, sgd_step, surrogate_optimizer
 
 # Per-kind values of the options left at None: Huang et al.'s settings, and the cpu preset's
@@ -33,8 +36,18 @@ KIND_DEFAULTS = {
 }
 
 
+@dataclass(kw_only=True)
+class EMState(FitState):
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    delta: torch.Tensor  # (K or N, C, H, W)
+    train_set: ImageDataset = kept()
+    images: torch.Tensor = kept()  # the training images, where the fit runs
+    check: torch.Tensor = kept()  # the images whose accuracy decides the early stop
+
+
 @register_attack
-class EM(Attack):
+class EM(IterativeAttack):
     name = "em"
     summary = "error-minimizing noise (Huang et al. 2021): min-min over surrogate and delta; classwise or samplewise"
     DEFAULTS = {
@@ -76,89 +89,89 @@ class EM(Attack):
         if not 0 < self.attack_fraction <= 1:
             raise ValueError(f"em: attack_fraction must be in (0, 1], got {self.attack_fraction}")
 
-    def fit(self, train_set):
-        gen = seed_everything(self.seed)
+    def start(self, train_set, gen):
         dev, K = self.device, train_set.num_classes
         model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
-        opt = surrogate_optimizer(model, self.surrogate_lr)
-        images, labels = resident(train_set.images, self.device), train_set.labels
+        images = resident(train_set.images, dev)
+        n = len(images)
+        return EMState(
+            gen=gen,
+            model=model,
+            opt=surrogate_optimizer(model, self.surrogate_lr),
+            delta=torch.zeros((K if self.kind == "classwise" else n, *images.shape[1:]), device=dev),
+            train_set=train_set,
+            images=images,
+            check=torch.randperm(n, generator=gen)[:2000],  # drawn before a resume restores the generator
+        )
+
+    def rounds(self, state):
+        return self.max_rounds
+
+    def stopped(self, state):
+        return bool(state.history) and state.history[-1]["acc"] > self.stop_acc
+
+    def describe(self, state):
+        last = state.history[-1]
+        return f"surrogate accuracy {last['acc']:.3f}, loss {last['loss']:.3f}"
+
+    def step(self, state):
+        dev, K, gen = self.device, state.train_set.num_classes, state.gen
+        images, labels, model, opt = state.images, state.train_set.labels, state.model, state.opt
         n, bs = len(images), min(self.batch_size, len(images))
         classwise = self.kind == "classwise"
-        delta = torch.zeros((K if classwise else n, *images.shape[1:]), device=dev)
 
         def rows(y, idx):  # class-wise noise is indexed by label, sample-wise by image index
             return y if classwise else idx.to(dev)
 
-        check = torch.randperm(n, generator=gen)[:2000]  # drawn before a resume restores the generator
-        ckpt, start, history = self.open_checkpoint(train_set), 0, []
-        if (state := ckpt.load()) is not None:
-            model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
-            delta, start, history = state["delta"].to(dev), state["round"], state["history"]
-            gen.set_state(state["generator"])
-        bar = tqdm(
-            range(start, self.max_rounds),
-            initial=start,
-            total=self.max_rounds,
-            desc=f"em {self.kind}",
-            disable=not self.progress,
-            unit="round",
-        )
-        stop_acc = history[-1]["acc"] if history else 0.0
-        for rnd in bar:
-            if stop_acc > self.stop_acc:
-                break
-            for _ in range(self.train_steps):
-                idx = torch.randint(0, n, (bs,), generator=gen)
-                x, y = to_float(images[idx], dev), labels[idx].to(dev)
-                sgd_step(model, opt, perturbed_batch(x, delta[rows(y, idx)], self.augment, gen), y)
-            order = torch.randperm(n, generator=gen)[: max(bs, int(self.attack_fraction * n))]
-            # under torchrun each process sweeps its share of every batch (its own augmentation
-            # draws); class-wise steps are averaged over all processes' images, sample-wise rows
-            # are merged after the sweep; the surrogate steps above are the same everywhere
-            rank, world = rank_and_world()
-            mine = local_generator(gen, self.seed, rnd)
-            mine_rows = []
-            model.eval()
-            loss_sum = 0.0
-            for i in range(0, len(order), bs):
-                idx = order[i : i + bs][rank::world]
-                mine_rows.append(idx)
-                x, y = to_float(images[idx], dev), labels[idx].to(dev)
-                r = rows(y, idx)
-                for _ in range(self.attack_steps):
-                    # the gradient w.r.t. each perturbed image gives per-image signed steps
-                    xp = (x + delta[r]).detach().requires_grad_(True)
-                    view = xp.clamp(0, 1)
-                    view = crop_flip(view, max(1, x.shape[-1] // 8), mine) if self.augment else view
-                    loss = F.cross_entropy(model(view), y)
-                    (grad,) = torch.autograd.grad(loss, xp)
-                    step = -self.step_size * grad.sign()
-                    if classwise:  # the class means over every process's images
-                        step, _ = class_means(step, y, K, across_processes=True)
-                        delta = (delta + step).clamp_(-self.eps, self.eps)
-                    else:  # keep x + delta a valid image as well as within the budget
-                        new = (delta[r] + step).clamp_(-self.eps, self.eps)
-                        delta[r] = (x + new).clamp_(0, 1) - x
-                loss_sum += loss.item() * len(idx)
-            if world > 1 and not classwise:  # only this process's rows changed: share them
-                mine_rows = torch.cat(mine_rows).to(dev)
-                merge_rows_(delta, mine_rows, delta[mine_rows])
-            (loss_sum,) = sum_all(loss_sum)
-            probe = train_set.subset(check)
-            protected = quantize(probe.images, delta.cpu()[probe.labels if classwise else check], self.eps)
-            stop_acc = accuracy(model, protected, probe.labels, device=dev)
-            history.append({"round": rnd + 1, "acc": stop_acc, "loss": loss_sum / len(order)})
-            bar.set_postfix(acc=f"{stop_acc:.3f}", loss=f"{history[-1]['loss']:.3f}")
-            ckpt.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "delta": delta.cpu(),
-                    "round": rnd + 1,
-                    "history": history,
-                    "generator": gen.get_state(),
-                }
-            )
+        for _ in range(self.train_steps):
+            idx = torch.randint(0, n, (bs,), generator=gen)
+            x, y = to_float(images[idx], dev), labels[idx].to(dev)
+            sgd_step(model, opt, perturbed_batch(x, state.delta[rows(y, idx)], self.augment, gen), y)
+        order = torch.randperm(n, generator=gen)[: max(bs, int(self.attack_fraction * n))]
+        # under torchrun each process sweeps its share of every batch (its own augmentation
+        # draws); class-wise steps are averaged over all processes' images, sample-wise rows
+        # are merged after the sweep; the surrogate steps above are the same everywhere
+        rank, world = rank_and_world()
+        mine = local_generator(gen, self.seed, state.round)
+        mine_rows = []
+        model.eval()
+        loss_sum = 0.0
+        delta = state.delta
+        for i in range(0, len(order), bs):
+            idx = order[i : i + bs][rank::world]
+            mine_rows.append(idx)
+            x, y = to_float(images[idx], dev), labels[idx].to(dev)
+            r = rows(y, idx)
+            for _ in range(self.attack_steps):
+                # the gradient w.r.t. each perturbed image gives per-image signed steps
+                xp = (x + delta[r]).detach().requires_grad_(True)
+                view = xp.clamp(0, 1)
+                view = crop_flip(view, max(1, x.shape[-1] // 8), mine) if self.augment else view
+                loss = F.cross_entropy(model(view), y)
+                (grad,) = torch.autograd.grad(loss, xp)
+                step = -self.step_size * grad.sign()
+                if classwise:  # the class means over every process's images
+                    step, _ = class_means(step, y, K, across_processes=True)
+                    delta = (delta + step).clamp_(-self.eps, self.eps)
+                else:  # keep x + delta a valid image as well as within the budget
+                    new = (delta[r] + step).clamp_(-self.eps, self.eps)
+                    delta[r] = (x + new).clamp_(0, 1) - x
+            loss_sum += loss.item() * len(idx)
+        if world > 1 and not classwise:  # only this process's rows changed: share them
+            mine_rows = torch.cat(mine_rows).to(dev)
+            merge_rows_(delta, mine_rows, delta[mine_rows])
+        state.delta = delta
+        (loss_sum,) = sum_all(loss_sum)
+        probe = state.train_set.subset(state.check)
+        protected = quantize(probe.images, delta.cpu()[probe.labels if classwise else state.check], self.eps)
+        acc = accuracy(model, protected, probe.labels, device=dev)
+        return {"round": state.round + 1, "acc": acc, "loss": loss_sum / len(order)}
+
+    def finish(self, state):
         return self.perturbation(
-            delta, self.kind, history=history, rounds=len(history), stopped_early=bool(stop_acc > self.stop_acc)
+            state.delta,
+            self.kind,
+            history=state.history,
+            rounds=len(state.history),
+            stopped_early=self.stopped(state),
         )

@@ -23,13 +23,14 @@ every batch. The noise is sample-wise: G's output for each image.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..training import resident, to_float
-from .base import Attack, build_surrogate, register_attack, seed_everything
+from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 from .generator import UNet
 
 
@@ -41,8 +42,18 @@ def wrong_class_bound(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -logp.min(1).values.mean()
 
 
+@dataclass(kw_only=True)
+class GUEState(FitState):
+    learner: nn.Module
+    G: UNet  # the owner's generator: delta = eps * G(x)
+    learner_opt: torch.optim.Optimizer
+    G_opt: torch.optim.Optimizer
+    images: torch.Tensor = kept()
+    labels: torch.Tensor = kept()
+
+
 @register_attack
-class GUE(Attack):
+class GUE(IterativeAttack):
     name = "gue"
     summary = "game-theoretic unlearnable examples (Liu et al. 2024): a UNet generator trained by bilevel BOME"
     DEFAULTS = {
@@ -68,60 +79,50 @@ class GUE(Attack):
     def passes(self, n: int) -> float:
         return self.epochs * n * (self.inner_steps + 4)  # inner steps, f, q's two passes and its backward
 
-    def fit(self, train_set):
-        gen = seed_everything(self.seed)
-        dev, K = self.device, train_set.num_classes
-        self.check_classes(train_set.classes)
-        learner = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev).train()
+    def start(self, train_set, gen):
+        dev = self.device
+        learner = build_surrogate(self.surrogate, self.surrogate_init, train_set.num_classes).to(dev).train()
         G = UNet(self.unet_width).to(dev).train()
-        learner_opt = torch.optim.SGD(learner.parameters(), lr=self.learner_lr)
-        G_opt = torch.optim.SGD(G.parameters(), lr=self.attacker_lr)
-        images, labels = resident(train_set.images, dev), train_set.labels
-        n, bs = len(images), min(self.batch_size, len(images))
-        ckpt, start, history = self.open_checkpoint(train_set), 0, []
-        if (state := ckpt.load()) is not None:
-            learner.load_state_dict(state["learner"]), G.load_state_dict(state["generator"])
-            learner_opt.load_state_dict(state["learner_opt"]), G_opt.load_state_dict(state["generator_opt"])
-            start, history = state["epoch"], state["history"]
-            gen.set_state(state["rng"])
-        bar = tqdm(
-            range(start, self.epochs),
-            initial=start,
-            total=self.epochs,
-            desc="gue: training the generator",
-            disable=not self.progress,
-            unit="epoch",
+        return GUEState(
+            gen=gen,
+            learner=learner,
+            G=G,
+            learner_opt=torch.optim.SGD(learner.parameters(), lr=self.learner_lr),
+            G_opt=torch.optim.SGD(G.parameters(), lr=self.attacker_lr),
+            images=resident(train_set.images, dev),
+            labels=train_set.labels,
         )
-        for epoch in bar:
-            order = torch.randperm(n, generator=gen)
-            sums = {"f": 0.0, "g": 0.0, "lambda": 0.0}
-            steps = 0
-            for i in range(0, n, bs):
-                idx = order[i : i + bs]
-                x, y = to_float(images[idx], dev), labels[idx].to(dev)
-                f, g, lam = self._bome_step(G, learner, G_opt, learner_opt, x, y)
-                sums["f"], sums["g"], sums["lambda"] = sums["f"] + f, sums["g"] + g, sums["lambda"] + lam
-                steps += 1
-            history.append({"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()}})
-            bar.set_postfix(f=f"{history[-1]['f']:.3f}", g=f"{history[-1]['g']:.3f}")
-            ckpt.save(
-                {
-                    "learner": learner.state_dict(),
-                    "generator": G.state_dict(),
-                    "learner_opt": learner_opt.state_dict(),
-                    "generator_opt": G_opt.state_dict(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "rng": gen.get_state(),
-                }
-            )
-        G.eval()
+
+    def rounds(self, state):
+        return self.epochs
+
+    def describe(self, state):
+        last = state.history[-1]
+        return f"f {last['f']:.3f}, g {last['g']:.3f}"
+
+    def step(self, state):
+        n = len(state.images)
+        bs = min(self.batch_size, n)
+        order = torch.randperm(n, generator=state.gen)
+        sums = {"f": 0.0, "g": 0.0, "lambda": 0.0}
+        steps = 0
+        for i in range(0, n, bs):
+            idx = order[i : i + bs]
+            x, y = to_float(state.images[idx], self.device), state.labels[idx].to(self.device)
+            f, g, lam = self._bome_step(state.G, state.learner, state.G_opt, state.learner_opt, x, y)
+            sums["f"], sums["g"], sums["lambda"] = sums["f"] + f, sums["g"] + g, sums["lambda"] + lam
+            steps += 1
+        return {"epoch": state.round + 1, **{k: v / steps for k, v in sums.items()}}
+
+    def finish(self, state):
+        G, images = state.G.eval(), state.images
+        bs = min(self.batch_size, len(images))
         delta = torch.empty(images.shape, dtype=torch.float32)
         with torch.no_grad():
-            for i in range(0, n, bs):
-                x = to_float(images[i : i + bs], dev)
+            for i in range(0, len(images), bs):
+                x = to_float(images[i : i + bs], self.device)
                 delta[i : i + bs] = ((x + self.eps * G(x)).clamp(0, 1) - x).cpu()
-        return self.perturbation(delta, "samplewise", history=history)
+        return self.perturbation(delta, "samplewise", history=state.history)
 
     def _poison_loss(self, G, model, x, y):
         """g: the learner's cross-entropy on the perturbed images."""

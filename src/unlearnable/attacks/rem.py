@@ -16,21 +16,33 @@ Sample-wise, Linf.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..data.augment import crop_flip
 from ..distributed import local_generator, merge_rows_, rank_and_world
 from ..training import resident, to_float
-from .base import Attack, build_surrogate, register_attack, seed_everything
+from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 from .common import surrogate_optimizer
 
 
+@dataclass(kw_only=True)
+class REMState(FitState):
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    delta: torch.Tensor  # (N, C, H, W), on the CPU
+    order: torch.Tensor  # this epoch's order of the training batches
+    images: torch.Tensor = kept()
+    labels: torch.Tensor = kept()
+
+
 @register_attack
-class REM(Attack):
+class REM(IterativeAttack):
     name = "rem"
+    UNIT, SAVE_EVERY = "batch", 10
     summary = "robust error-minimizing noise (Fu et al. 2022): EM that survives adversarial training"
     DEFAULTS = {
         "surrogate": "resnet18",
@@ -80,56 +92,50 @@ class REM(Attack):
         if not 0 <= self.adv_eps < self.eps:
             raise ValueError(f"rem: adv_eps must be in [0, eps={self.eps:.4f}), got {self.adv_eps}")
 
-    def fit(self, train_set):
-        gen = seed_everything(self.seed)
-        dev, K = self.device, train_set.num_classes
-        images, labels = resident(train_set.images, self.device), train_set.labels
-        n, bs = len(images), min(self.batch_size, len(images))
-        model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
-        opt = surrogate_optimizer(model, self.surrogate_lr)
-        delta = torch.zeros(images.shape)
-        final_batches = (n + bs - 1) // bs
-        total = self.train_steps + final_batches
-        ckpt, step, order = self.open_checkpoint(train_set), 0, torch.randperm(n, generator=gen)
-        if (state := ckpt.load()) is not None:
-            model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
-            delta, step, order = state["delta"], state["step"], state["order"]
-            gen.set_state(state["generator"])
+    def start(self, train_set, gen):
+        model = build_surrogate(self.surrogate, self.surrogate_init, train_set.num_classes).to(self.device)
+        images = resident(train_set.images, self.device)
+        return REMState(
+            gen=gen,
+            model=model,
+            opt=surrogate_optimizer(model, self.surrogate_lr),
+            delta=torch.zeros(images.shape),
+            order=torch.randperm(len(images), generator=gen),
+            images=images,
+            labels=train_set.labels,
+        )
+
+    def rounds(self, state):  # the training steps, then one pass over every image
+        n = len(state.images)
+        bs = min(self.batch_size, n)
+        return self.train_steps + (n + bs - 1) // bs
+
+    def step(self, state):
+        dev, gen, step = self.device, state.gen, state.round
+        n = len(state.images)
+        bs = min(self.batch_size, n)
         per_epoch = max(1, n // bs)  # training batches drop the tail, like a drop_last loader
-        bar = tqdm(total=total, initial=step, desc="rem", disable=not self.progress, unit="batch")
-        while step < total:
-            if step < self.train_steps:
-                b = step % per_epoch
-                if b == 0 and step > 0:
-                    order = torch.randperm(n, generator=gen)
-                idx = order[b * bs : (b + 1) * bs]
-            else:  # final pass: every image, in index order
-                b = step - self.train_steps
-                idx = torch.arange(b * bs, min(n, (b + 1) * bs))
-            x, y = to_float(images[idx], dev), labels[idx].to(dev)
-            # under torchrun each process defends its share of the batch with its own draws; the
-            # merged batch then trains the (identical) surrogate the same way everywhere
-            rank, world = rank_and_world()
-            part = slice(rank, None, world)
-            mine = local_generator(gen, self.seed, step)
-            merge_rows_(delta, idx[part], self._defend(model, x[part], y[part], mine).cpu())
-            if step < self.train_steps:
-                self._train_step(model, opt, x, delta[idx].to(dev), y, step, gen)
-            step += 1
-            bar.update(1)
-            if step % 10 == 0 or step == total:
-                ckpt.save(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "delta": delta,
-                        "step": step,
-                        "order": order,
-                        "generator": gen.get_state(),
-                    }
-                )
-        bar.close()
-        return self.perturbation(delta, "samplewise")
+        if step < self.train_steps:
+            b = step % per_epoch
+            if b == 0 and step > 0:
+                state.order = torch.randperm(n, generator=gen)
+            idx = state.order[b * bs : (b + 1) * bs]
+        else:  # final pass: every image, in index order
+            b = step - self.train_steps
+            idx = torch.arange(b * bs, min(n, (b + 1) * bs))
+        x, y = to_float(state.images[idx], dev), state.labels[idx].to(dev)
+        # under torchrun each process defends its share of the batch with its own draws; the
+        # merged batch then trains the (identical) surrogate the same way everywhere
+        rank, world = rank_and_world()
+        part = slice(rank, None, world)
+        mine = local_generator(gen, self.seed, step)
+        merge_rows_(state.delta, idx[part], self._defend(state.model, x[part], y[part], mine).cpu())
+        if step < self.train_steps:
+            self._train_step(state.model, state.opt, x, state.delta[idx].to(dev), y, step, gen)
+        return None
+
+    def finish(self, state):
+        return self.perturbation(state.delta, "samplewise")
 
     def _augment(self, x, gen):
         return crop_flip(x, max(1, x.shape[-1] // 8), gen)

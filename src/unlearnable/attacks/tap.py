@@ -9,21 +9,32 @@ TAP* is the same with an ImageNet-pretrained surrogate (fine-tuned on the clean 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..data.augment import crop_flip
+from ..data.dataset import ImageDataset
 from ..distributed import local_generator, merge_rows_, rank_and_world
 from ..training import TrainConfig, resident, to_float, train_classifier
-from .base import Attack, build_surrogate, register_attack, seed_everything
+from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
+
+
+@dataclass(kw_only=True)
+class TAPState(FitState):
+    model: nn.Module  # the surrogate, trained on the clean set before the first round
+    delta: torch.Tensor  # (N, C, H, W), on the CPU
+    surrogate_train_acc: float | None = None
+    train_set: ImageDataset = kept()  # its images where the fit runs
 
 
 @register_attack
-class TAP(Attack):
+class TAP(IterativeAttack):
     name = "tap"
+    UNIT, SAVE_EVERY = "batch", 5
+    CHECKPOINT_PARTS = (".surrogate",)  # the surrogate's training, resumable on its own
     summary = (
         "targeted adversarial poisoning (Fowl et al. 2021): PGD towards class (y+1) mod K on a clean-trained model"
     )
@@ -64,68 +75,64 @@ class TAP(Attack):
         "target_shift",
     )
 
-    def fit(self, train_set):
-        gen = seed_everything(self.seed)
+    def start(self, train_set, gen):
         dev, K = self.device, train_set.num_classes
         if not 1 <= self.target_shift < K:
             raise ValueError(f"tap: target_shift must be in [1, {K - 1}], got {self.target_shift}")
         train_set = replace(train_set, images=resident(train_set.images, dev))  # once, for the surrogate too
-        images, labels = train_set.images, train_set.labels
-        n, bs = len(images), min(self.batch_size, len(images))
-        step = self.step_size or self.eps / 20
-        model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
-        ckpt = self.open_checkpoint(train_set)
-        state = ckpt.load()
-        if state is None:
-            cfg = TrainConfig(
-                epochs=self.surrogate_epochs,
-                batch_size=self.surrogate_batch_size,
-                lr=self.surrogate_lr,
-                schedule="onecycle",
-            )
-            part = self.checkpoint.with_name(self.checkpoint.name + ".surrogate") if self.checkpoint else None
-            result = train_classifier(
-                model,
-                train_set,
-                cfg,
-                seed=self.seed,
-                device=dev,
-                progress=self.progress,
-                desc="tap surrogate",
-                checkpoint=part,
-            )
-            state = {
-                "model": model.state_dict(),
-                "delta": torch.zeros((n, *images.shape[1:])),
-                "done": 0,
-                "generator": gen.get_state(),
-                "surrogate_train_acc": result["final_train_acc"],
-            }
-            ckpt.save(state)
-            if part and part.exists():
-                part.unlink()
-        model.load_state_dict(state["model"])
+        return TAPState(
+            gen=gen,
+            model=build_surrogate(self.surrogate, self.surrogate_init, K).to(dev),
+            delta=torch.zeros(train_set.images.shape),
+            train_set=train_set,
+        )
+
+    def warm_up(self, state):
+        """The surrogate learns the clean training set (its own checkpoint, per epoch)."""
+        cfg = TrainConfig(
+            epochs=self.surrogate_epochs,
+            batch_size=self.surrogate_batch_size,
+            lr=self.surrogate_lr,
+            schedule="onecycle",
+        )
+        result = train_classifier(
+            state.model,
+            state.train_set,
+            cfg,
+            seed=self.seed,
+            device=self.device,
+            progress=self.progress,
+            desc="tap surrogate",
+            checkpoint=self.part_path(".surrogate"),
+        )
+        state.surrogate_train_acc = result["final_train_acc"]
+        return True
+
+    def rounds(self, state):  # under torchrun a round is a group of `world` batches, one per process
+        n = len(state.train_set.images)
+        bs, world = min(self.batch_size, n), rank_and_world()[1]
+        return -(-n // (bs * world))
+
+    def step(self, state):
+        dev, K = self.device, state.train_set.num_classes
+        images, labels, model = state.train_set.images, state.train_set.labels, state.model
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        delta, done = state["delta"], state["done"]
-        gen.set_state(state["generator"])
-        # under torchrun the processes craft alternate batches of each group of `world` batches
-        # and merge them after the group; the surrogate above trained with DDP
-        rank, world = rank_and_world()
-        bar = tqdm(total=n, initial=done, desc="tap", disable=not self.progress, unit="img")
-        group = bs * world
-        for g in range(done, n, group):
-            idx = torch.arange(g + rank * bs, min(n, g + (rank + 1) * bs))
-            mine = local_generator(gen, self.seed, g)
-            x, y = to_float(images[idx], dev), labels[idx].to(dev)
-            crafted = self._craft(model, x, (y + self.target_shift) % K, step, mine).cpu() if len(idx) else delta[idx]
-            merge_rows_(delta, idx, crafted)
-            bar.update(min(n, g + group) - g)
-            if (g // group) % 5 == 4 or g + group >= n:
-                ckpt.save({**state, "delta": delta, "done": min(n, g + group), "generator": gen.get_state()})
-        bar.close()
-        return self.perturbation(delta, "samplewise", surrogate_train_acc=state["surrogate_train_acc"])
+        n = len(images)
+        bs = min(self.batch_size, n)
+        rank, world = rank_and_world()  # the processes craft a batch each and merge them
+        g = state.round * bs * world
+        idx = torch.arange(g + rank * bs, min(n, g + (rank + 1) * bs))
+        mine = local_generator(state.gen, self.seed, g)
+        x, y = to_float(images[idx], dev), labels[idx].to(dev)
+        step = self.step_size or self.eps / 20
+        crafted = self._craft(model, x, (y + self.target_shift) % K, step, mine).cpu() if len(idx) else state.delta[idx]
+        merge_rows_(state.delta, idx, crafted)
+        return None
+
+    def finish(self, state):
+        return self.perturbation(state.delta, "samplewise", surrogate_train_acc=state.surrogate_train_acc)
 
     def _craft(self, model, x, target, step, gen):
         """Targeted PGD from random starts; per image, the delta with the lowest target loss."""

@@ -24,15 +24,16 @@ before augmentation, as everywhere in this toolkit (the reference adds it to the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..data.augment import color_jitter, luma, random_flip, random_resized_crop
 from ..models import ImageClassifier
 from ..training import resident, to_float
-from .base import Attack, build_surrogate, register_attack, seed_everything
+from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 from .common import class_means
 
 
@@ -89,8 +90,18 @@ class SimCLR(nn.Module):
         return self.head(self.backbone.forward_features(x))
 
 
+@dataclass(kw_only=True)
+class TUEState(FitState):
+    model: SimCLR
+    opt: torch.optim.Optimizer
+    delta: torch.Tensor  # (N, C, H, W), where the fit runs
+    images: torch.Tensor = kept()
+    labels: torch.Tensor = kept()
+    num_classes: int = kept(0)
+
+
 @register_attack
-class TUE(Attack):
+class TUE(IterativeAttack):
     name = "tue"
     summary = "transferable unlearnable examples (Ren et al. 2023): SimCLR min-min noise made class-separable (CSD)"
     DEFAULTS = {
@@ -126,59 +137,52 @@ class TUE(Attack):
         views = 2 if self.ssl_weight > 0 else 0
         return self.epochs * (self.sweeps(n) * n * self.steps * views + 2 * n)
 
-    def fit(self, train_set):
-        gen = seed_everything(self.seed)
-        dev, K = self.device, train_set.num_classes
-        model = SimCLR(build_surrogate(self.surrogate, self.surrogate_init, K), self.feature_dim).to(dev)
-        opt = torch.optim.Adam(model.parameters(), lr=self.ssl_lr, weight_decay=1e-6)
-        images, labels = resident(train_set.images, dev), train_set.labels
-        n, bs = len(images), min(self.batch_size, len(images))
+    def start(self, train_set, gen):
+        dev = self.device
+        model = SimCLR(build_surrogate(self.surrogate, self.surrogate_init, train_set.num_classes), self.feature_dim)
+        model = model.to(dev)
+        images = resident(train_set.images, dev)
         x_all = images.float().div(255)  # the reference's random start, kept inside [0, 1]
         delta = (torch.rand(images.shape, generator=gen).to(dev) * 2 - 1) * self.eps
-        delta = (x_all + delta).clamp(0, 1) - x_all
-        del x_all
-        ckpt, start, history = self.open_checkpoint(train_set), 0, []
-        if (state := ckpt.load()) is not None:
-            model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
-            delta, start, history = state["delta"].to(dev), state["epoch"], state["history"]
-            gen.set_state(state["rng"])
-        bar = tqdm(
-            range(start, self.epochs),
-            initial=start,
-            total=self.epochs,
-            desc="tue: learning the noise",
-            disable=not self.progress,
-            unit="epoch",
+        return TUEState(
+            gen=gen,
+            model=model,
+            opt=torch.optim.Adam(model.parameters(), lr=self.ssl_lr, weight_decay=1e-6),
+            delta=(x_all + delta).clamp(0, 1) - x_all,
+            images=images,
+            labels=train_set.labels,
+            num_classes=train_set.num_classes,
         )
-        for epoch in bar:
-            order = torch.randperm(n, generator=gen)
-            batches = [order[i : i + bs] for i in range(0, n, bs)]
-            ssl_sum = noise_sum = 0.0
-            for s in range(0, len(batches), self.train_steps):
-                if self.ssl_weight > 0:  # the encoder learns the perturbed images
-                    model.train()
-                    for idx in batches[s : s + self.train_steps]:
-                        xp = (to_float(images[idx], dev) + delta[idx]).clamp(0, 1)
-                        loss = nt_xent(model(simclr_view(xp, gen)), model(simclr_view(xp, gen)), self.temperature)
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        ssl_sum += loss.item()
-                noise_sum += self._sweep(model, images, labels, delta, bs, K, gen)
-            sweeps = self.sweeps(n)
-            history.append({"epoch": epoch + 1, "ssl_loss": ssl_sum / len(batches), "noise_loss": noise_sum / sweeps})
-            bar.set_postfix(noise_loss=f"{noise_sum:.3f}")
-            ckpt.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "delta": delta.cpu(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "rng": gen.get_state(),
-                }
-            )
-        return self.perturbation(delta.cpu(), "samplewise", history=history)
+
+    def rounds(self, state):
+        return self.epochs
+
+    def describe(self, state):
+        return f"noise loss {state.history[-1]['noise_loss']:.3f}"
+
+    def step(self, state):
+        dev, gen, model, opt = self.device, state.gen, state.model, state.opt
+        images, delta = state.images, state.delta
+        n = len(images)
+        bs = min(self.batch_size, n)
+        order = torch.randperm(n, generator=gen)
+        batches = [order[i : i + bs] for i in range(0, n, bs)]
+        ssl_sum = noise_sum = 0.0
+        for s in range(0, len(batches), self.train_steps):
+            if self.ssl_weight > 0:  # the encoder learns the perturbed images
+                model.train()
+                for idx in batches[s : s + self.train_steps]:
+                    xp = (to_float(images[idx], dev) + delta[idx]).clamp(0, 1)
+                    loss = nt_xent(model(simclr_view(xp, gen)), model(simclr_view(xp, gen)), self.temperature)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    ssl_sum += loss.item()
+            noise_sum += self._sweep(model, images, state.labels, delta, bs, state.num_classes, gen)
+        return {"epoch": state.round + 1, "ssl_loss": ssl_sum / len(batches), "noise_loss": noise_sum / self.sweeps(n)}
+
+    def finish(self, state):
+        return self.perturbation(state.delta.cpu(), "samplewise", history=state.history)
 
     def _sweep(self, model, images, labels, delta, bs, K, gen) -> float:
         """Signed steps on every image's noise, batch by batch in a new random order; returns the
