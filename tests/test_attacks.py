@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from unlearnable.attacks import ATTACKS, create_attack
-from unlearnable.attacks import bait as bait_module
 from unlearnable.attacks.bait import choose_targets
 from unlearnable.data import ImageDataset
 from unlearnable.perturbation import quantize, within_budget
@@ -233,18 +232,26 @@ def test_bait_generator_and_hypergradient_run():
     assert not torch.equal(h.delta, d.delta)  # the hypergradient changes the update
 
 
-def test_bait_resumes_from_checkpoint(tmp_path, monkeypatch, dies_on_call):
+def test_bait_resumes_from_checkpoint(tmp_path):
     ckpt = tmp_path / "bait.pt"
     full = create_attack("bait", device="cpu", progress=False, **TINY_BAIT).fit(tiny_set())
-    real_step = bait_module.sgd_step
-    monkeypatch.setattr(bait_module, "sgd_step", dies_on_call(real_step, 2))
+    killed = create_attack("bait", device="cpu", progress=False, checkpoint=ckpt, **TINY_BAIT)
+    rounds = []
+
+    def killed_after_two(attack, state):  # the process dies after round 2 and its checkpoint
+        rounds.append(state.round)
+        if state.round == 2:
+            raise KeyboardInterrupt
+
+    killed.on_round.append(killed_after_two)
     with pytest.raises(KeyboardInterrupt):
-        create_attack("bait", device="cpu", progress=False, checkpoint=ckpt, **TINY_BAIT).fit(tiny_set())
-    assert ckpt.exists()
-    monkeypatch.setattr(bait_module, "sgd_step", real_step)
+        killed.fit(tiny_set())
+    assert rounds == [1, 2] and ckpt.exists()
     before = torch.load(ckpt, weights_only=True)["elapsed"]
     attack = create_attack("bait", device="cpu", progress=False, checkpoint=ckpt, **TINY_BAIT)
+    attack.on_round.append(lambda a, state: rounds.append(state.round))
     resumed = attack.fit(tiny_set())
+    assert rounds == [1, 2, 3]  # the resumed fit ran the one round left
     assert torch.equal(full.delta, resumed.delta)
     assert ckpt.exists()  # a fit keeps its checkpoint: the protect pipeline removes it once the output is in place
     assert attack.resumed_seconds == before > 0  # the time spent before the kill, for the manifest

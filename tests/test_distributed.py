@@ -122,7 +122,6 @@ def test_checkpoints_resume_across_world_sizes(learnable_folder, tmp_path):
 FIT_SCRIPT = textwrap.dedent("""
     import sys, torch
     from unlearnable.attacks import create_attack
-    from unlearnable.attacks import bait as bait_module
     from unlearnable.data import load_dataset
     from unlearnable.distributed import init_from_env, rank_and_world, shutdown
     init_from_env("cpu")
@@ -138,23 +137,21 @@ FIT_SCRIPT = textwrap.dedent("""
         "tap": dict(surrogate="small_cnn", surrogate_epochs=1, surrogate_batch_size=16, steps=2, batch_size=16),
         "rem": dict(surrogate="small_cnn", train_steps=2, batch_size=16, steps=1, eot=1, adv_steps=1),
     }
-    if stop:  # the BAIT resume check: stop every process at the same outer epoch, checkpoint written
-        calls = {"n": 0}
-        real = bait_module.sgd_step
-        def dying(*a, **k):
-            calls["n"] += 1
-            if calls["n"] == stop:
-                if torch.distributed.is_initialized():
-                    torch.distributed.barrier()
-                raise SystemExit(0)
-            return real(*a, **k)
-        bait_module.sgd_step = dying
+    def dies_in_round_stop(attack, state):  # every process stops in round `stop`: rounds before it saved
+        if state.round == stop - 1:
+            if torch.distributed.is_initialized():
+                torch.distributed.barrier()
+            raise SystemExit(0)
+    if stop:  # the BAIT resume check
         methods = {"bait": methods["bait"]}
     rank, world = rank_and_world()
     try:
         for name, opts in methods.items():
             method = name.split("-")[0]
-            p = create_attack(method, device="cpu", progress=False, checkpoint=f"{out}-{name}.ckpt", **opts).fit(ds)
+            attack = create_attack(method, device="cpu", progress=False, checkpoint=f"{out}-{name}.ckpt", **opts)
+            if stop:
+                attack.on_round.append(dies_in_round_stop)
+            p = attack.fit(ds)
             torch.save(p.delta, f"{out}-{name}-rank{rank}of{world}.pt")
     finally:
         shutdown()
