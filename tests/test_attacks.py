@@ -83,9 +83,10 @@ def test_samplewise_indexes_by_sample_not_label(name, opts):
 
 def test_pretrained_variants():
     em_star = create_attack("em*", device="cpu")
-    assert em_star.surrogate == "efficientnet_lite0" and em_star.surrogate_init == "imagenet"
-    assert create_attack("REM*", preset="paper").surrogate == "resnet18_imagenet"
-    assert create_attack("tap*", surrogate="efficientnet_lite1").surrogate == "efficientnet_lite1"  # explicit wins
+    assert em_star.options.surrogate == "efficientnet_lite0" and em_star.options.surrogate_init == "imagenet"
+    assert create_attack("REM*", preset="paper").options.surrogate == "resnet18_imagenet"
+    tap = create_attack("tap*", surrogate="efficientnet_lite1")
+    assert tap.options.surrogate == "efficientnet_lite1"  # explicit wins
     with pytest.raises(ValueError, match="no pretrained variant"):
         create_attack("lsp*")
 
@@ -188,7 +189,7 @@ def test_bait_deeper_lookahead_and_more_surrogate_steps():
         p = fit("bait", **{**TINY_BAIT, **opts})
         assert p.delta.abs().max() <= 8 / 255 + 1e-7 and not torch.equal(p.delta, base)
     for bad in ({"lookahead_steps": 0}, {"surrogate_steps": 1.5}):
-        with pytest.raises(ValueError, match="steps must be a whole number"):
+        with pytest.raises(ValueError, match="steps must be (a whole number|at least 1)"):
             fit("bait", **{**TINY_BAIT, **bad})
 
 
@@ -309,3 +310,34 @@ def test_tue_csd_and_contrastive_loss():
     assert csd(p.delta, ds.labels, 3) < csd(start.delta, ds.labels, 3)
     with pytest.raises(ValueError, match="not both 0"):
         create_attack("tue", progress=False, ssl_weight=0.0, csd_weight=0.0)
+
+
+@pytest.mark.parametrize(
+    "name,opts,words",
+    [
+        ("em", {"kind": "blockwise"}, "option kind must be one of classwise, samplewise, got 'blockwise'"),
+        ("tap", {"steps": 2.5}, "option steps must be a whole number, got 2.5 (e.g. --set steps=40)"),
+        ("em", {"attack_fraction": 1.5}, "option attack_fraction must be at most 1, got 1.5"),
+        ("rem", {"adv_steps": 0}, "option adv_steps must be greater than 0"),
+        ("bait", {"eot": "grayscale"}, "option eot must be a list of names like [a, b] (or null)"),
+        ("bait", {"stages": [1, "2", 3]}, "option stages must be a list like [1, 2]"),
+        ("bait", {"hypergradient": 1}, "option hypergradient must be true or false"),
+        ("lsp", {"patch": None}, "option patch must be a whole number, got None"),
+        ("tue", {"csd_weight": -1}, "option csd_weight must be at least 0"),
+        ("em", {"nope": 1}, "em has no option nope; its options are kind, surrogate"),
+        ("ops", {"x": 1}, "ops has no option x; it takes no options"),
+    ],
+)
+def test_options_are_typed_and_checked_when_the_method_is_built(name, opts, words):
+    with pytest.raises(ValueError) as e:
+        create_attack(name, **opts)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_presets_are_values_of_the_options_and_none_resolves_per_kind():
+    em = create_attack("em", kind="samplewise")
+    assert (em.options.attack_steps, em.options.attack_fraction, em.options.max_rounds) == (10, 1.0, 15)
+    assert create_attack("em", preset="paper").options.max_rounds == 100
+    with pytest.raises(Exception):  # frozen: an attack's options are not changed in place
+        em.options.kind = "classwise"
+    assert create_attack("bait", preset="robust").settings()["eot"] == ("grayscale", "jpeg")

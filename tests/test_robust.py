@@ -4,6 +4,7 @@ leave no single pixel direction per class; the ensemble trains every member. And
 defenses that go with them (color_jitter, downscale, standardize)."""
 
 import io
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -205,11 +206,11 @@ def test_an_ensemble_trains_every_member(monkeypatch):
 
 def test_the_robust_preset_is_the_cpu_preset_hardened():
     cpu, robust = create_attack("bait", preset="cpu"), create_attack("bait", preset="robust")
-    differ = {k for k in cpu.options if cpu.options[k] != robust.options[k]}
-    assert differ == {"eot"} and {"grayscale", "jpeg"} <= set(robust.eot)
+    a, b = asdict(cpu.options), asdict(robust.options)
+    assert {k for k in a if a[k] != b[k]} == {"eot"} and {"grayscale", "jpeg"} <= set(robust.options.eot)
     # and the same options are reachable from the paper preset
-    paper = create_attack("bait", preset="paper", eot=robust.eot, luma=0.25)
-    assert paper.parameterization == "generator" and paper.eot == robust.eot
+    paper = create_attack("bait", preset="paper", eot=robust.options.eot, luma=0.25)
+    assert paper.options.parameterization == "generator" and paper.options.eot == robust.options.eot
     with pytest.raises(ValueError, match="unknown preset"):
         create_attack("em", preset="robust")
 

@@ -717,15 +717,15 @@ def test_rule5_verify_passes_on_folders_made_by_bench_and_demo(world, tmp_path, 
     monkeypatch.setitem(
         bait.BAIT.PRESETS,
         "cpu",
-        {
-            "surrogate": "small_cnn",
-            "surrogate_init": "scratch",
-            "parameterization": "direct",
-            "direct_size": 8,
-            "stages": [1, 1, 1],
-            "batch_size": 8,
-            "direct_lr": 1.0,
-        },
+        bait.BAITOptions(
+            surrogate="small_cnn",
+            surrogate_init="scratch",
+            parameterization="direct",
+            direct_size=8,
+            stages=(1, 1, 1),
+            batch_size=8,
+            direct_lr=1.0,
+        ),
     )
     for key in (("cpu", "scratch"), ("cpu", "imagenet")):
         monkeypatch.setitem(

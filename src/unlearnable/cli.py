@@ -10,6 +10,7 @@ import sys
 import traceback
 import warnings
 from contextlib import nullcontext
+from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 
@@ -373,10 +374,11 @@ def cmd_methods(args) -> int:
         eps = f"{round(cls.default_eps * 255)}/255" if cls.norm == "linf" else f"{cls.default_eps:g}"
         print(f"{name:10s} {cls.summary}")
         print(f"    budget: {cls.norm} eps={eps}")
-        for preset, over in cls.PRESETS.items():
-            opts = {**cls.DEFAULTS, **over}
-            print(f"    {preset}: " + ", ".join(f"{k}={v}" for k, v in opts.items()))
-    stars = ", ".join(f"{n}*" for n in sorted(ATTACKS) if ATTACKS[n].DEFAULTS.get("surrogate_init") == "scratch")
+        for preset, opts in cls.PRESETS.items():
+            print(f"    {preset}: " + ", ".join(f"{k}={v}" for k, v in asdict(opts).items()))
+    stars = ", ".join(
+        f"{n}*" for n in sorted(ATTACKS) if getattr(ATTACKS[n].Options(), "surrogate_init", None) == "scratch"
+    )
     print(
         f"\nA trailing * ({stars}) runs a method with an ImageNet-pretrained surrogate "
         "(efficientnet_lite0 for --preset cpu, resnet18_imagenet for paper)."

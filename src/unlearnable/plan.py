@@ -45,14 +45,14 @@ BASE_MEMORY = 0.5e9  # the interpreter, torch, the surrogate and its optimizer
 def seconds_per_pass(attack, size: int, num_classes: int, threads: int | None = None) -> float | None:
     """Seconds of one forward + backward pass of one size x size image through the method's
     surrogate, timed on a random batch (untrained weights: the same arithmetic)."""
-    if "surrogate" not in attack.options:
+    if "surrogate" not in attack.option_names():
         return None
     from .attacks.base import build_surrogate
     from .distributed import free_threads
 
     torch.manual_seed(0)  # leaves no trace: the fit seeds itself
-    model = build_surrogate(attack.surrogate, "scratch", max(2, num_classes)).to(attack.device).train()
-    batch = min(int(attack.options.get("batch_size", 64)), 64)
+    model = build_surrogate(attack.options.surrogate, "scratch", max(2, num_classes)).to(attack.device).train()
+    batch = min(int(getattr(attack.options, "batch_size", 64)), 64)
     x = torch.rand(batch, 3, size, size, device=attack.device)
     y = torch.zeros(batch, dtype=torch.int64, device=attack.device)
     times = []
@@ -77,7 +77,7 @@ class Timings:
         from .io import cache_root
 
         self.path = path or cache_root() / "timings.json"
-        self.key = f"{attack.name}:{attack.options.get('surrogate', '-')}:{attack.device}"
+        self.key = f"{attack.name}:{getattr(attack.options, 'surrogate', '-')}:{attack.device}"
 
     def _all(self) -> dict:
         try:

@@ -197,7 +197,7 @@ def look_options(method: str, look, options: dict | None) -> dict:
 
     options = dict(options or {})
     cls = ATTACKS.get(method.lower().replace("-", "_").rstrip("*"))  # an unknown name is refused when built
-    if look is not None and look.smooth and cls is not None and "smooth" in cls.DEFAULTS:
+    if look is not None and look.smooth and cls is not None and "smooth" in cls.option_names():
         options.setdefault("smooth", True)
     return options
 
@@ -249,7 +249,7 @@ def photo_plan(
     back = None if among is None else load_background(among, size, seed=seed, download=download)
     against = None if among is None or back is None else (among.source, back)  # what the plan line names
     fitted = len(collection) + (0 if back is None else len(back))
-    check_size("--working-size", size, fitted, int(attack.options.get("batch_size", 1)))
+    check_size("--working-size", size, fitted, int(getattr(attack.options, "batch_size", 1)))
     est = estimate(collection, attack, size, back, fmt=fmt)
     counts = collection.labels.bincount(minlength=len(collection.classes)).tolist()
     return {
@@ -409,7 +409,7 @@ def _protect_set(
 
     if image_size is not None:
         fewest = min(train_per_class.values()) if isinstance(train_per_class, dict) else train_per_class or 1
-        check_size("--image-size", image_size, fewest, int(attack.options.get("batch_size", 1)))
+        check_size("--image-size", image_size, fewest, int(getattr(attack.options, "batch_size", 1)))
     ds, resolved = load_training_set(
         source, image_size=image_size, train_per_class=train_per_class, seed=seed, download=download
     )
@@ -485,7 +485,7 @@ def _protect_photos(
     back = None if chosen is None else load_background(chosen, size, seed=seed, download=download)
     against = None if chosen is None or back is None else (chosen.source, back)  # what the plan line names
     fitted = len(collection) + (0 if back is None else len(back))
-    check_size("--working-size", size, fitted, int(attack.options.get("batch_size", 1)))
+    check_size("--working-size", size, fitted, int(getattr(attack.options, "batch_size", 1)))
     names, renamed = output_names(collection, fmt)
     timings = Timings(attack)
     est = estimate(collection, attack, size, back, timings, fmt=fmt)  # the plan's own estimate, timed now

@@ -16,9 +16,12 @@ filters of the classes already accepted do not tell apart.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+from ..options import option
 from .base import Attack, register_attack, seed_everything
 
 CROP = 4  # the first rows and columns keep their Gaussian start values; they are cropped away
@@ -91,20 +94,24 @@ def sample_processes(
     return torch.stack(accepted).float()
 
 
+@dataclass(frozen=True)
+class AROptions:
+    min_response: float = option(10.0, positive=True)
+
+
 @register_attack
 class AR(Attack):
     name = "ar"
     summary = "autoregressive noise (Sandoval-Segura et al. 2022): per-class AR filters, per-image samples, no model"
+    Options = AROptions
+
     norm = "l2"
     default_eps = 1.0
-    DEFAULTS = {"min_response": 10.0}
-    POSITIVE = ("min_response",)
-    PRESETS = {"cpu": {}, "paper": {}}
 
     def fit(self, train_set):
         gen = seed_everything(self.seed)
         n, c, h, w = train_set.images.shape
-        coeffs = sample_processes(train_set.num_classes, c, gen, min_response=self.min_response)
+        coeffs = sample_processes(train_set.num_classes, c, gen, min_response=self.options.min_response)
         delta = ar_generate(coeffs[train_set.labels], h, w, gen)
         norms = delta.flatten(1).norm(dim=1)
         if not torch.isfinite(delta).all() or (norms < 1e-12).any():

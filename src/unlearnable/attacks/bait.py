@@ -38,7 +38,8 @@ Hardening against what a trainer does to the images (the `robust` preset; docs/b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -47,6 +48,8 @@ from torch.func import functional_call
 
 from ..distributed import local_generator, rank_and_world, sum_all, wrap_ddp
 from ..look import is_grey, shaped
+from ..models import model_info
+from ..options import option
 from ..training import autocast, resident, to_float
 from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 from .class_patterns import DirectPattern, GeneratorPattern, direct_table, phases, shifted
@@ -103,133 +106,121 @@ class BAITState(FitState):
     pattern_ddp: nn.Module = kept()  # the pattern, under torchrun wrapped for DDP
 
 
+@dataclass(frozen=True)
+class BAITOptions:
+    surrogate: str = "resnet18_imagenet"
+    surrogate_init: Literal["imagenet", "scratch"] = "imagenet"
+    parameterization: Literal["generator", "direct"] = "generator"
+    stages: tuple[int, ...] = (30, 30, 30)  # outer epochs of the hard / random / least-likely target stages
+    batch_size: int = option(512, positive=True)
+    surrogate_lr: float = option(0.1, positive=True)
+    lookahead_lr: float = option(0.1, positive=True)
+    lookahead_steps: int = option(1, low=1)  # SGD steps of the look-ahead model (the reference takes 1)
+    surrogate_steps: int = option(1, low=1)  # real surrogate steps per outer epoch (the reference takes 1)
+    grad_clip: float | None = option(5.0, positive=True)
+    generator_lr: float = option(1e-3, positive=True)
+    generator_width: float = option(1.0, positive=True)
+    direct_lr: float = option(0.05, positive=True)
+    direct_size: int | None = option(
+        None, positive=True
+    )  # a coarser grid for the direct delta (8: 4x4 patches at 32 px)
+    hypergradient: bool = False
+    augment: bool = True
+    images_per_epoch: int | None = option(None, positive=True)  # None: the whole training set every outer epoch
+    input_sizes: tuple[int, ...] | None = None  # e.g. [32, 48, 64]: the surrogate sees each batch at one of these
+    eot: tuple[str, ...] | None = None  # e.g. [grayscale, jpeg]: random transforms of the perturbed batches
+    luma: float = option(0.0, low=0)  # share of the budget in a grey pattern shared by the three channels, < 1
+    random_phase: bool = False  # every image its own circular shift of its class's zero-mean pattern
+    surrogates: tuple[str, ...] | None = None  # more surrogate backbones (an ensemble), e.g. [efficientnet_lite1]
+    smooth: bool = False  # direct grid drawn as a periodic cubic B-spline instead of constant patches (look.py)
+
+
 @register_attack
 class BAIT(IterativeAttack):
     name = "bait"
     summary = "BAIT (Li et al. 2026): class-wise noise bound to incorrect targets; holds against pretrained victims"
-    DEFAULTS = {
-        "surrogate": "resnet18_imagenet",
-        "surrogate_init": "imagenet",
-        "parameterization": "generator",  # generator | direct
-        "stages": [30, 30, 30],  # outer epochs of the hard / random / least-likely target stages
-        "batch_size": 512,
-        "surrogate_lr": 0.1,
-        "lookahead_lr": 0.1,
-        "lookahead_steps": 1,  # SGD steps of the look-ahead model (the reference takes 1)
-        "surrogate_steps": 1,  # real surrogate steps per outer epoch (the reference takes 1)
-        "grad_clip": 5.0,
-        "generator_lr": 1e-3,
-        "generator_width": 1.0,
-        "direct_lr": 0.05,
-        "direct_size": None,  # optimize the direct delta on a coarser grid (e.g. 8: 4x4-pixel patches at 32 px)
-        "hypergradient": False,
-        "augment": True,
-        "images_per_epoch": None,  # None: the whole training set every outer epoch
-        "input_sizes": None,  # e.g. [32, 48, 64]: the surrogate sees each batch resized to one of these
-        "eot": None,  # e.g. [grayscale, jpeg]: random transforms of the perturbed batches (attacks.eot)
-        "luma": 0.0,  # share of the budget in a grey pattern shared by the three channels, in [0, 1)
-        "random_phase": False,  # every image its own circular shift of its class's zero-mean pattern
-        "surrogates": None,  # more surrogate backbones (an ensemble), e.g. [efficientnet_lite1]; same init
-        "smooth": False,  # direct grid drawn as a periodic cubic B-spline instead of constant patches (look.py)
-    }
-    PRETRAINED = {}  # the surrogate is pretrained already
-    MIN_CLASSES, WHY_CLASSES = 2, "binds each class to another class"
+    Options = BAITOptions
     # CPU: direct class-wise delta on an 8x8 grid (4x4-pixel patches at 32 px), which survives the
     # trainer's crop/flip and a CNN's downsampling; full-resolution noise did not (see README).
-    CPU = {
-        "surrogate": "efficientnet_lite0",
-        "parameterization": "direct",
-        "direct_size": 8,
-        "stages": [30, 30, 30],
-        "images_per_epoch": 3328,
-        "batch_size": 128,
-    }
+    CPU = BAITOptions(
+        surrogate="efficientnet_lite0",
+        parameterization="direct",
+        direct_size=8,
+        images_per_epoch=3328,
+        batch_size=128,
+    )
     PRESETS = {
-        "paper": {},
+        "paper": BAITOptions(),
         "cpu": CPU,
         # The cpu preset hardened (docs/bait-robust.md): the look-ahead, the target loss and the
         # surrogate's steps see two batches in three through grayscale or JPEG. A grey share of the
         # budget (luma) and more transforms were measured and left out.
-        "robust": {**CPU, "eot": ["grayscale", "jpeg"]},
+        "robust": replace(CPU, eot=("grayscale", "jpeg")),
     }
-
-    TYPES = {"direct_size": int, "images_per_epoch": int, "input_sizes": list, "eot": list, "surrogates": list}
-    POSITIVE = (
-        "batch_size",
-        "surrogate_lr",
-        "lookahead_lr",
-        "generator_lr",
-        "generator_width",
-        "direct_lr",
-        "direct_size",
-        "images_per_epoch",
-        "grad_clip",
-    )
-    CHOICES = {"parameterization": ("generator", "direct")}
+    PRETRAINED = {}  # the surrogate is pretrained already
+    MIN_CLASSES, WHY_CLASSES = 2, "binds each class to another class"
 
     def validate(self):
-        st = list(self.stages)
-        for key in ("lookahead_steps", "surrogate_steps"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"bait: {key} must be a whole number >= 1, got {v!r}")
-        if len(st) != 3 or any(int(s) != s or s < 0 for s in st) or sum(st) < 1:
-            raise ValueError(f"bait: stages must be three non-negative epoch counts with a positive sum, got {st}")
-        check_names(self.eot, "bait")
-        if not 0 <= self.luma < 1:
-            raise ValueError(f"bait: luma must be in [0, 1), got {self.luma!r}")
-        if self.surrogates is not None:
-            from ..models import model_info
-
-            if not isinstance(self.surrogates, (list, tuple)) or not all(isinstance(m, str) for m in self.surrogates):
-                raise ValueError(f"bait: surrogates must be a list of model names, got {self.surrogates!r}")
-            for m in self.surrogates:
-                model_info(m)
-        sizes = self.input_sizes
-        if sizes is not None and (
-            not isinstance(sizes, (list, tuple))
-            or not sizes
-            or any(not isinstance(s, int) or isinstance(s, bool) or s < 8 for s in sizes)
-        ):
-            raise ValueError(f"bait: input_sizes must be a non-empty list of image sizes >= 8 (or null), got {sizes!r}")
+        o = self.options
+        if len(o.stages) != 3 or min(o.stages) < 0 or sum(o.stages) < 1:
+            raise ValueError(
+                f"bait: stages must be three non-negative epoch counts with a positive sum, got {o.stages}"
+            )
+        check_names(o.eot, "bait")
+        if not o.luma < 1:
+            raise ValueError(f"bait: luma must be in [0, 1), got {o.luma!r}")
+        for m in o.surrogates or ():
+            model_info(m)
+        if o.input_sizes is not None and (not o.input_sizes or min(o.input_sizes) < 8):
+            raise ValueError(
+                f"bait: input_sizes must be a non-empty list of image sizes >= 8 (or null), got {o.input_sizes!r}"
+            )
 
     def passes(self, n: int) -> float:
-        bs = min(self.batch_size, n)
-        per = min(n, self.images_per_epoch or n)
+        o = self.options
+        bs = min(o.batch_size, n)
+        per = min(n, o.images_per_epoch or n)
         per = per // bs * bs + (per % bs if per % bs >= max(2, bs // 4) else 0)  # the tail batch fit skips
-        steps = (self.lookahead_steps + self.surrogate_steps) * bs
-        inner = per * (3 * self.lookahead_steps if self.hypergradient else 1)
-        st = self.stages
+        steps = (o.lookahead_steps + o.surrogate_steps) * bs
+        inner = per * (3 * o.lookahead_steps if o.hypergradient else 1)
+        st = o.stages
         return sum(st) * (inner + steps) + per * (st[0] + st[2]) / 3  # + the no-grad target logits
 
     def _pick_size(self, model, gen: torch.Generator):
         """Input diversity: resize the surrogate's input to a size drawn from `input_sizes`, so that
         the perturbation does not depend on the one resolution a victim happens to train at."""
-        if self.input_sizes:
-            model.input_size = self.input_sizes[int(torch.randint(len(self.input_sizes), (1,), generator=gen))]
+        o = self.options
+        if o.input_sizes:
+            model.input_size = o.input_sizes[int(torch.randint(len(o.input_sizes), (1,), generator=gen))]
 
     def stage_of(self, epoch: int) -> int:
-        bounds = torch.tensor(self.stages).cumsum(0)
+        bounds = torch.tensor(self.options.stages).cumsum(0)
         return int((epoch >= bounds).sum().clamp(max=2))
 
     def start(self, train_set, gen):
+        o = self.options
         dev, K = self.device, train_set.num_classes
         images = resident(train_set.images, dev)
         budget = train_set.budget
-        models = [
-            build_surrogate(m, self.surrogate_init, K).to(dev) for m in [self.surrogate, *(self.surrogates or [])]
-        ]
-        opts = [surrogate_optimizer(m, self.surrogate_lr) for m in models]
-        eot = EOT(self.eot) if self.eot else None
+        models = [build_surrogate(m, o.surrogate_init, K).to(dev) for m in [o.surrogate, *(o.surrogates or [])]]
+        opts = [surrogate_optimizer(m, o.surrogate_lr) for m in models]
+        eot = EOT(o.eot) if o.eot else None
         shape = (K, *images.shape[1:])
-        if self.parameterization == "generator":
+        if o.parameterization == "generator":
             pattern: DirectPattern | GeneratorPattern = GeneratorPattern(
-                shape, self.eps, self.generator_width, self.luma, self.random_phase
+                shape, self.eps, o.generator_width, o.luma, o.random_phase
             )
-            lr = self.generator_lr
+            lr = o.generator_lr
         else:
-            pattern = DirectPattern(shape, self.eps, self.direct_size, self.smooth, self.luma, self.random_phase)
-            lr = self.direct_lr
+            pattern = DirectPattern(
+                shape,
+                self.eps,
+                o.direct_size,
+                o.smooth,
+                o.luma,
+                o.random_phase,
+            )
+            lr = o.direct_lr
         pattern = pattern.to(dev)
         return BAITState(
             gen=gen,
@@ -246,7 +237,7 @@ class BAIT(IterativeAttack):
         )
 
     def rounds(self, state):
-        return sum(self.stages)
+        return sum(self.options.stages)
 
     def describe(self, state):
         stage = self.stage_of(state.round - 1)
@@ -257,25 +248,22 @@ class BAIT(IterativeAttack):
         the surrogate's real steps. Under torchrun every process takes its share of each batch;
         the surrogate, the look-ahead and the shared generator `gen` stay identical everywhere,
         and each process augments its own images with its own generator."""
+        o = self.options
         dev, K, gen, epoch = self.device, len(state.buffer), state.gen, state.round
         images, labels, eot = state.images, state.labels, state.eot
-        n, bs = len(images), min(self.batch_size, len(images))
-        per_epoch = min(n, self.images_per_epoch or n)
+        n, bs = len(images), min(o.batch_size, len(images))
+        per_epoch = min(n, o.images_per_epoch or n)
         rank, world = rank_and_world()
         stage = self.stage_of(epoch)
         model, opt = state.models[epoch % len(state.models)], state.opts[epoch % len(state.models)]  # in turn
         names = [k for k, _ in model.named_parameters()]
         first = torch.randperm(n, generator=gen)[:bs]
         x0, y0 = to_float(images[first], dev), labels[first].to(dev)
-        more = [
-            torch.randperm(n, generator=gen)[:bs] for _ in range(max(self.lookahead_steps, self.surrogate_steps) - 1)
-        ]
+        more = [torch.randperm(n, generator=gen)[:bs] for _ in range(max(o.lookahead_steps, o.surrogate_steps) - 1)]
         steps = [(x0, y0, first)] + [(to_float(images[b], dev), labels[b].to(dev), b) for b in more]
         self._pick_size(model, gen)
         fast = (
-            None
-            if self.hypergradient
-            else self._lookahead(model, names, steps, state.buffer, gen, False, eot, state.look)
+            None if o.hypergradient else self._lookahead(model, names, steps, state.buffer, gen, False, eot, state.look)
         )
         order = torch.randperm(n, generator=gen)[:per_epoch]
         mine = local_generator(gen, self.seed, epoch)  # this process's augmentation draws
@@ -290,7 +278,7 @@ class BAIT(IterativeAttack):
             x, y = to_float(images[idx], dev), labels[idx].to(dev)
             table = state.pattern_ddp(x, y, state.buffer)
             self._pick_size(model, gen)
-            if self.hypergradient:
+            if o.hypergradient:
                 fast = self._lookahead(model, names, steps, table, gen, True, eot, state.look)
             logits = None
             if stage != 1:
@@ -301,9 +289,7 @@ class BAIT(IterativeAttack):
             else:
                 t = choose_targets(stage, logits, y, K, gen)
             with autocast(dev):
-                xp = perturbed_batch(
-                    x, self._shaped(state.look, self._rows(table, t, mine), idx), self.augment, mine, eot
-                )
+                xp = perturbed_batch(x, self._shaped(state.look, self._rows(table, t, mine), idx), o.augment, mine, eot)
                 out = functional_call(model, fast, (xp,))
                 loss = F.cross_entropy(out.float(), t)
             state.pattern_opt.zero_grad(set_to_none=True)
@@ -315,11 +301,11 @@ class BAIT(IterativeAttack):
             loss_sum += loss.item() * len(idx)
         hits, seen, loss_sum = sum_all(hits, seen, loss_sum)
         self._pick_size(model, gen)
-        for xs, ys, ix in steps[: self.surrogate_steps]:
+        for xs, ys, ix in steps[: o.surrogate_steps]:
             xp = perturbed_batch(
-                xs, self._shaped(state.look, self._rows(state.buffer, ys, gen), ix), self.augment, gen, eot
+                xs, self._shaped(state.look, self._rows(state.buffer, ys, gen), ix), o.augment, gen, eot
             )
-            sgd_step(model, opt, xp, ys, self.grad_clip)
+            sgd_step(model, opt, xp, ys, o.grad_clip)
         return {
             "epoch": epoch + 1,
             "stage": STAGE_NAMES[stage],
@@ -329,15 +315,16 @@ class BAIT(IterativeAttack):
 
     def finish(self, state):
         images, labels = state.images, state.labels
-        delta = state.pattern.final(images, labels, min(self.batch_size, len(images)))
-        if self.random_phase:  # every image its own shift, drawn once from the seed
+        delta = state.pattern.final(images, labels, min(self.options.batch_size, len(images)))
+        if self.options.random_phase:  # every image its own shift, drawn once from the seed
             dy, dx = phases(len(images), delta.shape[2], delta.shape[3], torch.Generator().manual_seed(self.seed + 1))
             return self.perturbation(shifted(delta.cpu()[labels], dy, dx), "samplewise", history=state.history)
         return self.perturbation(delta, "classwise", history=state.history)
 
     def direct_delta(self, w: torch.Tensor, shape) -> torch.Tensor:
         """The direct parameterization's table of class deltas for the grid `w` (class_patterns)."""
-        return direct_table(w, shape, self.eps, self.smooth, self.luma, self.random_phase)
+        o = self.options
+        return direct_table(w, shape, self.eps, o.smooth, o.luma, o.random_phase)
 
     def _shaped(self, look, rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """The deltas of a batch as its images will carry them: each image's budget map, grey on grey
@@ -351,23 +338,24 @@ class BAIT(IterativeAttack):
     def _rows(self, table: torch.Tensor, index: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """The class-wise deltas of a batch, each at a random phase with `random_phase`."""
         rows = rows_of(table, index)
-        if not self.random_phase:
+        if not self.options.random_phase:
             return rows
         return shifted(rows, *phases(len(index), table.shape[2], table.shape[3], gen))
 
     def _lookahead(self, model, names, steps, delta, gen, differentiable: bool, eot=None, look=None) -> dict:
         """theta' after `lookahead_steps` SGD steps theta <- theta - lr * grad CE(f_theta(aug(x + delta[y])), y)
         on the batches `steps`, as a parameter dict (torch.func: no model copies)."""
+        o = self.options
         params = dict(model.named_parameters())
         buffers = dict(model.named_buffers())
         fast = {k: params[k] for k in names}
-        for x0, y0, i0 in steps[: self.lookahead_steps]:
+        for x0, y0, i0 in steps[: o.lookahead_steps]:
             rows = self._shaped(look, self._rows(delta if differentiable else delta.detach(), y0, gen), i0)
-            xp = perturbed_batch(x0, rows, self.augment, gen, eot)
+            xp = perturbed_batch(x0, rows, o.augment, gen, eot)
             with autocast(x0.device):
                 loss = F.cross_entropy(functional_call(model, {**params, **fast, **buffers}, (xp,)).float(), y0)
             grads = torch.autograd.grad(loss, [fast[k] for k in names], create_graph=differentiable)
-            fast = {k: same_layout(fast[k] - self.lookahead_lr * g, params[k]) for k, g in zip(names, grads)}
+            fast = {k: same_layout(fast[k] - o.lookahead_lr * g, params[k]) for k, g in zip(names, grads)}
             if not differentiable:
                 fast = {k: v.detach().requires_grad_(True) for k, v in fast.items()}
         if not differentiable:

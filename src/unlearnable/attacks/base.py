@@ -3,15 +3,16 @@
     attack = create_attack("bait", eps=8/255, preset="cpu", seed=0)
     perturbation = attack.fit(train_set)
 
-Options resolve in three layers: the class's DEFAULTS, then the chosen preset
-(PRESETS["cpu"] or PRESETS["paper"]), then keyword arguments given by the caller.
+A method's options are a frozen dataclass (its `Options`); a preset (PRESETS["cpu"],
+PRESETS["paper"], ...) is one value of it, and keyword arguments given by the caller replace
+its fields. Every field is checked against its type and bounds when the method is built.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..options import check_seed, describe, has_type
+from ..options import check_seed, options_of
 from ..perturbation import Perturbation, check_eps
 from ..training import Checkpoint, run_identity
 
@@ -52,7 +53,7 @@ def create_attack(name: str, **kwargs) -> Attack:
         )
     cls = ATTACKS[key]
     if star:
-        if "surrogate" not in cls.DEFAULTS:
+        if "surrogate" not in cls.option_names():
             raise ValueError(f"{name!r}: {key} trains no surrogate, so it has no pretrained variant")
         preset = kwargs.get("preset", "cpu")
         pretrained = {
@@ -71,25 +72,30 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a method that takes none."""
+
+
 class Attack:
     name = ""
     summary = ""
     norm = "linf"  # how `eps` is measured (linf | l2 | l0), see unlearnable.perturbation
     default_eps = 8 / 255
-    DEFAULTS: dict = {}
-    PRESETS: dict[str, dict] = {"cpu": {}, "paper": {}}
-    PRETRAINED: dict = {"surrogate_lr": 0.01}  # what else a pretrained surrogate changes (name*)
-    # How options are checked when the method is built (validate_options), before any data is read:
-    TYPES: dict[str, type] = {}  # the type of an option whose default is None (otherwise: its default's type)
-    POSITIVE: tuple[str, ...] = ()  # options that must be > 0: counts, sizes, rates
-    CHOICES: dict[str, tuple] = {}  # options with a fixed set of values
-    SHARED_CHOICES = {"surrogate_init": ("imagenet", "scratch")}  # for every method that has the option
+    Options: ClassVar[type] = NoOptions  # the method's options, a frozen dataclass checked when built
+    PRESETS: ClassVar[dict[str, Any]] = {}  # preset name -> its Options (default: cpu and paper, the defaults)
+    PRETRAINED: ClassVar[dict] = {"surrogate_lr": 0.01}  # what else a pretrained surrogate changes (name*)
     # The square size a folder of photos is fitted at, per preset (photos.py draws the result onto
     # every photo at its own size); a photo smaller than this is fitted at its own short side.
     WORKING_SIZE = {"cpu": 64, "paper": 224}
     MIN_CLASSES = 1  # classes the method needs, and why (checked before any work: check_classes)
     WHY_CLASSES = ""
     CHECKPOINT_PARTS: tuple[str, ...] = ()  # suffixes of checkpoints a part of the fit keeps (TAP's surrogate)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "PRESETS" not in cls.__dict__:
+            cls.PRESETS = {"cpu": cls.Options(), "paper": cls.Options()}
 
     def __init__(
         self,
@@ -105,20 +111,13 @@ class Attack:
         eps = check_eps(self.default_eps if eps is None else eps, self.norm)
         if preset not in self.PRESETS:
             raise ValueError(f"unknown preset {preset!r} for {self.name}; choose from {sorted(self.PRESETS)}")
-        unknown = set(options) - set(self.DEFAULTS)
-        if unknown:
-            raise ValueError(
-                f"{self.name} has no option {', '.join(sorted(unknown))}; "
-                f"its options are {', '.join(sorted(self.DEFAULTS))}"
-            )
         from ..distributed import is_main, parse_device
 
         self.eps, self.seed, self.preset = eps, check_seed(seed), preset
         self.progress = progress and is_main()  # under torchrun one progress bar, rank 0's
         self.device = parse_device(device)  # default: this process's GPU under torchrun, else cuda or cpu
         self.checkpoint = Path(checkpoint) if checkpoint else None
-        reference = {**self.DEFAULTS, **self.PRESETS[preset]}
-        self.options = {**reference, **options}
+        self.options = options_of(self.Options, options, self.name, base=self.PRESETS[preset])
         levels = eps * 255
         if self.norm in ("linf", "l2") and levels < 1 - 1e-6:
             raise ValueError(
@@ -126,35 +125,14 @@ class Attack:
                 f"could change, so nothing would be protected; use at least 1/255 (default "
                 f"{self.default_eps:.4g})"
             )
-        self.validate_options(reference)
         self.validate()
 
-    def validate_options(self, reference: dict) -> None:
-        """Types, signs and choices of the options (TYPES, POSITIVE, CHOICES), one line per error."""
-        for key, value in self.options.items():
-            want = self.TYPES.get(key) or (type(reference[key]) if reference.get(key) is not None else None)
-            if value is not None and want is not None and not has_type(value, want):
-                example = f" (e.g. --set {key}={reference[key]})" if reference.get(key) is not None else ""
-                raise ValueError(f"{self.name}: option {key} must be {describe(want)}, got {value!r}{example}")
-        for key in self.POSITIVE:
-            value = self.options.get(key)
-            if value is not None and not value > 0:
-                raise ValueError(f"{self.name}: option {key} must be greater than 0, got {value!r}")
-        for key, allowed in {**self.SHARED_CHOICES, **self.CHOICES}.items():
-            if key in self.options and self.options[key] not in allowed:
-                raise ValueError(
-                    f"{self.name}: option {key} must be one of {', '.join(map(str, allowed))}, "
-                    f"got {self.options.get(key)!r}"
-                )
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in fields(cls.Options)]
 
     def validate(self) -> None:
         """Checks that involve several options, or the budget (a method's own)."""
-
-    def __getattr__(self, key):
-        options = self.__dict__.get("options", {})
-        if key in options:
-            return options[key]
-        raise AttributeError(key)
 
     def check_classes(self, classes) -> None:
         """Refuse, before any work, a training set with fewer classes than the method needs."""
@@ -180,7 +158,7 @@ class Attack:
             "norm": self.norm,
             "seed": self.seed,
             "preset": self.preset,
-            **self.options,
+            **asdict(self.options),
         }
 
     def fit(self, train_set) -> Perturbation:

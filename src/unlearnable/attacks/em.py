@@ -12,7 +12,8 @@ EM* (the BAIT paper's baseline) is the same method with an ImageNet-pretrained s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from ..data.augment import crop_flip
 from ..data.dataset import ImageDataset
 from ..distributed import local_generator, merge_rows_, rank_and_world, sum_all
+from ..options import option
 from ..perturbation import quantize
 from ..training import accuracy, resident, to_float
 from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
@@ -46,88 +48,74 @@ class EMState(FitState):
     check: torch.Tensor = kept()  # the images whose accuracy decides the early stop
 
 
+@dataclass(frozen=True)
+class EMOptions:
+    kind: Literal["classwise", "samplewise"] = "classwise"
+    surrogate: str = "resnet18"
+    surrogate_init: Literal["imagenet", "scratch"] = "scratch"
+    surrogate_lr: float = option(0.1, positive=True)
+    batch_size: int = option(128, positive=True)
+    train_steps: int = option(10, positive=True)  # surrogate steps per round
+    attack_fraction: float | None = option(None, positive=True, high=1)  # share swept per round (0.2 / 1.0)
+    attack_steps: int | None = option(None, positive=True)  # signed steps per batch (classwise 1, samplewise 20)
+    step_size: float = option(0.8 / 255, positive=True)
+    stop_acc: float = option(0.99, positive=True)
+    max_rounds: int | None = option(None, positive=True)  # rounds of (train_steps + one sweep): paper 100, cpu 30 / 15
+    augment: bool | None = None  # crop/flip while generating (classwise True; samplewise False, as in the paper's code)
+
+
 @register_attack
 class EM(IterativeAttack):
     name = "em"
     summary = "error-minimizing noise (Huang et al. 2021): min-min over surrogate and delta; classwise or samplewise"
-    DEFAULTS = {
-        "kind": "classwise",
-        "surrogate": "resnet18",
-        "surrogate_init": "scratch",
-        "surrogate_lr": 0.1,
-        "batch_size": 128,
-        "train_steps": 10,  # surrogate steps per round
-        "attack_fraction": None,  # share of the training set swept per round (classwise 0.2, samplewise 1.0)
-        "attack_steps": None,  # signed steps per batch (classwise 1, samplewise 20)
-        "step_size": 0.8 / 255,
-        "stop_acc": 0.99,
-        "max_rounds": None,  # the step cap: rounds of (train_steps + one sweep); paper 100, cpu 30 / 15
-        "augment": None,  # crop/flip while generating (classwise True; samplewise False, as in the paper's code)
-    }
-    PRESETS = {
-        "paper": {},
-        "cpu": {"surrogate": "small_cnn", "batch_size": 256},
-    }
-
-    TYPES = {"attack_fraction": float, "attack_steps": int, "max_rounds": int, "augment": bool}
-    POSITIVE = (
-        "surrogate_lr",
-        "batch_size",
-        "train_steps",
-        "attack_fraction",
-        "attack_steps",
-        "step_size",
-        "max_rounds",
-        "stop_acc",
-    )
-    CHOICES = {"kind": ("classwise", "samplewise")}
+    Options = EMOptions
+    PRESETS = {"paper": EMOptions(), "cpu": EMOptions(surrogate="small_cnn", batch_size=256)}
 
     def validate(self):
-        for key, value in KIND_DEFAULTS[self.preset, self.kind].items():  # the per-kind values of None options
-            if self.options[key] is None:
-                self.options[key] = value
-        if not 0 < self.attack_fraction <= 1:
-            raise ValueError(f"em: attack_fraction must be in (0, 1], got {self.attack_fraction}")
+        resolved = KIND_DEFAULTS[self.preset, self.options.kind]  # the per-kind values of the None options
+        self.options = replace(self.options, **{k: v for k, v in resolved.items() if getattr(self.options, k) is None})
 
     def start(self, train_set, gen):
+        o = self.options
         dev, K = self.device, train_set.num_classes
-        model = build_surrogate(self.surrogate, self.surrogate_init, K).to(dev)
+        model = build_surrogate(o.surrogate, o.surrogate_init, K).to(dev)
         images = resident(train_set.images, dev)
         n = len(images)
         return EMState(
             gen=gen,
             model=model,
-            opt=surrogate_optimizer(model, self.surrogate_lr),
-            delta=torch.zeros((K if self.kind == "classwise" else n, *images.shape[1:]), device=dev),
+            opt=surrogate_optimizer(model, o.surrogate_lr),
+            delta=torch.zeros((K if o.kind == "classwise" else n, *images.shape[1:]), device=dev),
             train_set=train_set,
             images=images,
             check=torch.randperm(n, generator=gen)[:2000],  # drawn before a resume restores the generator
         )
 
     def rounds(self, state):
-        return self.max_rounds
+        return self.options.max_rounds
 
     def stopped(self, state):
-        return bool(state.history) and state.history[-1]["acc"] > self.stop_acc
+        return bool(state.history) and state.history[-1]["acc"] > self.options.stop_acc
 
     def describe(self, state):
         last = state.history[-1]
         return f"surrogate accuracy {last['acc']:.3f}, loss {last['loss']:.3f}"
 
     def step(self, state):
+        o = self.options
         dev, K, gen = self.device, state.train_set.num_classes, state.gen
         images, labels, model, opt = state.images, state.train_set.labels, state.model, state.opt
-        n, bs = len(images), min(self.batch_size, len(images))
-        classwise = self.kind == "classwise"
+        n, bs = len(images), min(o.batch_size, len(images))
+        classwise = o.kind == "classwise"
 
         def rows(y, idx):  # class-wise noise is indexed by label, sample-wise by image index
             return y if classwise else idx.to(dev)
 
-        for _ in range(self.train_steps):
+        for _ in range(o.train_steps):
             idx = torch.randint(0, n, (bs,), generator=gen)
             x, y = to_float(images[idx], dev), labels[idx].to(dev)
-            sgd_step(model, opt, perturbed_batch(x, state.delta[rows(y, idx)], self.augment, gen), y)
-        order = torch.randperm(n, generator=gen)[: max(bs, int(self.attack_fraction * n))]
+            sgd_step(model, opt, perturbed_batch(x, state.delta[rows(y, idx)], o.augment, gen), y)
+        order = torch.randperm(n, generator=gen)[: max(bs, int(o.attack_fraction * n))]
         # under torchrun each process sweeps its share of every batch (its own augmentation
         # draws); class-wise steps are averaged over all processes' images, sample-wise rows
         # are merged after the sweep; the surrogate steps above are the same everywhere
@@ -142,14 +130,14 @@ class EM(IterativeAttack):
             mine_rows.append(idx)
             x, y = to_float(images[idx], dev), labels[idx].to(dev)
             r = rows(y, idx)
-            for _ in range(self.attack_steps):
+            for _ in range(o.attack_steps):
                 # the gradient w.r.t. each perturbed image gives per-image signed steps
                 xp = (x + delta[r]).detach().requires_grad_(True)
                 view = xp.clamp(0, 1)
-                view = crop_flip(view, max(1, x.shape[-1] // 8), mine) if self.augment else view
+                view = crop_flip(view, max(1, x.shape[-1] // 8), mine) if o.augment else view
                 loss = F.cross_entropy(model(view), y)
                 (grad,) = torch.autograd.grad(loss, xp)
-                step = -self.step_size * grad.sign()
+                step = -o.step_size * grad.sign()
                 if classwise:  # the class means over every process's images
                     step, _ = class_means(step, y, K, across_processes=True)
                     delta = (delta + step).clamp_(-self.eps, self.eps)
@@ -170,7 +158,7 @@ class EM(IterativeAttack):
     def finish(self, state):
         return self.perturbation(
             state.delta,
-            self.kind,
+            self.options.kind,
             history=state.history,
             rounds=len(state.history),
             stopped_early=self.stopped(state),

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..options import option
 from ..training import resident, to_float
 from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 from .generator import UNet
@@ -52,49 +54,54 @@ class GUEState(FitState):
     labels: torch.Tensor = kept()
 
 
+@dataclass(frozen=True)
+class GUEOptions:
+    surrogate: str = "resnet18"
+    surrogate_init: Literal["imagenet", "scratch"] = "scratch"
+    epochs: int = option(50, positive=True)
+    batch_size: int = option(256, positive=True)
+    eta: float = option(1.5, positive=True)
+    attacker_lr: float = option(0.1, positive=True)
+    learner_lr: float = option(0.01, positive=True)
+    inner_lr: float = option(1e-4, positive=True)
+    inner_steps: int = option(10, positive=True)
+    unet_width: int = option(64, positive=True)
+
+
 @register_attack
 class GUE(IterativeAttack):
     name = "gue"
     summary = "game-theoretic unlearnable examples (Liu et al. 2024): a UNet generator trained by bilevel BOME"
-    DEFAULTS = {
-        "surrogate": "resnet18",
-        "surrogate_init": "scratch",
-        "epochs": 50,
-        "batch_size": 256,
-        "eta": 1.5,
-        "attacker_lr": 0.1,
-        "learner_lr": 0.01,
-        "inner_lr": 1e-4,
-        "inner_steps": 10,
-        "unet_width": 64,
-    }
+    Options = GUEOptions
     PRESETS = {
-        "paper": {},
+        "paper": GUEOptions(),
         # CPU: a small learner and a narrow UNet, fewer epochs and inner steps
-        "cpu": {"surrogate": "small_cnn", "epochs": 10, "inner_steps": 3, "unet_width": 16},
+        "cpu": GUEOptions(surrogate="small_cnn", epochs=10, inner_steps=3, unet_width=16),
     }
     PRETRAINED = {"learner_lr": 0.001}  # gue*: a pretrained learner fine-tunes, 10x slower (as em*'s surrogate)
-    POSITIVE = ("epochs", "batch_size", "eta", "attacker_lr", "learner_lr", "inner_lr", "inner_steps", "unet_width")
 
     def passes(self, n: int) -> float:
-        return self.epochs * n * (self.inner_steps + 4)  # inner steps, f, q's two passes and its backward
+        return (
+            self.options.epochs * n * (self.options.inner_steps + 4)
+        )  # inner steps, f, q's two passes and its backward
 
     def start(self, train_set, gen):
+        o = self.options
         dev = self.device
-        learner = build_surrogate(self.surrogate, self.surrogate_init, train_set.num_classes).to(dev).train()
-        G = UNet(self.unet_width).to(dev).train()
+        learner = build_surrogate(o.surrogate, o.surrogate_init, train_set.num_classes).to(dev).train()
+        G = UNet(o.unet_width).to(dev).train()
         return GUEState(
             gen=gen,
             learner=learner,
             G=G,
-            learner_opt=torch.optim.SGD(learner.parameters(), lr=self.learner_lr),
-            G_opt=torch.optim.SGD(G.parameters(), lr=self.attacker_lr),
+            learner_opt=torch.optim.SGD(learner.parameters(), lr=o.learner_lr),
+            G_opt=torch.optim.SGD(G.parameters(), lr=o.attacker_lr),
             images=resident(train_set.images, dev),
             labels=train_set.labels,
         )
 
     def rounds(self, state):
-        return self.epochs
+        return self.options.epochs
 
     def describe(self, state):
         last = state.history[-1]
@@ -102,7 +109,7 @@ class GUE(IterativeAttack):
 
     def step(self, state):
         n = len(state.images)
-        bs = min(self.batch_size, n)
+        bs = min(self.options.batch_size, n)
         order = torch.randperm(n, generator=state.gen)
         sums = {"f": 0.0, "g": 0.0, "lambda": 0.0}
         steps = 0
@@ -116,7 +123,7 @@ class GUE(IterativeAttack):
 
     def finish(self, state):
         G, images = state.G.eval(), state.images
-        bs = min(self.batch_size, len(images))
+        bs = min(self.options.batch_size, len(images))
         delta = torch.empty(images.shape, dtype=torch.float32)
         with torch.no_grad():
             for i in range(0, len(images), bs):
@@ -129,11 +136,12 @@ class GUE(IterativeAttack):
         return F.cross_entropy(model((x + self.eps * G(x)).clamp(0, 1)), y)
 
     def _bome_step(self, G, learner, G_opt, learner_opt, x, y) -> tuple[float, float, float]:
+        o = self.options
         inner = copy.deepcopy(learner)  # theta_T: the learner a few steps nearer its optimum
-        inner_opt = torch.optim.Adam(inner.parameters(), lr=self.inner_lr)
+        inner_opt = torch.optim.Adam(inner.parameters(), lr=o.inner_lr)
         with torch.no_grad():  # G does not move during the inner steps: its images are made once
             poisoned = (x + self.eps * G(x)).clamp(0, 1)
-        for _ in range(self.inner_steps):
+        for _ in range(o.inner_steps):
             inner_opt.zero_grad(set_to_none=True)
             F.cross_entropy(inner(poisoned), y).backward()
             inner_opt.step()
@@ -146,7 +154,7 @@ class GUE(IterativeAttack):
         grad_q_theta = torch.autograd.grad(g, theta)  # theta_T is held fixed: only g depends on theta
         norm_q = sum((t**2).sum() for t in (*grad_q_theta, *grad_q_a))
         inner_product = sum((u * v).sum() for u, v in zip(grad_f, grad_q_theta))
-        lam = F.relu((self.eta * norm_q - inner_product) / (norm_q + 1e-8))
+        lam = F.relu((o.eta * norm_q - inner_product) / (norm_q + 1e-8))
         G_opt.zero_grad(set_to_none=True)
         for p, grad in zip(a, grad_q_a):
             p.grad = lam * grad

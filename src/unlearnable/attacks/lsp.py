@@ -12,10 +12,12 @@ The default budget, L2 = sqrt(3 * 32 * 32) * 6/255 = 1.30, is the paper's "eps 6
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ..options import option
 from .base import Attack, register_attack, seed_everything
 
 
@@ -32,24 +34,30 @@ def lsp_codes(labels: torch.Tensor, num_classes: int, dim: int, class_sep: float
     return torch.bmm(z[:, None, :], mix[labels]).squeeze(1) + means[labels]
 
 
+@dataclass(frozen=True)
+class LSPOptions:
+    patch: int = option(8, positive=True)  # side of the constant patches, in pixels
+    class_sep: float = option(10.0, positive=True)
+
+
 @register_attack
 class LSP(Attack):
     name = "lsp"
     summary = "linearly separable synthetic patches (Yu et al. 2022): class-wise Gaussians, per-image samples, no model"
+    Options = LSPOptions
+
     norm = "l2"
     default_eps = math.sqrt(3 * 32 * 32) * 6 / 255
-    DEFAULTS = {"patch": 8, "class_sep": 10.0}
-    POSITIVE = ("patch", "class_sep")
-    PRESETS = {"cpu": {}, "paper": {}}
 
     def fit(self, train_set):
+        o = self.options
         gen = seed_everything(self.seed)
         n, c, h, w = train_set.images.shape
-        if not 1 <= self.patch <= min(h, w):
-            raise ValueError(f"lsp: patch must be between 1 and the image size {min(h, w)}, got {self.patch}")
-        gh, gw = math.ceil(h / self.patch), math.ceil(w / self.patch)
-        codes = lsp_codes(train_set.labels, train_set.num_classes, c * gh * gw, self.class_sep, gen)
+        if not 1 <= o.patch <= min(h, w):
+            raise ValueError(f"lsp: patch must be between 1 and the image size {min(h, w)}, got {o.patch}")
+        gh, gw = math.ceil(h / o.patch), math.ceil(w / o.patch)
+        codes = lsp_codes(train_set.labels, train_set.num_classes, c * gh * gw, o.class_sep, gen)
         grid = codes.view(n, c, gh, gw)
-        delta = F.interpolate(grid, scale_factor=self.patch, mode="nearest")[:, :, :h, :w]
+        delta = F.interpolate(grid, scale_factor=o.patch, mode="nearest")[:, :, :h, :w]
         delta = delta * (self.eps / delta.flatten(1).norm(dim=1).clamp(min=1e-12)).view(n, 1, 1, 1)
         return self.perturbation(delta, "samplewise")

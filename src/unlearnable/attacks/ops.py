@@ -32,8 +32,6 @@ class OPS(Attack):
     summary = "one-pixel shortcut (Wu et al. 2023): per class, one pixel set to the colour the class lacks most"
     norm = "l0"
     default_eps = 1
-    DEFAULTS = {}
-    PRESETS = {"cpu": {}, "paper": {}}
 
     def fit(self, train_set):
         seed_everything(self.seed)  # the search is deterministic; kept for a uniform interface

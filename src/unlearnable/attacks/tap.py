@@ -10,6 +10,7 @@ TAP* is the same with an ImageNet-pretrained surrogate (fine-tuned on the clean 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from ..data.augment import crop_flip
 from ..data.dataset import ImageDataset
 from ..distributed import local_generator, merge_rows_, rank_and_world
+from ..options import option
 from ..training import TrainConfig, resident, to_float, train_classifier
 from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 
@@ -30,6 +32,21 @@ class TAPState(FitState):
     train_set: ImageDataset = kept()  # its images where the fit runs
 
 
+@dataclass(frozen=True)
+class TAPOptions:
+    surrogate: str = "resnet18"
+    surrogate_init: Literal["imagenet", "scratch"] = "scratch"
+    surrogate_epochs: int = option(40, positive=True)  # training on clean data before crafting
+    surrogate_lr: float = option(0.1, positive=True)
+    surrogate_batch_size: int = option(128, positive=True)
+    steps: int = option(250, positive=True)  # PGD steps per image
+    step_size: float | None = option(None, positive=True)  # None: eps / 20 (0.4/255 at 8/255, the reference's tau)
+    restarts: int = option(1, positive=True)  # random restarts (the reference allows 8, advises 1); lowest loss kept
+    target_shift: int = option(1, positive=True)  # target = (y + shift) mod K
+    batch_size: int = option(128, positive=True)
+    augment: bool = True  # differentiable crop/flip inside the PGD loop
+
+
 @register_attack
 class TAP(IterativeAttack):
     name = "tap"
@@ -38,61 +55,34 @@ class TAP(IterativeAttack):
     summary = (
         "targeted adversarial poisoning (Fowl et al. 2021): PGD towards class (y+1) mod K on a clean-trained model"
     )
-    DEFAULTS = {
-        "surrogate": "resnet18",
-        "surrogate_init": "scratch",
-        "surrogate_epochs": 40,  # training on clean data before crafting
-        "surrogate_lr": 0.1,
-        "surrogate_batch_size": 128,
-        "steps": 250,  # PGD steps per image
-        "step_size": None,  # None: eps / 20 (0.4/255 at 8/255, the reference's tau)
-        "restarts": 1,  # random restarts (the reference allows 8; its README advises 1); lowest target loss kept
-        "target_shift": 1,  # target = (y + shift) mod K
-        "batch_size": 128,
-        "augment": True,  # differentiable crop/flip inside the PGD loop
-    }
+    Options = TAPOptions
     PRESETS = {
-        "paper": {},
-        "cpu": {
-            "surrogate": "small_cnn",
-            "surrogate_epochs": 15,
-            "surrogate_lr": 0.05,
-            "steps": 40,
-            "step_size": 1 / 255,
-            "batch_size": 256,
-        },
+        "paper": TAPOptions(),
+        "cpu": TAPOptions(
+            surrogate="small_cnn", surrogate_epochs=15, surrogate_lr=0.05, steps=40, step_size=1 / 255, batch_size=256
+        ),
     }
-
-    TYPES = {"step_size": float}
-    POSITIVE = (
-        "surrogate_epochs",
-        "surrogate_lr",
-        "surrogate_batch_size",
-        "steps",
-        "step_size",
-        "restarts",
-        "batch_size",
-        "target_shift",
-    )
 
     def start(self, train_set, gen):
+        o = self.options
         dev, K = self.device, train_set.num_classes
-        if not 1 <= self.target_shift < K:
-            raise ValueError(f"tap: target_shift must be in [1, {K - 1}], got {self.target_shift}")
+        if not 1 <= o.target_shift < K:
+            raise ValueError(f"tap: target_shift must be in [1, {K - 1}], got {o.target_shift}")
         train_set = replace(train_set, images=resident(train_set.images, dev))  # once, for the surrogate too
         return TAPState(
             gen=gen,
-            model=build_surrogate(self.surrogate, self.surrogate_init, K).to(dev),
+            model=build_surrogate(o.surrogate, o.surrogate_init, K).to(dev),
             delta=torch.zeros(train_set.images.shape),
             train_set=train_set,
         )
 
     def warm_up(self, state):
         """The surrogate learns the clean training set (its own checkpoint, per epoch)."""
+        o = self.options
         cfg = TrainConfig(
-            epochs=self.surrogate_epochs,
-            batch_size=self.surrogate_batch_size,
-            lr=self.surrogate_lr,
+            epochs=o.surrogate_epochs,
+            batch_size=o.surrogate_batch_size,
+            lr=o.surrogate_lr,
             schedule="onecycle",
         )
         result = train_classifier(
@@ -110,24 +100,25 @@ class TAP(IterativeAttack):
 
     def rounds(self, state):  # under torchrun a round is a group of `world` batches, one per process
         n = len(state.train_set.images)
-        bs, world = min(self.batch_size, n), rank_and_world()[1]
+        bs, world = min(self.options.batch_size, n), rank_and_world()[1]
         return -(-n // (bs * world))
 
     def step(self, state):
+        o = self.options
         dev, K = self.device, state.train_set.num_classes
         images, labels, model = state.train_set.images, state.train_set.labels, state.model
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
         n = len(images)
-        bs = min(self.batch_size, n)
+        bs = min(o.batch_size, n)
         rank, world = rank_and_world()  # the processes craft a batch each and merge them
         g = state.round * bs * world
         idx = torch.arange(g + rank * bs, min(n, g + (rank + 1) * bs))
         mine = local_generator(state.gen, self.seed, g)
         x, y = to_float(images[idx], dev), labels[idx].to(dev)
-        step = self.step_size or self.eps / 20
-        crafted = self._craft(model, x, (y + self.target_shift) % K, step, mine).cpu() if len(idx) else state.delta[idx]
+        step = o.step_size or self.eps / 20
+        crafted = self._craft(model, x, (y + o.target_shift) % K, step, mine).cpu() if len(idx) else state.delta[idx]
         merge_rows_(state.delta, idx, crafted)
         return None
 
@@ -136,16 +127,17 @@ class TAP(IterativeAttack):
 
     def _craft(self, model, x, target, step, gen):
         """Targeted PGD from random starts; per image, the delta with the lowest target loss."""
+        o = self.options
         best = torch.zeros_like(x)
         best_loss = torch.full((len(x),), float("inf"), device=x.device)
         pad = max(1, x.shape[-1] // 8)
-        for _ in range(self.restarts):
+        for _ in range(o.restarts):
             d = (torch.randn(x.shape, generator=gen) * self.eps).clamp(-self.eps, self.eps).to(x.device)
             d = (x + d).clamp(0, 1) - x
-            for _ in range(self.steps):
+            for _ in range(o.steps):
                 d.requires_grad_(True)
                 view = (x + d).clamp(0, 1)
-                view = crop_flip(view, pad, gen) if self.augment else view
+                view = crop_flip(view, pad, gen) if o.augment else view
                 loss = F.cross_entropy(model(view), target)
                 (grad,) = torch.autograd.grad(loss, d)
                 with torch.no_grad():

@@ -25,6 +25,7 @@ before augmentation, as everywhere in this toolkit (the reference adds it to the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 
 from ..data.augment import color_jitter, luma, random_flip, random_resized_crop
 from ..models import ImageClassifier
+from ..options import option
 from ..training import resident, to_float
 from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 from .common import class_means
@@ -100,46 +102,54 @@ class TUEState(FitState):
     num_classes: int = kept(0)
 
 
+@dataclass(frozen=True)
+class TUEOptions:
+    surrogate: str = "resnet18"
+    surrogate_init: Literal["imagenet", "scratch"] = "scratch"
+    epochs: int = option(40, positive=True)
+    batch_size: int = option(512, positive=True)
+    train_steps: int = option(20, positive=True)  # encoder batches between two sweeps of noise steps
+    steps: int = option(20, positive=True)  # signed noise steps per batch of a sweep
+    step_size: float = option(0.8 / 255, positive=True)
+    csd_weight: float = option(0.1, low=0)
+    ssl_weight: float = option(1.0, low=0)
+    temperature: float = option(0.5, positive=True)
+    feature_dim: int = option(128, positive=True)
+    ssl_lr: float = option(1e-3, positive=True)
+
+
 @register_attack
 class TUE(IterativeAttack):
     name = "tue"
     summary = "transferable unlearnable examples (Ren et al. 2023): SimCLR min-min noise made class-separable (CSD)"
-    DEFAULTS = {
-        "surrogate": "resnet18",
-        "surrogate_init": "scratch",
-        "epochs": 40,
-        "batch_size": 512,
-        "train_steps": 20,  # encoder batches between two sweeps of noise steps
-        "steps": 20,  # signed noise steps per batch of a sweep
-        "step_size": 0.8 / 255,
-        "csd_weight": 0.1,
-        "ssl_weight": 1.0,
-        "temperature": 0.5,
-        "feature_dim": 128,
-        "ssl_lr": 1e-3,
-    }
+    Options = TUEOptions
     PRESETS = {
-        "paper": {},
-        "cpu": {"surrogate": "small_cnn", "epochs": 10, "batch_size": 256, "steps": 10},
+        "paper": TUEOptions(),
+        "cpu": TUEOptions(surrogate="small_cnn", epochs=10, batch_size=256, steps=10),
     }
     PRETRAINED = {"ssl_lr": 1e-4}  # tue*: the pretrained encoder fine-tunes, 10x slower
-    POSITIVE = ("epochs", "batch_size", "train_steps", "steps", "step_size", "temperature", "feature_dim", "ssl_lr")
 
     def validate(self):
-        if self.csd_weight < 0 or self.ssl_weight < 0 or self.csd_weight + self.ssl_weight == 0:
+        o = self.options
+        if o.csd_weight < 0 or o.ssl_weight < 0 or o.csd_weight + o.ssl_weight == 0:
             raise ValueError("tue: csd_weight and ssl_weight must be >= 0 and not both 0")
 
     def sweeps(self, n: int) -> int:
-        batches = -(-n // min(self.batch_size, n))
-        return -(-batches // self.train_steps)
+        batches = -(-n // min(self.options.batch_size, n))
+        return -(-batches // self.options.train_steps)
 
     def passes(self, n: int) -> float:
-        views = 2 if self.ssl_weight > 0 else 0
-        return self.epochs * (self.sweeps(n) * n * self.steps * views + 2 * n)
+        o = self.options
+        views = 2 if o.ssl_weight > 0 else 0
+        return o.epochs * (self.sweeps(n) * n * o.steps * views + 2 * n)
 
     def start(self, train_set, gen):
+        o = self.options
         dev = self.device
-        model = SimCLR(build_surrogate(self.surrogate, self.surrogate_init, train_set.num_classes), self.feature_dim)
+        model = SimCLR(
+            build_surrogate(o.surrogate, o.surrogate_init, train_set.num_classes),
+            o.feature_dim,
+        )
         model = model.to(dev)
         images = resident(train_set.images, dev)
         x_all = images.float().div(255)  # the reference's random start, kept inside [0, 1]
@@ -147,7 +157,7 @@ class TUE(IterativeAttack):
         return TUEState(
             gen=gen,
             model=model,
-            opt=torch.optim.Adam(model.parameters(), lr=self.ssl_lr, weight_decay=1e-6),
+            opt=torch.optim.Adam(model.parameters(), lr=o.ssl_lr, weight_decay=1e-6),
             delta=(x_all + delta).clamp(0, 1) - x_all,
             images=images,
             labels=train_set.labels,
@@ -155,25 +165,26 @@ class TUE(IterativeAttack):
         )
 
     def rounds(self, state):
-        return self.epochs
+        return self.options.epochs
 
     def describe(self, state):
         return f"noise loss {state.history[-1]['noise_loss']:.3f}"
 
     def step(self, state):
+        o = self.options
         dev, gen, model, opt = self.device, state.gen, state.model, state.opt
         images, delta = state.images, state.delta
         n = len(images)
-        bs = min(self.batch_size, n)
+        bs = min(o.batch_size, n)
         order = torch.randperm(n, generator=gen)
         batches = [order[i : i + bs] for i in range(0, n, bs)]
         ssl_sum = noise_sum = 0.0
-        for s in range(0, len(batches), self.train_steps):
-            if self.ssl_weight > 0:  # the encoder learns the perturbed images
+        for s in range(0, len(batches), o.train_steps):
+            if o.ssl_weight > 0:  # the encoder learns the perturbed images
                 model.train()
-                for idx in batches[s : s + self.train_steps]:
+                for idx in batches[s : s + o.train_steps]:
                     xp = (to_float(images[idx], dev) + delta[idx]).clamp(0, 1)
-                    loss = nt_xent(model(simclr_view(xp, gen)), model(simclr_view(xp, gen)), self.temperature)
+                    loss = nt_xent(model(simclr_view(xp, gen)), model(simclr_view(xp, gen)), o.temperature)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -188,6 +199,7 @@ class TUE(IterativeAttack):
         """Signed steps on every image's noise, batch by batch in a new random order; returns the
         objective at the batches' last steps, averaged. The encoder stays in training mode (batch statistics), as in the
         reference."""
+        o = self.options
         for p in model.parameters():
             p.requires_grad_(False)
         n, dev = len(images), delta.device
@@ -195,15 +207,15 @@ class TUE(IterativeAttack):
         for idx in torch.randperm(n, generator=gen).split(bs):
             x, y = to_float(images[idx], dev), labels[idx].to(dev)
             d = delta[idx]
-            for _ in range(self.steps):
+            for _ in range(o.steps):
                 d = d.detach().requires_grad_(True)
-                loss = self.csd_weight * csd(d, y, K)
-                if self.ssl_weight > 0:
+                loss = o.csd_weight * csd(d, y, K)
+                if o.ssl_weight > 0:
                     xp = (x + d).clamp(0, 1)
                     z1, z2 = model(simclr_view(xp, gen)), model(simclr_view(xp, gen))
-                    loss = loss + self.ssl_weight * nt_xent(z1, z2, self.temperature)
+                    loss = loss + o.ssl_weight * nt_xent(z1, z2, o.temperature)
                 (grad,) = torch.autograd.grad(loss, d)
-                d = ((x + d - self.step_size * grad.sign()).clamp(0, 1) - x).clamp(-self.eps, self.eps)
+                d = ((x + d - o.step_size * grad.sign()).clamp(0, 1) - x).clamp(-self.eps, self.eps)
             delta[idx] = d.detach()
             total, count = total + loss.item(), count + 1
         for p in model.parameters():
