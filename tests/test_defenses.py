@@ -234,3 +234,22 @@ def test_linear_probe_sets_the_protocol_and_needs_a_pretrained_backbone():
             epochs=1,
             defense="linear_probe",
         )
+
+
+@pytest.mark.parametrize(
+    "name,opts,words",
+    [
+        ("jpeg", {"quality": 10.9}, "defense jpeg: option quality must be a whole number, got 10.9"),
+        ("jpeg", {"quality": 0}, "defense jpeg: option quality must be from 1 to 95, got 0"),
+        ("bitdepth", {"bits": 8}, "option bits must be from 1 to 7"),
+        ("color_jitter", {"hue": 0.6}, "option hue must be from 0 to 0.5"),
+        ("projection", {"project_test": "yes"}, "option project_test must be true or false"),
+        ("downscale", {"factor": 1}, "option factor must be below 1"),
+        ("grayscale", {"x": 1}, "defense grayscale has no option x; it takes no options"),
+    ],
+)
+def test_defense_options_are_typed_and_checked_when_built(name, opts, words):
+    with pytest.raises(ValueError) as e:
+        create_defense(name, **opts)
+    assert words in str(e.value) and "\n" not in str(e.value)
+    assert create_defense(name).settings()["defense"] == name

@@ -445,8 +445,8 @@ def cmd_defenses(args) -> int:
     for name in sorted(DEFENSES):
         cls = DEFENSES[name]
         print(f"{name:13s} {cls.summary}")
-        if cls.DEFAULTS:
-            print("    options: " + ", ".join(f"{k}={v}" for k, v in cls.DEFAULTS.items()))
+        if defaults := asdict(cls.Options()):
+            print("    options: " + ", ".join(f"{k}={v}" for k, v in defaults.items()))
     return 0
 
 

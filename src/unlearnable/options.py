@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import types
-from dataclasses import field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 SEED_LIMIT = 2**63  # seeds are 64-bit in torch and numpy: 0 <= seed < 2**63
@@ -33,6 +33,11 @@ def check_seed(seed, option: str = "--seed") -> int:
     if not has_type(seed, int) or not 0 <= seed < SEED_LIMIT:
         raise ValueError(f"{option} must be a whole number from 0 to 2**63 - 1, got {seed!r}")
     return seed
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a method or a defense that takes none."""
 
 
 def option(default: Any, *, positive: bool = False, low: float | None = None, high: float | None = None) -> Any:

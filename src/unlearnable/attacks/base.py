@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..options import check_seed, options_of
+from ..options import NoOptions, check_seed, options_of
 from ..perturbation import Perturbation, check_eps
 from ..training import Checkpoint, run_identity
 
@@ -70,11 +70,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-@dataclass(frozen=True)
-class NoOptions:
-    """The options of a method that takes none."""
 
 
 class Attack:

@@ -4,9 +4,12 @@ budget can be undone this way (REM is built to survive it)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+from ..options import option
 from .base import Defense, register_defense
 
 
@@ -28,15 +31,18 @@ def pgd_linf(model, x, y, eps: float, steps: int, step_size: float, gen: torch.G
     return (x + d).detach()
 
 
+@dataclass(frozen=True)
+class PGDOptions:
+    eps: float = option(8 / 255, positive=True, high=1)
+    steps: int = option(10, positive=True)
+    step_size: float = option(2 / 255, positive=True)
+
+
 @register_defense
 class AdversarialTraining(Defense):
     name = "pgd_at"
     summary = "PGD adversarial training (Madry et al. 2018): train on Linf-PGD examples (8/255, 10 steps)"
-    DEFAULTS = {"eps": 8 / 255, "steps": 10, "step_size": 2 / 255}
-
-    def validate(self):
-        if not 0 < self.eps <= 1 or int(self.steps) < 1 or self.step_size <= 0:
-            raise ValueError(f"pgd_at: need 0 < eps <= 1, steps >= 1, step_size > 0; got {self.options}")
+    Options = PGDOptions
 
     def batch(self, model, x, y, gen):
-        return pgd_linf(model, x, y, self.eps, int(self.steps), self.step_size, gen), y
+        return pgd_linf(model, x, y, self.options.eps, self.options.steps, self.options.step_size, gen), y

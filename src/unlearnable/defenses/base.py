@@ -12,12 +12,20 @@ A defense acts at any of these points of the one training loop:
 A defense may also change the protocol (linear probe) through `protocol`.
 
     defense = create_defense("jpeg", quality=10)
+
+A defense's options are a frozen dataclass (its `Options`), checked against their types and
+bounds when the defense is built.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
+
+from ..options import NoOptions, options_of
 
 DEFENSES: dict[str, type[Defense]] = {}
 
@@ -46,30 +54,18 @@ def create_defense(name: str | None, **options) -> Defense | None:
 class Defense:
     name = ""
     summary = ""
-    DEFAULTS: dict = {}
+    Options: ClassVar[type] = NoOptions  # the defense's options, a frozen dataclass checked when built
     protocol: str | None = None  # a protocol this defense imposes (the linear probe)
 
     def __init__(self, **options):
-        unknown = set(options) - set(self.DEFAULTS)
-        if unknown:
-            raise ValueError(
-                f"defense {self.name} has no option {', '.join(sorted(unknown))}; "
-                f"its options are {', '.join(sorted(self.DEFAULTS))}"
-            )
-        self.options = {**self.DEFAULTS, **options}
+        self.options = options_of(self.Options, options, f"defense {self.name}")
         self.validate()
 
-    def __getattr__(self, key):
-        options = self.__dict__.get("options", {})
-        if key in options:
-            return options[key]
-        raise AttributeError(key)
-
     def validate(self) -> None:
-        pass
+        """Checks that involve several options (a defense's own)."""
 
     def settings(self) -> dict:
-        return {"defense": self.name, **self.options}
+        return {"defense": self.name, **asdict(self.options)}
 
     def prepare(self, train_set, test_set):
         return train_set, test_set

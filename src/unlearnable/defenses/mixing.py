@@ -4,9 +4,12 @@ The mixing ones return soft targets (per-class probabilities)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+from ..options import option
 from .base import Defense, register_defense
 
 
@@ -34,19 +37,26 @@ def beta(alpha: float, gen: torch.Generator) -> float:
     return float(g[0] / g.sum())
 
 
+@dataclass(frozen=True)
+class CutoutOptions:
+    size: float = option(0.5, positive=True, high=1)  # side of the square as a fraction of the image side
+
+
+@dataclass(frozen=True)
+class MixingOptions:  # ISS's evaluation settings
+    alpha: float = option(1.0, positive=True)
+    prob: float = option(0.5, low=0, high=1)
+
+
 @register_defense
 class Cutout(Defense):
     name = "cutout"
     summary = "Cutout (DeVries & Taylor 2017): zero one random square per image (half the image side)"
-    DEFAULTS = {"size": 0.5}  # side of the square as a fraction of the image side (16 px at 32 px)
-
-    def validate(self):
-        if not 0 < self.size <= 1:
-            raise ValueError(f"cutout: size must be in (0, 1], got {self.size}")
+    Options = CutoutOptions
 
     def batch(self, model, x, y, gen):
         n, _, h, w = x.shape
-        side = torch.full((n,), max(1, round(self.size * h)))
+        side = torch.full((n,), max(1, round(self.options.size * h)))
         return x.masked_fill(box_masks(n, h, w, side, side, gen, x.device), 0.0), y
 
 
@@ -55,7 +65,7 @@ class _Mixing(Defense):
     permutation); a share lambda ~ Beta(alpha, alpha) of the result is the image's own, and its
     target is the labels mixed by the share actually taken from each."""
 
-    DEFAULTS = {"alpha": 1.0, "prob": 0.5}  # ISS's evaluation settings
+    Options = MixingOptions
 
     def mix(self, x, partner, lam: float, gen) -> tuple[torch.Tensor, torch.Tensor]:
         """(mixed images, per-image share (N, 1) taken from the partner)."""
@@ -63,9 +73,9 @@ class _Mixing(Defense):
 
     def batch(self, model, x, y, gen):
         k = model_classes(model, y)
-        if float(torch.rand((), generator=gen)) >= self.prob:
+        if float(torch.rand((), generator=gen)) >= self.options.prob:
             return x, y
-        lam = beta(self.alpha, gen)
+        lam = beta(self.options.alpha, gen)
         perm = torch.randperm(len(x), generator=gen).to(x.device)
         mixed, share = self.mix(x, x[perm], lam, gen)
         return mixed, (1 - share) * F.one_hot(y, k).float() + share * F.one_hot(y[perm], k).float()

@@ -5,27 +5,32 @@ inference). Both act on float batches, as tensor ops."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..data.augment import color_jitter
+from ..options import option
 from .base import Defense, register_defense
+
+
+@dataclass(frozen=True)
+class JitterOptions:
+    brightness: float = option(0.4, low=0, high=1)
+    contrast: float = option(0.4, low=0, high=1)
+    saturation: float = option(0.4, low=0, high=1)
+    hue: float = option(0.1, low=0, high=0.5)
 
 
 @register_defense
 class ColorJitter(Defense):
     name = "color_jitter"
     summary = "colour jitter augmentation: random brightness, contrast, saturation (0.4) and hue (0.1) per image"
-    DEFAULTS = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1}
-
-    def validate(self):
-        for key in ("brightness", "contrast", "saturation"):
-            if not 0 <= self.options[key] <= 1:
-                raise ValueError(f"color_jitter: {key} must be in [0, 1], got {self.options[key]}")
-        if not 0 <= self.hue <= 0.5:
-            raise ValueError(f"color_jitter: hue must be in [0, 0.5], got {self.hue}")
+    Options = JitterOptions
 
     def batch(self, model, x, y, gen):
-        return color_jitter(x, self.brightness, self.contrast, self.saturation, self.hue, gen), y
+        o = self.options
+        return color_jitter(x, o.brightness, o.contrast, o.saturation, o.hue, gen), y
 
 
 def standardize(x: torch.Tensor, mean: float = 0.5, std: float = 0.25) -> torch.Tensor:

@@ -15,10 +15,13 @@ training script declares a `--project-test` flag but does not use it).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..options import option
 from .base import Defense, register_defense
 
 
@@ -71,25 +74,30 @@ def project_out(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     return (flat - (flat @ basis) @ basis.T).view_as(x)
 
 
+@dataclass(frozen=True)
+class ProjectionOptions:
+    epochs: int = option(20, positive=True)
+    lr: float = option(0.1, positive=True)
+    batch_size: int = option(1024, positive=True)
+    seed: int = option(0, low=0)
+    project_test: bool = False  # project the test images too
+
+
 @register_defense
 class OrthogonalProjection(Defense):
     name = "projection"
     summary = "orthogonal projection (Sandoval-Segura et al. 2023): remove a pixel-space linear model's directions"
-    DEFAULTS = {"epochs": 20, "lr": 0.1, "batch_size": 1024, "seed": 0, "project_test": False}
-
-    def validate(self):
-        if not isinstance(self.project_test, bool):
-            raise ValueError(f"projection: project_test must be true or false, got {self.project_test!r}")
+    Options = ProjectionOptions
 
     def prepare(self, train_set, test_set):
-        gen = torch.Generator().manual_seed(int(self.seed))
+        gen = torch.Generator().manual_seed(self.options.seed)
         w = fit_linear(
             train_set.images,
             train_set.labels,
             train_set.num_classes,
-            epochs=int(self.epochs),
-            lr=self.lr,
-            batch_size=int(self.batch_size),
+            epochs=self.options.epochs,
+            lr=self.options.lr,
+            batch_size=self.options.batch_size,
             gen=gen,
         )
         self.basis = orthogonal_projector(w)
@@ -102,4 +110,4 @@ class OrthogonalProjection(Defense):
         return project_out(x, self.basis.to(x.device))
 
     def pre_test(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pre_augment(x) if self.project_test else x
+        return self.pre_augment(x) if self.options.project_test else x

@@ -12,12 +12,14 @@ thumbnailer keeps.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..data.augment import luma, rescale
+from ..options import option
 from .base import Defense, register_defense
 
 
@@ -47,6 +49,21 @@ def bit_depth(images: torch.Tensor, bits: int) -> torch.Tensor:
     return (images >> shift) << shift
 
 
+@dataclass(frozen=True)
+class JPEGOptions:
+    quality: int = option(10, low=1, high=95)
+
+
+@dataclass(frozen=True)
+class BitDepthOptions:
+    bits: int = option(2, low=1, high=7)
+
+
+@dataclass(frozen=True)
+class DownscaleOptions:
+    factor: float = option(0.5, positive=True)  # below 1
+
+
 class _Squeeze(Defense):
     apply_to_test = False
 
@@ -72,40 +89,32 @@ class Grayscale(_Squeeze):
 class JPEG(_Squeeze):
     name = "jpeg"
     summary = "ISS JPEG (Liu et al. 2023): train on JPEG-compressed images (quality 10)"
-    DEFAULTS = {"quality": 10}
-
-    def validate(self):
-        if not 1 <= int(self.quality) <= 95:
-            raise ValueError(f"jpeg: quality must be in [1, 95], got {self.quality}")
+    Options = JPEGOptions
 
     def squeeze(self, images):
-        return jpeg(images, int(self.quality))[0]
+        return jpeg(images, self.options.quality)[0]
 
 
 @register_defense
 class BitDepth(_Squeeze):
     name = "bitdepth"
     summary = "ISS bit-depth reduction (Liu et al. 2023): train on images with few bits per channel"
-    DEFAULTS = {"bits": 2}
-
-    def validate(self):
-        if not 1 <= int(self.bits) <= 7:
-            raise ValueError(f"bitdepth: bits must be in [1, 7], got {self.bits}")
+    Options = BitDepthOptions
 
     def squeeze(self, images):
-        return bit_depth(images, int(self.bits))
+        return bit_depth(images, self.options.bits)
 
 
 @register_defense
 class Downscale(_Squeeze):
     name = "downscale"
     summary = "train on images shrunk by a factor (0.5) and enlarged back, as a downscaled copy keeps them"
-    DEFAULTS = {"factor": 0.5}
+    Options = DownscaleOptions
 
     def validate(self):
-        if not 0 < self.factor < 1:
-            raise ValueError(f"downscale: factor must be in (0, 1), got {self.factor}")
+        if not self.options.factor < 1:
+            raise ValueError(f"defense downscale: option factor must be below 1, got {self.options.factor}")
 
     def squeeze(self, images):
-        out = rescale(images.float() / 255, float(self.factor))
+        out = rescale(images.float() / 255, self.options.factor)
         return (out * 255).round().clamp(0, 255).to(torch.uint8)

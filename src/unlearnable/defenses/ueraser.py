@@ -7,9 +7,12 @@ preserve, such as a perturbation's exact colours and amplitudes. Five copies for
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+from ..options import option
 from .base import Defense, register_defense
 
 
@@ -52,20 +55,25 @@ def strong_augment(
     return x.clamp(0, 1)
 
 
+@dataclass(frozen=True)
+class UEraserOptions:
+    repeats: int = option(5, low=1)
+    brightness: float = option(0.5, low=0)
+    contrast: float = option(0.5, low=0)
+    p: float = option(0.5, low=0, high=1)
+
+
 @register_defense
 class UEraser(Defense):
     name = "ueraser"
     summary = "UEraser (Qin et al. 2023): train on the worst of several strongly augmented copies of each image"
-    DEFAULTS = {"repeats": 5, "brightness": 0.5, "contrast": 0.5, "p": 0.5}
-
-    def validate(self):
-        if int(self.repeats) < 1:
-            raise ValueError(f"ueraser: repeats must be >= 1, got {self.repeats}")
+    Options = UEraserOptions
 
     def loss(self, model, x, y, gen, label_smoothing=0.0):
-        k, n = int(self.repeats), len(x)
+        o = self.options
+        k, n = o.repeats, len(x)
         copies = torch.cat(
-            [strong_augment(x, gen, brightness=self.brightness, contrast=self.contrast, p=self.p) for _ in range(k)]
+            [strong_augment(x, gen, brightness=o.brightness, contrast=o.contrast, p=o.p) for _ in range(k)]
         )
         out = model(copies)
         per = F.cross_entropy(out, y.repeat(k), reduction="none", label_smoothing=label_smoothing).view(k, n)
