@@ -12,8 +12,9 @@ import errno
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -22,42 +23,30 @@ from tqdm.auto import tqdm
 
 from .data.augment import crop_flip, random_flip, random_resized_crop
 from .distributed import barrier, epoch_shard, is_main, rank_and_world, sum_all
-from .options import describe, has_type
+from .options import check_options, option
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    """How a victim (or a surrogate) is trained; checked when built (options.check_options)."""
+
+    epochs: int = option(10, positive=True)
+    batch_size: int = option(128, positive=True)
+    lr: float = option(0.1, positive=True)
+    momentum: float = option(0.9, low=0)
+    weight_decay: float = option(5e-4, low=0)
     nesterov: bool = False
-    schedule: str = "cosine"  # cosine | onecycle | constant
-    warmup: float = 0.15  # fraction of steps spent warming up (onecycle only)
-    grad_clip: float | None = 5.0
+    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
+    warmup: float = option(0.15, low=0, high=1)  # fraction of steps spent warming up (onecycle only)
+    grad_clip: float | None = option(5.0, positive=True)
     augment: bool = True
-    crop: str = "pad"  # pad (random crop of the zero-padded image, CIFAR) | rrc (RandomResizedCrop, ImageNet)
-    head_lr_scale: float = 1.0  # lr multiplier for the freshly initialized head
-    label_smoothing: float = 0.0
+    crop: Literal["pad", "rrc"] = "pad"  # pad (random crop of the zero-padded image, CIFAR) | rrc (RandomResizedCrop)
+    head_lr_scale: float = option(1.0, positive=True)  # lr multiplier for the freshly initialized head
+    label_smoothing: float = option(0.0, low=0, high=1)
     compile: bool = False  # torch.compile the model (worth it on a GPU for long runs; minutes of start-up)
 
     def __post_init__(self):
-        for f in fields(self):  # a value from a config file or the command line, checked before any work
-            value, annotation = getattr(self, f.name), str(f.type)  # "int", "float | None", ...
-            want = {"int": int, "float": float, "bool": bool, "str": str}[annotation.split(" | ")[0]]
-            if not ((value is None and "None" in annotation) or has_type(value, want)):
-                raise ValueError(f"training option {f.name} must be {describe(want)}, got {value!r}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.crop not in ("pad", "rrc"):
-            raise ValueError(f"crop must be pad or rrc, got {self.crop!r}")
-        if self.schedule not in ("cosine", "onecycle", "constant"):
-            raise ValueError(f"schedule must be cosine, onecycle or constant, got {self.schedule!r}")
+        check_options(self, "training")
 
 
 def default_device() -> torch.device:
