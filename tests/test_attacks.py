@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -338,6 +340,6 @@ def test_presets_are_values_of_the_options_and_none_resolves_per_kind():
     em = create_attack("em", kind="samplewise")
     assert (em.options.attack_steps, em.options.attack_fraction, em.options.max_rounds) == (10, 1.0, 15)
     assert create_attack("em", preset="paper").options.max_rounds == 100
-    with pytest.raises(Exception):  # frozen: an attack's options are not changed in place
+    with pytest.raises(dataclasses.FrozenInstanceError):  # an attack's options are not changed in place
         em.options.kind = "classwise"
     assert create_attack("bait", preset="robust").settings()["eot"] == ("grayscale", "jpeg")

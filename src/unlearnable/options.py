@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import math
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 SEED_LIMIT = 2**63  # seeds are 64-bit in torch and numpy: 0 <= seed < 2**63
 
-_TYPES = {
+_TYPES: dict[type, tuple[str, Callable[[Any], bool]]] = {
     bool: ("true or false", lambda v: isinstance(v, bool)),
     int: ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
     float: ("a finite number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)),
@@ -19,7 +24,7 @@ _TYPES = {
 }
 
 
-def has_type(value, want: type) -> bool:
+def has_type(value: object, want: type) -> bool:
     """Whether `value` is of the option type `want` (an int is a float; a bool is not a number)."""
     return _TYPES[want][1](value) if want in _TYPES else isinstance(value, want)
 
@@ -28,9 +33,9 @@ def describe(want: type) -> str:
     return _TYPES[want][0] if want in _TYPES else want.__name__
 
 
-def check_seed(seed, option: str = "--seed") -> int:
+def check_seed(seed: object, option: str = "--seed") -> int:
     """A seed every generator takes (a whole number, 0 <= seed < 2**63), or a one-line error."""
-    if not has_type(seed, int) or not 0 <= seed < SEED_LIMIT:
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
         raise ValueError(f"{option} must be a whole number from 0 to 2**63 - 1, got {seed!r}")
     return seed
 
@@ -45,7 +50,7 @@ def option(default: Any, *, positive: bool = False, low: float | None = None, hi
     return field(default=default, metadata={"positive": positive, "low": low, "high": high})
 
 
-def _matches(value, want) -> bool:
+def _matches(value: object, want: Any) -> bool:
     origin, args = get_origin(want), get_args(want)
     if want is Any:
         return True
@@ -61,7 +66,7 @@ def _matches(value, want) -> bool:
     return has_type(value, want)
 
 
-def _words(want) -> str:
+def _words(want: Any) -> str:
     origin, args = get_origin(want), get_args(want)
     if origin in (Union, types.UnionType):
         arms = [a for a in args if a is not type(None)]
@@ -73,7 +78,7 @@ def _words(want) -> str:
     return describe(want)
 
 
-def check_options(options, owner: str, example: Any = None) -> None:
+def check_options(options: Any, owner: str, example: Any = None) -> None:
     """Every field of the options dataclass `options` against its annotation (int, float, bool,
     str, X | None, Literal[...], lists) and its bounds (`option`), before any work: a one-line
     error naming `owner` and the option. `example` (options of the same kind) gives the value
@@ -98,7 +103,7 @@ def check_options(options, owner: str, example: Any = None) -> None:
             raise ValueError(f"{owner}: option {f.name} must be {span}, got {value!r}")
 
 
-def options_of(cls: type, given: dict, owner: str, base=None):
+def options_of(cls: type[T], given: dict[str, Any], owner: str, base: T | None = None) -> T:
     """`base` (default: `cls()`) with the options `given` by name, each known to `cls` and checked
     (check_options): what a method's or a defense's options are built by."""
     base = cls() if base is None else base

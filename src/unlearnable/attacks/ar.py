@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..data.dataset import ImageDataset
 from ..options import option
+from ..perturbation import Perturbation
 from .base import Attack, register_attack, seed_everything
 
 CROP = 4  # the first rows and columns keep their Gaussian start values; they are cropped away
@@ -104,11 +106,12 @@ class AR(Attack):
     name = "ar"
     summary = "autoregressive noise (Sandoval-Segura et al. 2022): per-class AR filters, per-image samples, no model"
     Options = AROptions
+    options: AROptions
 
     norm = "l2"
     default_eps = 1.0
 
-    def fit(self, train_set):
+    def fit(self, train_set: ImageDataset) -> Perturbation:
         gen = seed_everything(self.seed)
         n, c, h, w = train_set.images.shape
         coeffs = sample_processes(train_set.num_classes, c, gen, min_response=self.options.min_response)

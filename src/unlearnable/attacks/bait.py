@@ -38,18 +38,21 @@ Hardening against what a trainer does to the images (the `robust` preset; docs/b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from ..data.dataset import ImageDataset
 from ..distributed import local_generator, rank_and_world, sum_all, wrap_ddp
 from ..look import is_grey, shaped
-from ..models import model_info
+from ..models import ImageClassifier, model_info
 from ..options import option
+from ..perturbation import Perturbation
 from ..training import autocast, resident, to_float
 from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 from .class_patterns import DirectPattern, GeneratorPattern, direct_table, phases, shifted
@@ -94,8 +97,8 @@ def same_layout(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 @dataclass(kw_only=True)
 class BAITState(FitState):
-    models: list[nn.Module]  # the surrogate, and an ensemble's other members
-    opts: list[torch.optim.Optimizer]
+    models: list[ImageClassifier]  # the surrogate, and an ensemble's other members
+    opts: list[torch.optim.SGD]
     pattern: DirectPattern | GeneratorPattern
     pattern_opt: torch.optim.Optimizer
     buffer: torch.Tensor  # the latest class-wise delta (K, C, H, W), for the inner steps
@@ -136,10 +139,11 @@ class BAITOptions:
 
 
 @register_attack
-class BAIT(IterativeAttack):
+class BAIT(IterativeAttack[BAITState]):
     name = "bait"
     summary = "BAIT (Li et al. 2026): class-wise noise bound to incorrect targets; holds against pretrained victims"
     Options = BAITOptions
+    options: BAITOptions
     # CPU: direct class-wise delta on an 8x8 grid (4x4-pixel patches at 32 px), which survives the
     # trainer's crop/flip and a CNN's downsampling; full-resolution noise did not (see README).
     CPU = BAITOptions(
@@ -160,7 +164,7 @@ class BAIT(IterativeAttack):
     PRETRAINED = {}  # the surrogate is pretrained already
     MIN_CLASSES, WHY_CLASSES = 2, "binds each class to another class"
 
-    def validate(self):
+    def validate(self) -> None:
         o = self.options
         if len(o.stages) != 3 or min(o.stages) < 0 or sum(o.stages) < 1:
             raise ValueError(
@@ -186,7 +190,7 @@ class BAIT(IterativeAttack):
         st = o.stages
         return sum(st) * (inner + steps) + per * (st[0] + st[2]) / 3  # + the no-grad target logits
 
-    def _pick_size(self, model, gen: torch.Generator):
+    def _pick_size(self, model: ImageClassifier, gen: torch.Generator) -> None:
         """Input diversity: resize the surrogate's input to a size drawn from `input_sizes`, so that
         the perturbation does not depend on the one resolution a victim happens to train at."""
         o = self.options
@@ -197,7 +201,7 @@ class BAIT(IterativeAttack):
         bounds = torch.tensor(self.options.stages).cumsum(0)
         return int((epoch >= bounds).sum().clamp(max=2))
 
-    def start(self, train_set, gen):
+    def start(self, train_set: ImageDataset, gen: torch.Generator) -> BAITState:
         o = self.options
         dev, K = self.device, train_set.num_classes
         images = resident(train_set.images, dev)
@@ -236,14 +240,14 @@ class BAIT(IterativeAttack):
             pattern_ddp=wrap_ddp(pattern),  # under torchrun its gradient is averaged over the processes
         )
 
-    def rounds(self, state):
+    def rounds(self, state: BAITState) -> int:
         return sum(self.options.stages)
 
-    def describe(self, state):
+    def describe(self, state: BAITState) -> str:
         stage = self.stage_of(state.round - 1)
         return f"stage {stage + 1} of 3, {STAGE_WORDS[stage]}"
 
-    def step(self, state):
+    def step(self, state: BAITState) -> dict[str, Any] | None:
         """One outer epoch: the look-ahead, a pass updating the pattern towards the targets, then
         the surrogate's real steps. Under torchrun every process takes its share of each batch;
         the surrogate, the look-ahead and the shared generator `gen` stay identical everywhere,
@@ -263,12 +267,13 @@ class BAIT(IterativeAttack):
         steps = [(x0, y0, first)] + [(to_float(images[b], dev), labels[b].to(dev), b) for b in more]
         self._pick_size(model, gen)
         fast = (
-            None if o.hypergradient else self._lookahead(model, names, steps, state.buffer, gen, False, eot, state.look)
+            {} if o.hypergradient else self._lookahead(model, names, steps, state.buffer, gen, False, eot, state.look)
         )
         order = torch.randperm(n, generator=gen)[:per_epoch]
         mine = local_generator(gen, self.seed, epoch)  # this process's augmentation draws
         model.train()
-        hits = seen = 0
+        hits: float = 0
+        seen: float = 0
         loss_sum = 0.0
         for i in range(0, per_epoch, bs):
             batch = order[i : i + bs]
@@ -313,7 +318,7 @@ class BAIT(IterativeAttack):
             "target_acc": hits / max(1, seen),
         }
 
-    def finish(self, state):
+    def finish(self, state: BAITState) -> Perturbation:
         images, labels = state.images, state.labels
         delta = state.pattern.final(images, labels, min(self.options.batch_size, len(images)))
         if self.options.random_phase:  # every image its own shift, drawn once from the seed
@@ -321,12 +326,14 @@ class BAIT(IterativeAttack):
             return self.perturbation(shifted(delta.cpu()[labels], dy, dx), "samplewise", history=state.history)
         return self.perturbation(delta, "classwise", history=state.history)
 
-    def direct_delta(self, w: torch.Tensor, shape) -> torch.Tensor:
+    def direct_delta(self, w: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         """The direct parameterization's table of class deltas for the grid `w` (class_patterns)."""
         o = self.options
         return direct_table(w, shape, self.eps, o.smooth, o.luma, o.random_phase)
 
-    def _shaped(self, look, rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def _shaped(
+        self, look: tuple[torch.Tensor, torch.Tensor] | None, rows: torch.Tensor, index: torch.Tensor
+    ) -> torch.Tensor:
         """The deltas of a batch as its images will carry them: each image's budget map, grey on grey
         (look.py: `look` is the training set's budget map and grey images); unchanged without one."""
         if look is None:
@@ -342,13 +349,23 @@ class BAIT(IterativeAttack):
             return rows
         return shifted(rows, *phases(len(index), table.shape[2], table.shape[3], gen))
 
-    def _lookahead(self, model, names, steps, delta, gen, differentiable: bool, eot=None, look=None) -> dict:
+    def _lookahead(
+        self,
+        model: nn.Module,
+        names: list[str],
+        steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+        delta: torch.Tensor,
+        gen: torch.Generator,
+        differentiable: bool,
+        eot: EOT | None = None,
+        look: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """theta' after `lookahead_steps` SGD steps theta <- theta - lr * grad CE(f_theta(aug(x + delta[y])), y)
         on the batches `steps`, as a parameter dict (torch.func: no model copies)."""
         o = self.options
         params = dict(model.named_parameters())
         buffers = dict(model.named_buffers())
-        fast = {k: params[k] for k in names}
+        fast: dict[str, torch.Tensor] = {k: params[k] for k in names}
         for x0, y0, i0 in steps[: o.lookahead_steps]:
             rows = self._shaped(look, self._rows(delta if differentiable else delta.detach(), y0, gen), i0)
             xp = perturbed_batch(x0, rows, o.augment, gen, eot)

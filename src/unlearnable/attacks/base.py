@@ -14,20 +14,24 @@ import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.dataset import ImageDataset
+from ..distributed import is_main, parse_device
+from ..models import ImageClassifier, create_model
 from ..options import NoOptions, check_seed, options_of
 from ..perturbation import Perturbation, check_eps
 from ..training import Checkpoint, run_identity
 
 ATTACKS: dict[str, type[Attack]] = {}
+A = TypeVar("A", bound="type[Attack]")
 
 
-def register_attack(cls):
+def register_attack(cls: A) -> A:
     ATTACKS[cls.name] = cls
     return cls
 
@@ -40,7 +44,7 @@ def list_attacks() -> list[str]:
 PRETRAINED_SURROGATES = {"cpu": "efficientnet_lite0", "paper": "resnet18_imagenet"}
 
 
-def create_attack(name: str, **kwargs) -> Attack:
+def create_attack(name: str, **kwargs: Any) -> Attack:
     """A method by name; `name*` (e.g. "em*") is the method with an ImageNet-pretrained surrogate,
     the variants the BAIT paper compares against. Explicit keyword options win over both."""
     key = name.lower().replace("-", "_")
@@ -77,9 +81,9 @@ class Attack:
     summary = ""
     norm = "linf"  # how `eps` is measured (linf | l2 | l0), see unlearnable.perturbation
     default_eps = 8 / 255
-    Options: ClassVar[type] = NoOptions  # the method's options, a frozen dataclass checked when built
+    Options: ClassVar[type[Any]] = NoOptions  # the method's options, a frozen dataclass checked when built
     PRESETS: ClassVar[dict[str, Any]] = {}  # preset name -> its Options (default: cpu and paper, the defaults)
-    PRETRAINED: ClassVar[dict] = {"surrogate_lr": 0.01}  # what else a pretrained surrogate changes (name*)
+    PRETRAINED: ClassVar[dict[str, Any]] = {"surrogate_lr": 0.01}  # what else a pretrained surrogate changes (name*)
     # The square size a folder of photos is fitted at, per preset (photos.py draws the result onto
     # every photo at its own size); a photo smaller than this is fitted at its own short side.
     WORKING_SIZE = {"cpu": 64, "paper": 224}
@@ -87,7 +91,7 @@ class Attack:
     WHY_CLASSES = ""
     CHECKPOINT_PARTS: tuple[str, ...] = ()  # suffixes of checkpoints a part of the fit keeps (TAP's surrogate)
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "PRESETS" not in cls.__dict__:
             cls.PRESETS = {"cpu": cls.Options(), "paper": cls.Options()}
@@ -98,16 +102,14 @@ class Attack:
         *,
         seed: int = 0,
         preset: str = "cpu",
-        device=None,
+        device: str | torch.device | None = None,
         progress: bool = True,
         checkpoint: str | Path | None = None,
-        **options,
-    ):
+        **options: Any,
+    ) -> None:
         eps = check_eps(self.default_eps if eps is None else eps, self.norm)
         if preset not in self.PRESETS:
             raise ValueError(f"unknown preset {preset!r} for {self.name}; choose from {sorted(self.PRESETS)}")
-        from ..distributed import is_main, parse_device
-
         self.eps, self.seed, self.preset = eps, check_seed(seed), preset
         self.progress = progress and is_main()  # under torchrun one progress bar, rank 0's
         self.device = parse_device(device)  # default: this process's GPU under torchrun, else cuda or cpu
@@ -129,7 +131,7 @@ class Attack:
     def validate(self) -> None:
         """Checks that involve several options, or the budget (a method's own)."""
 
-    def check_classes(self, classes) -> None:
+    def check_classes(self, classes: list[str]) -> None:
         """Refuse, before any work, a training set with fewer classes than the method needs."""
         if len(classes) < self.MIN_CLASSES:
             raise ValueError(
@@ -146,7 +148,7 @@ class Attack:
         n images takes (the work behind a time estimate), or None when it cannot be said."""
         return None
 
-    def settings(self) -> dict:
+    def settings(self) -> dict[str, Any]:
         return {
             "method": self.name,
             "eps": self.eps,
@@ -156,10 +158,10 @@ class Attack:
             **asdict(self.options),
         }
 
-    def fit(self, train_set) -> Perturbation:
+    def fit(self, train_set: ImageDataset) -> Perturbation:
         raise NotImplementedError
 
-    def open_checkpoint(self, train_set):
+    def open_checkpoint(self, train_set: ImageDataset) -> Checkpoint:
         """This fit's checkpoint (a no-op without a `checkpoint` path), remembered for
         `resumed_seconds`. It belongs to this method, its settings and seed, and `train_set`: a
         checkpoint of any other run is refused. A fit never removes its checkpoint (the protect
@@ -191,7 +193,7 @@ class Attack:
         ckpt = self.__dict__.get("_checkpoint")
         return ckpt.resumed_seconds if ckpt is not None else 0.0
 
-    def perturbation(self, delta: torch.Tensor, kind: str, **meta) -> Perturbation:
+    def perturbation(self, delta: torch.Tensor, kind: str, **meta: Any) -> Perturbation:
         return Perturbation(delta, self.eps, kind, self.name, {**self.settings(), **meta}, self.norm)
 
 
@@ -212,18 +214,18 @@ class FitState:
 
     gen: torch.Generator  # the fit's one random generator, seeded from the method's seed
     round: int = 0  # rounds done
-    history: list[dict] = field(default_factory=list)  # one record per round that returns one
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per round that returns one
 
-    def saved(self) -> dict:
+    def saved(self) -> dict[str, Any]:
         return {f.name: _dump(getattr(self, f.name)) for f in fields(self) if f.metadata.get("kept", True)}
 
-    def restore(self, saved: dict) -> None:
+    def restore(self, saved: dict[str, Any]) -> None:
         for f in fields(self):
             if f.metadata.get("kept", True):
                 setattr(self, f.name, _load(getattr(self, f.name), saved[f.name]))
 
 
-def _dump(value):
+def _dump(value: Any) -> Any:
     if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
         return value.state_dict()
     if isinstance(value, torch.Generator):
@@ -235,7 +237,7 @@ def _dump(value):
     return value
 
 
-def _load(current, saved):
+def _load(current: Any, saved: Any) -> Any:
     if isinstance(current, (torch.nn.Module, torch.optim.Optimizer)):
         current.load_state_dict(saved)
         return current
@@ -255,7 +257,10 @@ def _load(current, saved):
     return saved
 
 
-class IterativeAttack(Attack):
+S = TypeVar("S", bound=FitState)
+
+
+class IterativeAttack(Attack, Generic[S]):
     """A method that learns its perturbation in rounds. This class owns the plumbing: seeding,
     the state (FitState) and its resume from the checkpoint, one progress bar in the toolkit's
     words, a checkpoint after every `SAVE_EVERY` rounds, and the `on_round` hooks (called after
@@ -266,38 +271,38 @@ class IterativeAttack(Attack):
     UNIT: ClassVar[str] = "round"  # what one round is, in the progress line
     SAVE_EVERY: ClassVar[int] = 1  # rounds between two checkpoints (and always after the last)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.on_round: list[Callable[[IterativeAttack, FitState], None]] = []
+        self.on_round: list[Callable[[IterativeAttack[S], S], None]] = []
 
-    def start(self, train_set, gen: torch.Generator) -> FitState:
+    def start(self, train_set: ImageDataset, gen: torch.Generator) -> S:
         """The state before the first round (models, optimizers, the perturbation)."""
         raise NotImplementedError
 
-    def warm_up(self, state: FitState) -> bool:
+    def warm_up(self, state: S) -> bool:
         """Work before the first round of a fit that does not resume (TAP's surrogate training);
         True when it did some, which a checkpoint then keeps."""
         return False
 
-    def rounds(self, state: FitState) -> int:
+    def rounds(self, state: S) -> int:
         raise NotImplementedError
 
-    def step(self, state: FitState) -> dict | None:
+    def step(self, state: S) -> dict[str, Any] | None:
         """Round `state.round`; a record for the history, or None."""
         raise NotImplementedError
 
-    def stopped(self, state: FitState) -> bool:
+    def stopped(self, state: S) -> bool:
         """Whether the fit is done before its last round (an early stop)."""
         return False
 
-    def describe(self, state: FitState) -> str:
+    def describe(self, state: S) -> str:
         """What the progress line says after a round."""
         return ""
 
-    def finish(self, state: FitState) -> Perturbation:
+    def finish(self, state: S) -> Perturbation:
         raise NotImplementedError
 
-    def fit(self, train_set) -> Perturbation:
+    def fit(self, train_set: ImageDataset) -> Perturbation:
         self.check_classes(train_set.classes)
         state = self.start(train_set, seed_everything(self.seed))
         ckpt = self.open_checkpoint(train_set)
@@ -330,9 +335,7 @@ class IterativeAttack(Attack):
         return self.finish(state)
 
 
-def build_surrogate(name: str, init: str, num_classes: int, input_size: int | None = None):
-    from ..models import create_model
-
+def build_surrogate(name: str, init: str, num_classes: int, input_size: int | None = None) -> ImageClassifier:
     if init not in ("imagenet", "scratch"):
         raise ValueError(f"surrogate init must be imagenet or scratch, got {init!r}")
     return create_model(name, num_classes, pretrained=init == "imagenet", input_size=input_size)

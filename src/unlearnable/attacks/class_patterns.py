@@ -15,6 +15,8 @@ options add. A pattern is a module whose forward gives the differentiable table 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -57,7 +59,12 @@ def mix_luma(u: torch.Tensor, luma: float) -> torch.Tensor:
 
 
 def direct_table(
-    w: torch.Tensor, shape, eps: float, smooth: bool = False, luma: float = 0.0, random_phase: bool = False
+    w: torch.Tensor,
+    shape: Sequence[int],
+    eps: float,
+    smooth: bool = False,
+    luma: float = 0.0,
+    random_phase: bool = False,
 ) -> torch.Tensor:
     """eps * tanh(w) at the pattern's size `shape` (K, C, H, W): nearest upsampling (constant
     patches) from a coarser grid, or with `smooth` a periodic cubic B-spline of tanh(w), whose
@@ -78,42 +85,54 @@ def direct_table(
 
 
 class DirectPattern(nn.Module):
-    def __init__(self, shape, eps: float, size: int | None, smooth: bool, luma: float, random_phase: bool):
+    def __init__(
+        self,
+        shape: tuple[int, int, int, int],
+        eps: float,
+        size: int | None,
+        smooth: bool,
+        luma: float,
+        random_phase: bool,
+    ) -> None:
         super().__init__()
         k, c, h, w = shape
         self.shape, self.eps, self.smooth, self.luma, self.random_phase = shape, eps, smooth, luma, random_phase
         self.w = nn.Parameter(torch.zeros(k, c + (1 if luma > 0 else 0), size or h, size or w))
 
-    def forward(self, x=None, y=None, last=None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, last: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return direct_table(self.w, self.shape, self.eps, self.smooth, self.luma, self.random_phase)
 
     @torch.no_grad()
-    def latest(self, table, x, y, last) -> torch.Tensor:
+    def latest(self, table: torch.Tensor, x: torch.Tensor, y: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """The table after an optimizer step, for the inner steps."""
-        return self().detach()
+        return self.forward().detach()
 
     @torch.no_grad()
-    def final(self, images, labels, batch_size: int) -> torch.Tensor:
-        return self().detach()
+    def final(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> torch.Tensor:
+        return self.forward().detach()
 
 
 class GeneratorPattern(nn.Module):
-    def __init__(self, shape, eps: float, width: float, luma: float, random_phase: bool):
+    def __init__(
+        self, shape: tuple[int, int, int, int], eps: float, width: float, luma: float, random_phase: bool
+    ) -> None:
         super().__init__()
         self.shape, self.eps, self.luma, self.random_phase = shape, eps, luma, random_phase
         self.net = PerturbationGenerator(width)
 
-    def _centred(self, delta):
+    def _centred(self, delta: torch.Tensor) -> torch.Tensor:
         return centred(delta, self.eps) if self.random_phase else delta
 
-    def forward(self, x, y, last) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """The class means of this batch's G(x); a class absent from it keeps its `last` value."""
         k = self.shape[0]
         means, counts = class_means(self.eps * mix_luma(self.net(x), self.luma), y, k)
         return torch.where((counts > 0).view(k, 1, 1, 1), self._centred(means), last)
 
     @torch.no_grad()
-    def latest(self, table, x, y, last) -> torch.Tensor:
+    def latest(self, table: torch.Tensor, x: torch.Tensor, y: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """This batch's table, the same in every process: under torchrun the class means over the
         whole (all processes') batch; classes absent keep their last value."""
         if rank_and_world()[1] == 1:
@@ -125,7 +144,7 @@ class GeneratorPattern(nn.Module):
         return torch.where((counts > 0).view(k, 1, 1, 1), sums / counts.clamp(min=1).view(k, 1, 1, 1), last)
 
     @torch.no_grad()
-    def final(self, images, labels, batch_size: int) -> torch.Tensor:
+    def final(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> torch.Tensor:
         """Class means over ALL training images, with the generator in the same (training-mode)
         normalization it was optimized in, instead of switching to eval mode at export."""
         dev = next(self.parameters()).device

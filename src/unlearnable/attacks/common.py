@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -29,7 +31,11 @@ def class_means(
 
 
 def perturbed_batch(
-    x: torch.Tensor, delta: torch.Tensor, augment: bool, gen: torch.Generator | None, transform=None
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    augment: bool,
+    gen: torch.Generator | None,
+    transform: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Noise first, then what the trainer does to its stored images (`transform(x, gen)`, e.g. a
     random EOT transform), then the victim's augmentation: the order every victim sees."""
@@ -39,7 +45,9 @@ def perturbed_batch(
     return crop_flip(xp, max(1, x.shape[-1] // 8), gen) if augment else xp
 
 
-def surrogate_optimizer(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4):
+def surrogate_optimizer(
+    model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4
+) -> torch.optim.SGD:
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 

@@ -13,7 +13,7 @@ EM* (the BAIT paper's baseline) is the same method with an ImageNet-pretrained s
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
@@ -23,14 +23,14 @@ from ..data.augment import crop_flip
 from ..data.dataset import ImageDataset
 from ..distributed import local_generator, merge_rows_, rank_and_world, sum_all
 from ..options import option
-from ..perturbation import quantize
+from ..perturbation import Perturbation, quantize
 from ..training import accuracy, resident, to_float
 from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 from .common import class_means, perturbed_batch, sgd_step, surrogate_optimizer
 
 # Per-kind values of the options left at None: Huang et al.'s settings, and the cpu preset's
 # (a sample-wise round sweeps every image, so the CPU does fewer steps and rounds).
-KIND_DEFAULTS = {
+KIND_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("paper", "classwise"): {"attack_steps": 1, "attack_fraction": 0.2, "augment": True, "max_rounds": 100},
     ("paper", "samplewise"): {"attack_steps": 20, "attack_fraction": 1.0, "augment": False, "max_rounds": 100},
     ("cpu", "classwise"): {"attack_steps": 1, "attack_fraction": 0.2, "augment": True, "max_rounds": 30},
@@ -65,17 +65,18 @@ class EMOptions:
 
 
 @register_attack
-class EM(IterativeAttack):
+class EM(IterativeAttack[EMState]):
     name = "em"
     summary = "error-minimizing noise (Huang et al. 2021): min-min over surrogate and delta; classwise or samplewise"
     Options = EMOptions
+    options: EMOptions
     PRESETS = {"paper": EMOptions(), "cpu": EMOptions(surrogate="small_cnn", batch_size=256)}
 
-    def validate(self):
+    def validate(self) -> None:
         resolved = KIND_DEFAULTS[self.preset, self.options.kind]  # the per-kind values of the None options
         self.options = replace(self.options, **{k: v for k, v in resolved.items() if getattr(self.options, k) is None})
 
-    def start(self, train_set, gen):
+    def start(self, train_set: ImageDataset, gen: torch.Generator) -> EMState:
         o = self.options
         dev, K = self.device, train_set.num_classes
         model = build_surrogate(o.surrogate, o.surrogate_init, K).to(dev)
@@ -91,37 +92,46 @@ class EM(IterativeAttack):
             check=torch.randperm(n, generator=gen)[:2000],  # drawn before a resume restores the generator
         )
 
-    def rounds(self, state):
-        return self.options.max_rounds
+    def per_kind(self) -> tuple[int, float, bool, int]:
+        """attack_steps, attack_fraction, augment and max_rounds, each set (validate fills the Nones)."""
+        o = self.options
+        assert o.attack_steps and o.attack_fraction and o.augment is not None and o.max_rounds
+        return o.attack_steps, o.attack_fraction, o.augment, o.max_rounds
 
-    def stopped(self, state):
+    def rounds(self, state: EMState) -> int:
+        return self.per_kind()[3]
+
+    def stopped(self, state: EMState) -> bool:
         return bool(state.history) and state.history[-1]["acc"] > self.options.stop_acc
 
-    def describe(self, state):
+    def describe(self, state: EMState) -> str:
         last = state.history[-1]
         return f"surrogate accuracy {last['acc']:.3f}, loss {last['loss']:.3f}"
 
-    def step(self, state):
+    def step(self, state: EMState) -> dict[str, Any] | None:
         o = self.options
         dev, K, gen = self.device, state.train_set.num_classes, state.gen
         images, labels, model, opt = state.images, state.train_set.labels, state.model, state.opt
         n, bs = len(images), min(o.batch_size, len(images))
         classwise = o.kind == "classwise"
+        attack_steps, attack_fraction, augment, _ = self.per_kind()
 
-        def rows(y, idx):  # class-wise noise is indexed by label, sample-wise by image index
+        def rows(
+            y: torch.Tensor, idx: torch.Tensor
+        ) -> torch.Tensor:  # class-wise noise is indexed by label, sample-wise by image index
             return y if classwise else idx.to(dev)
 
         for _ in range(o.train_steps):
             idx = torch.randint(0, n, (bs,), generator=gen)
             x, y = to_float(images[idx], dev), labels[idx].to(dev)
-            sgd_step(model, opt, perturbed_batch(x, state.delta[rows(y, idx)], o.augment, gen), y)
-        order = torch.randperm(n, generator=gen)[: max(bs, int(o.attack_fraction * n))]
+            sgd_step(model, opt, perturbed_batch(x, state.delta[rows(y, idx)], augment, gen), y)
+        order = torch.randperm(n, generator=gen)[: max(bs, int(attack_fraction * n))]
         # under torchrun each process sweeps its share of every batch (its own augmentation
         # draws); class-wise steps are averaged over all processes' images, sample-wise rows
         # are merged after the sweep; the surrogate steps above are the same everywhere
         rank, world = rank_and_world()
         mine = local_generator(gen, self.seed, state.round)
-        mine_rows = []
+        mine_rows: list[torch.Tensor] = []
         model.eval()
         loss_sum = 0.0
         delta = state.delta
@@ -130,11 +140,11 @@ class EM(IterativeAttack):
             mine_rows.append(idx)
             x, y = to_float(images[idx], dev), labels[idx].to(dev)
             r = rows(y, idx)
-            for _ in range(o.attack_steps):
+            for _ in range(attack_steps):
                 # the gradient w.r.t. each perturbed image gives per-image signed steps
                 xp = (x + delta[r]).detach().requires_grad_(True)
                 view = xp.clamp(0, 1)
-                view = crop_flip(view, max(1, x.shape[-1] // 8), mine) if o.augment else view
+                view = crop_flip(view, max(1, x.shape[-1] // 8), mine) if augment else view
                 loss = F.cross_entropy(model(view), y)
                 (grad,) = torch.autograd.grad(loss, xp)
                 step = -o.step_size * grad.sign()
@@ -146,8 +156,8 @@ class EM(IterativeAttack):
                     delta[r] = (x + new).clamp_(0, 1) - x
             loss_sum += loss.item() * len(idx)
         if world > 1 and not classwise:  # only this process's rows changed: share them
-            mine_rows = torch.cat(mine_rows).to(dev)
-            merge_rows_(delta, mine_rows, delta[mine_rows])
+            changed = torch.cat(mine_rows).to(dev)
+            merge_rows_(delta, changed, delta[changed])
         state.delta = delta
         (loss_sum,) = sum_all(loss_sum)
         probe = state.train_set.subset(state.check)
@@ -155,7 +165,7 @@ class EM(IterativeAttack):
         acc = accuracy(model, protected, probe.labels, device=dev)
         return {"round": state.round + 1, "acc": acc, "loss": loss_sum / len(order)}
 
-    def finish(self, state):
+    def finish(self, state: EMState) -> Perturbation:
         return self.perturbation(
             state.delta,
             self.options.kind,

@@ -16,6 +16,8 @@ A drawn transform takes its random parameters per image from the generator it is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -26,7 +28,9 @@ def to_grey(x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor
     return luma(x).expand_as(x)
 
 
-def jpeg(x: torch.Tensor, gen: torch.Generator | None = None, quality: torch.Tensor | float | None = None):
+def jpeg(
+    x: torch.Tensor, gen: torch.Generator | None = None, quality: torch.Tensor | float | None = None
+) -> torch.Tensor:
     """Differentiable JPEG of a batch in [0, 1]; quality per image (random in [10, 90] when not given).
     kornia's codec works on sides that are multiples of 16: the batch is padded by edge
     replication to the next multiple and cropped back."""
@@ -68,7 +72,7 @@ def jitter(x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
 TRANSFORMS = {"grayscale": to_grey, "jpeg": jpeg, "resize": resize, "blur": blur, "jitter": jitter}
 
 
-def check_names(names, owner: str) -> None:
+def check_names(names: object, owner: str) -> None:
     if names is None:
         return
     if not isinstance(names, (list, tuple)) or not names or any(n not in TRANSFORMS for n in names):
@@ -82,7 +86,7 @@ def check_names(names, owner: str) -> None:
 class EOT:
     """One random transform per call: the identity or one of `names`, equally likely."""
 
-    def __init__(self, names):
+    def __init__(self, names: Sequence[str]) -> None:
         check_names(names, "eot")
         self.names = list(names)
 

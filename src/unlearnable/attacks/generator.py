@@ -39,8 +39,9 @@ class ResidualBlock(nn.Module):
             nn.BatchNorm2d(width),
         )
 
-    def forward(self, x):
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        body: torch.Tensor = self.body(x)
+        return x + body
 
 
 class PerturbationGenerator(nn.Module):
@@ -52,8 +53,9 @@ class PerturbationGenerator(nn.Module):
         ups = list(zip(reversed(w[1:]), reversed(w[:-1]), reversed(STRIDES)))
         self.decoder = nn.Sequential(*[_up(a, b, s, i == len(ups) - 1) for i, (a, b, s) in enumerate(ups)])
 
-    def forward(self, x):
-        return self.decoder(self.residual(self.encoder(x)))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.decoder(self.residual(self.encoder(x)))
+        return out
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:

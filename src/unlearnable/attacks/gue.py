@@ -23,14 +23,18 @@ every batch. The noise is sample-wise: G's output for each image.
 from __future__ import annotations
 
 import copy
+import operator
 from dataclasses import dataclass
-from typing import Literal
+from functools import reduce
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..data.dataset import ImageDataset
 from ..options import option
+from ..perturbation import Perturbation
 from ..training import resident, to_float
 from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 from .generator import UNet
@@ -69,10 +73,11 @@ class GUEOptions:
 
 
 @register_attack
-class GUE(IterativeAttack):
+class GUE(IterativeAttack[GUEState]):
     name = "gue"
     summary = "game-theoretic unlearnable examples (Liu et al. 2024): a UNet generator trained by bilevel BOME"
     Options = GUEOptions
+    options: GUEOptions
     PRESETS = {
         "paper": GUEOptions(),
         # CPU: a small learner and a narrow UNet, fewer epochs and inner steps
@@ -85,7 +90,7 @@ class GUE(IterativeAttack):
             self.options.epochs * n * (self.options.inner_steps + 4)
         )  # inner steps, f, q's two passes and its backward
 
-    def start(self, train_set, gen):
+    def start(self, train_set: ImageDataset, gen: torch.Generator) -> GUEState:
         o = self.options
         dev = self.device
         learner = build_surrogate(o.surrogate, o.surrogate_init, train_set.num_classes).to(dev).train()
@@ -100,14 +105,14 @@ class GUE(IterativeAttack):
             labels=train_set.labels,
         )
 
-    def rounds(self, state):
+    def rounds(self, state: GUEState) -> int:
         return self.options.epochs
 
-    def describe(self, state):
+    def describe(self, state: GUEState) -> str:
         last = state.history[-1]
         return f"f {last['f']:.3f}, g {last['g']:.3f}"
 
-    def step(self, state):
+    def step(self, state: GUEState) -> dict[str, Any] | None:
         n = len(state.images)
         bs = min(self.options.batch_size, n)
         order = torch.randperm(n, generator=state.gen)
@@ -121,7 +126,7 @@ class GUE(IterativeAttack):
             steps += 1
         return {"epoch": state.round + 1, **{k: v / steps for k, v in sums.items()}}
 
-    def finish(self, state):
+    def finish(self, state: GUEState) -> Perturbation:
         G, images = state.G.eval(), state.images
         bs = min(self.options.batch_size, len(images))
         delta = torch.empty(images.shape, dtype=torch.float32)
@@ -131,11 +136,19 @@ class GUE(IterativeAttack):
                 delta[i : i + bs] = ((x + self.eps * G(x)).clamp(0, 1) - x).cpu()
         return self.perturbation(delta, "samplewise", history=state.history)
 
-    def _poison_loss(self, G, model, x, y):
+    def _poison_loss(self, G: UNet, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """g: the learner's cross-entropy on the perturbed images."""
         return F.cross_entropy(model((x + self.eps * G(x)).clamp(0, 1)), y)
 
-    def _bome_step(self, G, learner, G_opt, learner_opt, x, y) -> tuple[float, float, float]:
+    def _bome_step(
+        self,
+        G: UNet,
+        learner: nn.Module,
+        G_opt: torch.optim.Optimizer,
+        learner_opt: torch.optim.Optimizer,
+        x: torch.Tensor,
+        y: torch.Tensor,
+    ) -> tuple[float, float, float]:
         o = self.options
         inner = copy.deepcopy(learner)  # theta_T: the learner a few steps nearer its optimum
         inner_opt = torch.optim.Adam(inner.parameters(), lr=o.inner_lr)
@@ -152,8 +165,8 @@ class GUE(IterativeAttack):
         q = g - self._poison_loss(G, inner, x, y)
         grad_q_a = torch.autograd.grad(q, a, retain_graph=True)
         grad_q_theta = torch.autograd.grad(g, theta)  # theta_T is held fixed: only g depends on theta
-        norm_q = sum((t**2).sum() for t in (*grad_q_theta, *grad_q_a))
-        inner_product = sum((u * v).sum() for u, v in zip(grad_f, grad_q_theta))
+        norm_q = reduce(operator.add, [(t**2).sum() for t in (*grad_q_theta, *grad_q_a)])  # summed in order
+        inner_product = reduce(operator.add, [(u * v).sum() for u, v in zip(grad_f, grad_q_theta)])
         lam = F.relu((o.eta * norm_q - inner_product) / (norm_q + 1e-8))
         G_opt.zero_grad(set_to_none=True)
         for p, grad in zip(a, grad_q_a):

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..data.dataset import ImageDataset
 from ..options import option
+from ..perturbation import Perturbation
 from .base import Attack, register_attack, seed_everything
 
 
@@ -45,11 +47,12 @@ class LSP(Attack):
     name = "lsp"
     summary = "linearly separable synthetic patches (Yu et al. 2022): class-wise Gaussians, per-image samples, no model"
     Options = LSPOptions
+    options: LSPOptions
 
     norm = "l2"
     default_eps = math.sqrt(3 * 32 * 32) * 6 / 255
 
-    def fit(self, train_set):
+    def fit(self, train_set: ImageDataset) -> Perturbation:
         o = self.options
         gen = seed_everything(self.seed)
         n, c, h, w = train_set.images.shape

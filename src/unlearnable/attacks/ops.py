@@ -10,8 +10,12 @@ Stored sample-wise (the change depends on each image's own pixel value).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from ..data.dataset import ImageDataset
+from ..perturbation import Perturbation
 from .base import Attack, register_attack, seed_everything
 
 CORNERS = torch.tensor([[(v >> 2) & 1, (v >> 1) & 1, v & 1] for v in range(8)], dtype=torch.float32)
@@ -33,7 +37,7 @@ class OPS(Attack):
     norm = "l0"
     default_eps = 1
 
-    def fit(self, train_set):
+    def fit(self, train_set: ImageDataset) -> Perturbation:
         seed_everything(self.seed)  # the search is deterministic; kept for a uniform interface
         images, labels = train_set.images, train_set.labels
         n, c, h, w = images.shape
@@ -42,7 +46,7 @@ class OPS(Attack):
         k = int(self.eps)
         delta = torch.zeros(images.shape)
         used: set[tuple[int, int]] = set()  # (position, colour) pairs already taken by a class
-        picks = []
+        picks: list[list[dict[str, Any]]] = []  # per class, the pixels it set
         for cls in range(train_set.num_classes):
             members = (labels == cls).nonzero().flatten()
             if len(members) == 0:

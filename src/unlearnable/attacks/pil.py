@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 
 from ..data.dataset import ImageDataset
 from ..options import option
+from ..perturbation import Perturbation
 from ..training import TrainConfig, resident, to_float, train_classifier
 from .base import FitState, IterativeAttack, kept, register_attack
 
@@ -41,7 +43,8 @@ class LinearSurrogate(nn.Module):
         self.fc2 = nn.Linear(num_classes, num_classes, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.fc1(x.flatten(1)))
+        out: torch.Tensor = self.fc2(self.fc1(x.flatten(1)))
+        return out
 
 
 @dataclass(frozen=True)
@@ -63,14 +66,15 @@ class PILState(FitState):
 
 
 @register_attack
-class PIL(IterativeAttack):
+class PIL(IterativeAttack[PILState]):
     name = "pil"
     summary = "perturbation-induced linearization (2026): noise a clean-trained linear model reads as the class"
     Options = PILOptions
+    options: PILOptions
     UNIT, SAVE_EVERY = "batch", 10
     CHECKPOINT_PARTS = (".surrogate",)
 
-    def start(self, train_set, gen):
+    def start(self, train_set: ImageDataset, gen: torch.Generator) -> PILState:
         train_set = replace(train_set, images=resident(train_set.images, self.device))  # once, for both parts
         n, c, h, w = train_set.images.shape
         return PILState(
@@ -80,7 +84,7 @@ class PIL(IterativeAttack):
             train_set=train_set,
         )
 
-    def warm_up(self, state):
+    def warm_up(self, state: PILState) -> bool:
         o = self.options
         cfg = TrainConfig(
             epochs=o.surrogate_epochs,
@@ -103,10 +107,10 @@ class PIL(IterativeAttack):
         )
         return True
 
-    def rounds(self, state):
+    def rounds(self, state: PILState) -> int:
         return math.ceil(len(state.noise) / self.options.batch_size)
 
-    def step(self, state):
+    def step(self, state: PILState) -> dict[str, Any] | None:
         o, model = self.options, state.model.eval()
         bs, k = o.batch_size, state.train_set.num_classes
         idx = torch.arange(state.round * bs, min(len(state.noise), (state.round + 1) * bs))
@@ -126,6 +130,6 @@ class PIL(IterativeAttack):
         state.noise[idx] = noise.cpu()
         return None
 
-    def finish(self, state):
+    def finish(self, state: PILState) -> Perturbation:
         x = state.train_set.images.float().div(255).cpu()
         return self.perturbation((x - state.noise).clamp(0, 1) - x, "samplewise")

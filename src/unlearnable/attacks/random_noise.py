@@ -7,6 +7,8 @@ from typing import Literal
 
 import torch
 
+from ..data.dataset import ImageDataset
+from ..perturbation import Perturbation
 from .base import Attack, register_attack, seed_everything
 
 
@@ -20,8 +22,9 @@ class RandomNoise(Attack):
     name = "random"
     summary = "uniform noise in [-eps, eps], one pattern per class (or per image)"
     Options = RandomOptions
+    options: RandomOptions
 
-    def fit(self, train_set):
+    def fit(self, train_set: ImageDataset) -> Perturbation:
         gen = seed_everything(self.seed)
         rows = train_set.num_classes if self.options.kind == "classwise" else len(train_set)
         delta = (torch.rand((rows, *train_set.images.shape[1:]), generator=gen) * 2 - 1) * self.eps

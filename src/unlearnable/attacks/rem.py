@@ -17,15 +17,17 @@ Sample-wise, Linf.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.augment import crop_flip
+from ..data.dataset import ImageDataset
 from ..distributed import local_generator, merge_rows_, rank_and_world
 from ..options import option
+from ..perturbation import Perturbation
 from ..training import resident, to_float
 from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 from .common import surrogate_optimizer
@@ -59,11 +61,12 @@ class REMOptions:
 
 
 @register_attack
-class REM(IterativeAttack):
+class REM(IterativeAttack[REMState]):
     name = "rem"
     UNIT, SAVE_EVERY = "batch", 10
     summary = "robust error-minimizing noise (Fu et al. 2022): EM that survives adversarial training"
     Options = REMOptions
+    options: REMOptions
     PRESETS = {
         "paper": REMOptions(),
         "cpu": REMOptions(
@@ -79,11 +82,11 @@ class REM(IterativeAttack):
         ),
     }
 
-    def validate(self):
+    def validate(self) -> None:
         if not 0 <= self.options.adv_eps < self.eps:
             raise ValueError(f"rem: adv_eps must be in [0, eps={self.eps:.4f}), got {self.options.adv_eps}")
 
-    def start(self, train_set, gen):
+    def start(self, train_set: ImageDataset, gen: torch.Generator) -> REMState:
         o = self.options
         model = build_surrogate(o.surrogate, o.surrogate_init, train_set.num_classes).to(self.device)
         images = resident(train_set.images, self.device)
@@ -97,12 +100,12 @@ class REM(IterativeAttack):
             labels=train_set.labels,
         )
 
-    def rounds(self, state):  # the training steps, then one pass over every image
+    def rounds(self, state: REMState) -> int:  # the training steps, then one pass over every image
         n = len(state.images)
         bs = min(self.options.batch_size, n)
         return self.options.train_steps + (n + bs - 1) // bs
 
-    def step(self, state):
+    def step(self, state: REMState) -> dict[str, Any] | None:
         o = self.options
         dev, gen, step = self.device, state.gen, state.round
         n = len(state.images)
@@ -127,13 +130,13 @@ class REM(IterativeAttack):
             self._train_step(state.model, state.opt, x, state.delta[idx].to(dev), y, step, gen)
         return None
 
-    def finish(self, state):
+    def finish(self, state: REMState) -> Perturbation:
         return self.perturbation(state.delta, "samplewise")
 
-    def _augment(self, x, gen):
+    def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return crop_flip(x, max(1, x.shape[-1] // 8), gen)
 
-    def _adversary(self, model, view, y, gen):
+    def _adversary(self, model: nn.Module, view: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Inner max: PGD from a uniform start within adv_eps, the view itself held fixed."""
         o = self.options
         if o.adv_eps == 0 or o.adv_steps == 0:
@@ -146,7 +149,7 @@ class REM(IterativeAttack):
             a = (a.detach() + o.adv_step_size * g.sign()).clamp(-o.adv_eps, o.adv_eps)
         return a.detach()
 
-    def _defend(self, model, x, y, gen):
+    def _defend(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """delta_u of one batch: min over delta_u of E_t max_a CE, from a uniform start."""
         o = self.options
         model.eval()
@@ -164,7 +167,16 @@ class REM(IterativeAttack):
             d = (x + d).clamp(0, 1) - x
         return d
 
-    def _train_step(self, model, opt, x, d, y, step, gen):
+    def _train_step(
+        self,
+        model: nn.Module,
+        opt: torch.optim.Optimizer,
+        x: torch.Tensor,
+        d: torch.Tensor,
+        y: torch.Tensor,
+        step: int,
+        gen: torch.Generator,
+    ) -> None:
         """Adversarial training of the surrogate on the augmented protected batch."""
         o = self.options
         model.eval()

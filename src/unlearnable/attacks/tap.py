@@ -10,7 +10,7 @@ TAP* is the same with an ImageNet-pretrained surrogate (fine-tuned on the clean 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
@@ -20,6 +20,7 @@ from ..data.augment import crop_flip
 from ..data.dataset import ImageDataset
 from ..distributed import local_generator, merge_rows_, rank_and_world
 from ..options import option
+from ..perturbation import Perturbation
 from ..training import TrainConfig, resident, to_float, train_classifier
 from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 
@@ -48,7 +49,7 @@ class TAPOptions:
 
 
 @register_attack
-class TAP(IterativeAttack):
+class TAP(IterativeAttack[TAPState]):
     name = "tap"
     UNIT, SAVE_EVERY = "batch", 5
     CHECKPOINT_PARTS = (".surrogate",)  # the surrogate's training, resumable on its own
@@ -56,6 +57,7 @@ class TAP(IterativeAttack):
         "targeted adversarial poisoning (Fowl et al. 2021): PGD towards class (y+1) mod K on a clean-trained model"
     )
     Options = TAPOptions
+    options: TAPOptions
     PRESETS = {
         "paper": TAPOptions(),
         "cpu": TAPOptions(
@@ -63,7 +65,7 @@ class TAP(IterativeAttack):
         ),
     }
 
-    def start(self, train_set, gen):
+    def start(self, train_set: ImageDataset, gen: torch.Generator) -> TAPState:
         o = self.options
         dev, K = self.device, train_set.num_classes
         if not 1 <= o.target_shift < K:
@@ -76,7 +78,7 @@ class TAP(IterativeAttack):
             train_set=train_set,
         )
 
-    def warm_up(self, state):
+    def warm_up(self, state: TAPState) -> bool:
         """The surrogate learns the clean training set (its own checkpoint, per epoch)."""
         o = self.options
         cfg = TrainConfig(
@@ -98,12 +100,12 @@ class TAP(IterativeAttack):
         state.surrogate_train_acc = result["final_train_acc"]
         return True
 
-    def rounds(self, state):  # under torchrun a round is a group of `world` batches, one per process
+    def rounds(self, state: TAPState) -> int:  # under torchrun a round is a group of `world` batches, one per process
         n = len(state.train_set.images)
         bs, world = min(self.options.batch_size, n), rank_and_world()[1]
         return -(-n // (bs * world))
 
-    def step(self, state):
+    def step(self, state: TAPState) -> dict[str, Any] | None:
         o = self.options
         dev, K = self.device, state.train_set.num_classes
         images, labels, model = state.train_set.images, state.train_set.labels, state.model
@@ -122,10 +124,12 @@ class TAP(IterativeAttack):
         merge_rows_(state.delta, idx, crafted)
         return None
 
-    def finish(self, state):
+    def finish(self, state: TAPState) -> Perturbation:
         return self.perturbation(state.delta, "samplewise", surrogate_train_acc=state.surrogate_train_acc)
 
-    def _craft(self, model, x, target, step, gen):
+    def _craft(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, step: float, gen: torch.Generator
+    ) -> torch.Tensor:
         """Targeted PGD from random starts; per image, the delta with the lowest target loss."""
         o = self.options
         best = torch.zeros_like(x)

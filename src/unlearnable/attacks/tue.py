@@ -25,15 +25,17 @@ before augmentation, as everywhere in this toolkit (the reference adds it to the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.augment import color_jitter, luma, random_flip, random_resized_crop
+from ..data.dataset import ImageDataset
 from ..models import ImageClassifier
 from ..options import option
+from ..perturbation import Perturbation
 from ..training import resident, to_float
 from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
 from .common import class_means
@@ -89,7 +91,8 @@ class SimCLR(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone.forward_features(x))
+        out: torch.Tensor = self.head(self.backbone.forward_features(x))
+        return out
 
 
 @dataclass(kw_only=True)
@@ -119,17 +122,18 @@ class TUEOptions:
 
 
 @register_attack
-class TUE(IterativeAttack):
+class TUE(IterativeAttack[TUEState]):
     name = "tue"
     summary = "transferable unlearnable examples (Ren et al. 2023): SimCLR min-min noise made class-separable (CSD)"
     Options = TUEOptions
+    options: TUEOptions
     PRESETS = {
         "paper": TUEOptions(),
         "cpu": TUEOptions(surrogate="small_cnn", epochs=10, batch_size=256, steps=10),
     }
     PRETRAINED = {"ssl_lr": 1e-4}  # tue*: the pretrained encoder fine-tunes, 10x slower
 
-    def validate(self):
+    def validate(self) -> None:
         o = self.options
         if o.csd_weight < 0 or o.ssl_weight < 0 or o.csd_weight + o.ssl_weight == 0:
             raise ValueError("tue: csd_weight and ssl_weight must be >= 0 and not both 0")
@@ -143,7 +147,7 @@ class TUE(IterativeAttack):
         views = 2 if o.ssl_weight > 0 else 0
         return o.epochs * (self.sweeps(n) * n * o.steps * views + 2 * n)
 
-    def start(self, train_set, gen):
+    def start(self, train_set: ImageDataset, gen: torch.Generator) -> TUEState:
         o = self.options
         dev = self.device
         model = SimCLR(
@@ -164,13 +168,13 @@ class TUE(IterativeAttack):
             num_classes=train_set.num_classes,
         )
 
-    def rounds(self, state):
+    def rounds(self, state: TUEState) -> int:
         return self.options.epochs
 
-    def describe(self, state):
+    def describe(self, state: TUEState) -> str:
         return f"noise loss {state.history[-1]['noise_loss']:.3f}"
 
-    def step(self, state):
+    def step(self, state: TUEState) -> dict[str, Any] | None:
         o = self.options
         dev, gen, model, opt = self.device, state.gen, state.model, state.opt
         images, delta = state.images, state.delta
@@ -192,10 +196,19 @@ class TUE(IterativeAttack):
             noise_sum += self._sweep(model, images, state.labels, delta, bs, state.num_classes, gen)
         return {"epoch": state.round + 1, "ssl_loss": ssl_sum / len(batches), "noise_loss": noise_sum / self.sweeps(n)}
 
-    def finish(self, state):
+    def finish(self, state: TUEState) -> Perturbation:
         return self.perturbation(state.delta.cpu(), "samplewise", history=state.history)
 
-    def _sweep(self, model, images, labels, delta, bs, K, gen) -> float:
+    def _sweep(
+        self,
+        model: SimCLR,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        delta: torch.Tensor,
+        bs: int,
+        K: int,
+        gen: torch.Generator,
+    ) -> float:
         """Signed steps on every image's noise, batch by batch in a new random order; returns the
         objective at the batches' last steps, averaged. The encoder stays in training mode (batch statistics), as in the
         reference."""

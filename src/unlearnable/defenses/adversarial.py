@@ -7,13 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from ..options import option
 from .base import Defense, register_defense
 
 
-def pgd_linf(model, x, y, eps: float, steps: int, step_size: float, gen: torch.Generator) -> torch.Tensor:
+def pgd_linf(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step_size: float, gen: torch.Generator
+) -> torch.Tensor:
     """Untargeted PGD from a uniform random start; returns x + delta in [0, 1], |delta| <= eps."""
     model = getattr(model, "module", model)  # attack the plain replica, not its DistributedDataParallel wrapper
     modes = [m.training for m in model.modules()]
@@ -44,5 +47,7 @@ class AdversarialTraining(Defense):
     summary = "PGD adversarial training (Madry et al. 2018): train on Linf-PGD examples (8/255, 10 steps)"
     Options = PGDOptions
 
-    def batch(self, model, x, y, gen):
+    def batch(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return pgd_linf(model, x, y, self.options.eps, self.options.steps, self.options.step_size, gen), y

@@ -20,17 +20,19 @@ bounds when the defense is built.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
+from ..data.dataset import ImageDataset
 from ..options import NoOptions, options_of
 
 DEFENSES: dict[str, type[Defense]] = {}
 
 
-def register_defense(cls):
+def register_defense(cls: type[Defense]) -> type[Defense]:
     DEFENSES[cls.name] = cls
     return cls
 
@@ -39,7 +41,7 @@ def list_defenses() -> list[str]:
     return sorted(DEFENSES)
 
 
-def create_defense(name: str | None, **options) -> Defense | None:
+def create_defense(name: str | None, **options: Any) -> Defense | None:
     """A defense by name with its options; None or "none" gives no defense."""
     if name is None or name == "none":
         if options:
@@ -54,20 +56,22 @@ def create_defense(name: str | None, **options) -> Defense | None:
 class Defense:
     name = ""
     summary = ""
-    Options: ClassVar[type] = NoOptions  # the defense's options, a frozen dataclass checked when built
+    Options: ClassVar[type[Any]] = NoOptions  # the defense's options, a frozen dataclass checked when built
     protocol: str | None = None  # a protocol this defense imposes (the linear probe)
 
-    def __init__(self, **options):
+    def __init__(self, **options: Any) -> None:
         self.options = options_of(self.Options, options, f"defense {self.name}")
         self.validate()
 
     def validate(self) -> None:
         """Checks that involve several options (a defense's own)."""
 
-    def settings(self) -> dict:
+    def settings(self) -> dict[str, Any]:
         return {"defense": self.name, **asdict(self.options)}
 
-    def prepare(self, train_set, test_set):
+    def prepare(
+        self, train_set: ImageDataset, test_set: ImageDataset | None
+    ) -> tuple[ImageDataset, ImageDataset | None]:
         return train_set, test_set
 
     def pre_augment(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,13 +82,15 @@ class Defense:
         change only the training and leave test images as they are."""
         return x
 
-    def batch(self, model, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
+    def batch(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return x, y
 
     def loss(
-        self, model, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, label_smoothing: float = 0.0
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, label_smoothing: float = 0.0
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(training loss, logits whose argmax is scored against y for the train accuracy)."""
         x, target = self.batch(model, x, y, gen)
-        out = model(x)
+        out: torch.Tensor = model(x)
         return F.cross_entropy(out, target, label_smoothing=label_smoothing), out

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from ..options import option
@@ -14,7 +15,7 @@ from .base import Defense, register_defense
 
 
 def box_masks(
-    n: int, h: int, w: int, size_h: torch.Tensor, size_w: torch.Tensor, gen: torch.Generator, device
+    n: int, h: int, w: int, size_h: torch.Tensor, size_w: torch.Tensor, gen: torch.Generator, device: torch.device
 ) -> torch.Tensor:
     """(n, 1, h, w) boolean masks of one box per image, centred uniformly (clipped at the border)."""
     cy = torch.randint(0, h, (n,), generator=gen)
@@ -54,7 +55,9 @@ class Cutout(Defense):
     summary = "Cutout (DeVries & Taylor 2017): zero one random square per image (half the image side)"
     Options = CutoutOptions
 
-    def batch(self, model, x, y, gen):
+    def batch(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         n, _, h, w = x.shape
         side = torch.full((n,), max(1, round(self.options.size * h)))
         return x.masked_fill(box_masks(n, h, w, side, side, gen, x.device), 0.0), y
@@ -67,11 +70,15 @@ class _Mixing(Defense):
 
     Options = MixingOptions
 
-    def mix(self, x, partner, lam: float, gen) -> tuple[torch.Tensor, torch.Tensor]:
+    def mix(
+        self, x: torch.Tensor, partner: torch.Tensor, lam: float, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mixed images, per-image share (N, 1) taken from the partner)."""
         raise NotImplementedError
 
-    def batch(self, model, x, y, gen):
+    def batch(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         k = model_classes(model, y)
         if float(torch.rand((), generator=gen)) >= self.options.prob:
             return x, y
@@ -86,7 +93,9 @@ class CutMix(_Mixing):
     name = "cutmix"
     summary = "CutMix (Yun et al. 2019): paste a box from another image, mix labels by area"
 
-    def mix(self, x, partner, lam, gen):
+    def mix(
+        self, x: torch.Tensor, partner: torch.Tensor, lam: float, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         n, _, h, w = x.shape
         cut = (1 - lam) ** 0.5
         sh, sw = torch.full((n,), round(h * cut)), torch.full((n,), round(w * cut))
@@ -99,14 +108,16 @@ class Mixup(_Mixing):
     name = "mixup"
     summary = "Mixup (Zhang et al. 2018): convex combinations of image pairs and their labels"
 
-    def mix(self, x, partner, lam, gen):
+    def mix(
+        self, x: torch.Tensor, partner: torch.Tensor, lam: float, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return lam * x + (1 - lam) * partner, torch.full((len(x), 1), 1 - lam, device=x.device)
 
 
-def model_classes(model, y) -> int:
+def model_classes(model: nn.Module, y: torch.Tensor) -> int:
     """Number of classes of a classifier (its head's outputs), for one-hot targets."""
     model = getattr(model, "module", model)  # the replica inside a DistributedDataParallel wrapper
     head = getattr(model, "head", None)
     if head is not None and hasattr(head, "out_features"):
-        return head.out_features
+        return int(head.out_features)
     return int(getattr(model, "num_classes", int(y.max()) + 1))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
 
 from ..data.augment import color_jitter
 from ..options import option
@@ -28,7 +29,9 @@ class ColorJitter(Defense):
     summary = "colour jitter augmentation: random brightness, contrast, saturation (0.4) and hue (0.1) per image"
     Options = JitterOptions
 
-    def batch(self, model, x, y, gen):
+    def batch(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         o = self.options
         return color_jitter(x, o.brightness, o.contrast, o.saturation, o.hue, gen), y
 
@@ -46,8 +49,8 @@ class Standardize(Defense):
     name = "standardize"
     summary = "per-image, per-channel mean and std normalization, of training and test images alike"
 
-    def pre_augment(self, x):
+    def pre_augment(self, x: torch.Tensor) -> torch.Tensor:
         return standardize(x)
 
-    def pre_test(self, x):
+    def pre_test(self, x: torch.Tensor) -> torch.Tensor:
         return standardize(x)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..data.dataset import ImageDataset
 from ..options import option
 from .base import Defense, register_defense
 
@@ -46,14 +47,14 @@ def fit_linear(
     image); the span of rows started as in the reference holds 6%."""
     x = images.flatten(1).float() / 255
     bound = x.shape[1] ** -0.5
-    w = ((torch.rand((num_classes, x.shape[1]), generator=gen) * 2 - 1) * bound).requires_grad_(True)
+    w: torch.Tensor = ((torch.rand((num_classes, x.shape[1]), generator=gen) * 2 - 1) * bound).requires_grad_(True)
     opt = torch.optim.SGD([w], lr=lr)
     for epoch in tqdm(range(epochs), desc="projection: fit linear model", disable=not progress, leave=False):
         opt.param_groups[0]["lr"] = lr * 0.1 ** ((epoch >= epochs // 2) + (epoch >= 3 * epochs // 4))
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch_size):
             idx = order[i : i + batch_size]
-            loss = F.cross_entropy(x[idx] @ w.T, labels[idx])
+            loss: torch.Tensor = F.cross_entropy(x[idx] @ w.T, labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -63,6 +64,8 @@ def fit_linear(
 def orthogonal_projector(weights: torch.Tensor) -> torch.Tensor:
     """Orthonormal basis Q (D, r) of the span of the weight rows; images are projected by x - Q Q^T x."""
     rows = weights.double() / weights.double().norm(dim=1, keepdim=True).clamp(min=1e-12)
+    q: torch.Tensor
+    r: torch.Tensor
     q, r = torch.linalg.qr(rows.T)
     keep = r.diagonal().abs() > 1e-8 * r.diagonal().abs().max()  # drop dependent rows
     return q[:, keep].float()
@@ -89,7 +92,9 @@ class OrthogonalProjection(Defense):
     summary = "orthogonal projection (Sandoval-Segura et al. 2023): remove a pixel-space linear model's directions"
     Options = ProjectionOptions
 
-    def prepare(self, train_set, test_set):
+    def prepare(
+        self, train_set: ImageDataset, test_set: ImageDataset | None
+    ) -> tuple[ImageDataset, ImageDataset | None]:
         gen = torch.Generator().manual_seed(self.options.seed)
         w = fit_linear(
             train_set.images,

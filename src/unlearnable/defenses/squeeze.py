@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from ..data.augment import luma, rescale
+from ..data.dataset import ImageDataset
 from ..options import option
 from .base import Defense, register_defense
 
@@ -70,7 +71,9 @@ class _Squeeze(Defense):
     def squeeze(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def prepare(self, train_set, test_set):
+    def prepare(
+        self, train_set: ImageDataset, test_set: ImageDataset | None
+    ) -> tuple[ImageDataset, ImageDataset | None]:
         train = train_set.with_images(self.squeeze(train_set.images))
         test = test_set.with_images(self.squeeze(test_set.images)) if self.apply_to_test and test_set else test_set
         return train, test
@@ -81,7 +84,7 @@ class Grayscale(_Squeeze):
     name = "grayscale"
     summary = "ISS grayscale (Liu et al. 2023): train on luma replicated to 3 channels"
 
-    def squeeze(self, images):
+    def squeeze(self, images: torch.Tensor) -> torch.Tensor:
         return grayscale(images)
 
 
@@ -91,7 +94,7 @@ class JPEG(_Squeeze):
     summary = "ISS JPEG (Liu et al. 2023): train on JPEG-compressed images (quality 10)"
     Options = JPEGOptions
 
-    def squeeze(self, images):
+    def squeeze(self, images: torch.Tensor) -> torch.Tensor:
         return jpeg(images, self.options.quality)[0]
 
 
@@ -101,7 +104,7 @@ class BitDepth(_Squeeze):
     summary = "ISS bit-depth reduction (Liu et al. 2023): train on images with few bits per channel"
     Options = BitDepthOptions
 
-    def squeeze(self, images):
+    def squeeze(self, images: torch.Tensor) -> torch.Tensor:
         return bit_depth(images, self.options.bits)
 
 
@@ -111,10 +114,10 @@ class Downscale(_Squeeze):
     summary = "train on images shrunk by a factor (0.5) and enlarged back, as a downscaled copy keeps them"
     Options = DownscaleOptions
 
-    def validate(self):
+    def validate(self) -> None:
         if not self.options.factor < 1:
             raise ValueError(f"defense downscale: option factor must be below 1, got {self.options.factor}")
 
-    def squeeze(self, images):
+    def squeeze(self, images: torch.Tensor) -> torch.Tensor:
         out = rescale(images.float() / 255, self.options.factor)
         return (out * 255).round().clamp(0, 255).to(torch.uint8)

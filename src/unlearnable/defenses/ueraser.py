@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from ..options import option
 from .base import Defense, register_defense
 
 
-def plasma(n: int, h: int, w: int, gen: torch.Generator, device, octaves: int = 4) -> torch.Tensor:
+def plasma(n: int, h: int, w: int, gen: torch.Generator, device: torch.device, octaves: int = 4) -> torch.Tensor:
     """Smooth fractal fields (n, 1, h, w) in [0, 1]: random grids at doubling resolutions, each
     upsampled bicubically and weighted by half the previous one."""
     field = torch.zeros((n, 1, h, w))
@@ -39,7 +40,7 @@ def strong_augment(
     """Each of the three augmentations applied to each image with probability p."""
     n, c, h, w = x.shape
 
-    def chosen():
+    def chosen() -> torch.Tensor:
         return (torch.rand(n, generator=gen) < p).to(x.device).view(n, 1, 1, 1)
 
     # plasma brightness: add a smooth field in [-brightness, brightness]
@@ -69,7 +70,9 @@ class UEraser(Defense):
     summary = "UEraser (Qin et al. 2023): train on the worst of several strongly augmented copies of each image"
     Options = UEraserOptions
 
-    def loss(self, model, x, y, gen, label_smoothing=0.0):
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, label_smoothing: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         o = self.options
         k, n = o.repeats, len(x)
         copies = torch.cat(
