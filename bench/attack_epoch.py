@@ -80,34 +80,34 @@ def main():
 
     # BAIT: one outer epoch = (fit with 3 epochs - fit with 1 epoch) / 2, setup excluded
     bait = create_attack("bait", preset="cpu")
-    per_epoch = min(args.images, bait.images_per_epoch or args.images)
-    bs = min(bait.batch_size, per_epoch)
+    per_epoch = min(args.images, bait.options.images_per_epoch or args.images)
+    bs = min(bait.options.batch_size, per_epoch)
     epoch = (time_fit("bait", ds, device, stages=[3, 0, 0]) - time_fit("bait", ds, device, stages=[1, 0, 0])) / 2
-    model = build_surrogate(bait.surrogate, bait.surrogate_init, 10).to(device)
+    model = build_surrogate(bait.options.surrogate, bait.options.surrogate_init, 10).to(device)
     p = bare_passes(model, bs, 32, device)
     batches = per_epoch // bs
     bare = batches * (p["forward"] + p["input_grad"]) + 2 * p["train"]
     print(
-        f"bait outer epoch ({bait.surrogate}, {per_epoch} images, batch {bs}): {epoch:.2f} s, bare passes "
+        f"bait outer epoch ({bait.options.surrogate}, {per_epoch} images, batch {bs}): {epoch:.2f} s, bare passes "
         f"{bare:.2f} s, ratio {epoch / bare:.2f}, peak memory {peak_memory_mb(device):.0f} MB"
     )
 
     # EM class-wise: one round = (fit with 3 rounds - fit with 1 round) / 2, never stopping early
     em = create_attack("em", preset="cpu")
-    bs = min(em.batch_size, args.images)
+    bs = min(em.options.batch_size, args.images)
     rnd = (
         time_fit("em", ds, device, max_rounds=3, stop_acc=2.0) - time_fit("em", ds, device, max_rounds=1, stop_acc=2.0)
     ) / 2
-    model = build_surrogate(em.surrogate, em.surrogate_init, 10).to(device)
+    model = build_surrogate(em.options.surrogate, em.options.surrogate_init, 10).to(device)
     p = bare_passes(model, bs, 32, device)
-    sweep = min(args.images, max(bs, int(em.attack_fraction * args.images)))
+    sweep = min(args.images, max(bs, int(em.options.attack_fraction * args.images)))
     bare = (
-        em.train_steps * p["train"]
-        + -(-sweep // bs) * em.attack_steps * p["input_grad"]
+        em.options.train_steps * p["train"]
+        + -(-sweep // bs) * em.options.attack_steps * p["input_grad"]
         + -(-min(2000, args.images) // 64) * p["infer64"]
     )
     print(
-        f"em round ({em.surrogate}, sweep {sweep} images, batch {bs}): {rnd:.2f} s, bare passes {bare:.2f} s, "
+        f"em round ({em.options.surrogate}, sweep {sweep} images, batch {bs}): {rnd:.2f} s, bare passes {bare:.2f} s, "
         f"ratio {rnd / bare:.2f}, peak memory {peak_memory_mb(device):.0f} MB"
     )
 

@@ -93,7 +93,10 @@ class Attack:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "PRESETS" not in cls.__dict__:
+        inherited = cls.PRESETS  # a subclass of a method keeps its presets; a new method without any gets the defaults
+        if "PRESETS" not in cls.__dict__ and not (
+            inherited and all(isinstance(v, cls.Options) for v in inherited.values())
+        ):
             cls.PRESETS = {"cpu": cls.Options(), "paper": cls.Options()}
 
     def __init__(

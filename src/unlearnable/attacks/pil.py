@@ -62,6 +62,7 @@ class PILOptions:
 class PILState(FitState):
     model: LinearSurrogate
     noise: torch.Tensor  # (N, C, H, W) on the CPU: the protected image is x - noise
+    surrogate_train_acc: float | None = None  # the linear model's accuracy on the clean training images
     train_set: ImageDataset = kept()
 
 
@@ -95,7 +96,7 @@ class PIL(IterativeAttack[PILState]):
             grad_clip=None,
             augment=False,
         )
-        train_classifier(
+        result = train_classifier(
             state.model,
             state.train_set,
             cfg,
@@ -105,6 +106,7 @@ class PIL(IterativeAttack[PILState]):
             desc="pil linear model",
             checkpoint=self.part_path(".surrogate"),
         )
+        state.surrogate_train_acc = result["final_train_acc"]
         return True
 
     def rounds(self, state: PILState) -> int:
@@ -132,4 +134,5 @@ class PIL(IterativeAttack[PILState]):
 
     def finish(self, state: PILState) -> Perturbation:
         x = state.train_set.images.float().div(255).cpu()
-        return self.perturbation((x - state.noise).clamp(0, 1) - x, "samplewise")
+        delta = (x - state.noise).clamp(0, 1) - x
+        return self.perturbation(delta, "samplewise", surrogate_train_acc=state.surrogate_train_acc)
