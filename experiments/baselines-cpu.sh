@@ -20,6 +20,7 @@ METHODS=(
   "em-star|--method em*"
   "tap-star|--method tap*"
   "rem-star|--method rem*"
+  "pil|--method pil"
 )
 for entry in "${METHODS[@]}"; do
   name=${entry%%|*}; opts=${entry#*|}
