@@ -38,6 +38,7 @@ CASES = {  # name: (method, options): each method's cpu preset, made small, and 
     "rem": ("rem", {"train_steps": 12, "lr_decay_every": 5, "batch_size": 32, "steps": 2, "eot": 2, "adv_steps": 1}),
     "tue": ("tue", {"epochs": 2, "batch_size": 32, "steps": 2, "train_steps": 2}),
     "gue": ("gue", {"epochs": 2, "batch_size": 32, "inner_steps": 2, "unet_width": 4}),
+    "pil": ("pil", {"surrogate_epochs": 3, "steps": 5, "batch_size": 32}),
     "bait": ("bait", {**SMALL, "stages": [2, 2, 2], "images_per_epoch": 96, "batch_size": 32}),
     "bait-lite0": ("bait", {"stages": [1, 1, 1], "images_per_epoch": 64, "batch_size": 32}),
     "bait-generator": (

@@ -54,7 +54,7 @@ from ..models import ImageClassifier, model_info
 from ..options import option
 from ..perturbation import Perturbation
 from ..training import autocast, resident, to_float
-from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
+from .base import FitState, IterativeAttack, build_surrogate, rebuilt, register_attack
 from .class_patterns import DirectPattern, GeneratorPattern, direct_table, phases, shifted
 from .common import perturbed_batch, sgd_step, surrogate_optimizer
 from .eot import EOT, check_names
@@ -102,11 +102,11 @@ class BAITState(FitState):
     pattern: DirectPattern | GeneratorPattern
     pattern_opt: torch.optim.Optimizer
     buffer: torch.Tensor  # the latest class-wise delta (K, C, H, W), for the inner steps
-    images: torch.Tensor = kept()
-    labels: torch.Tensor = kept()
-    look: tuple[torch.Tensor, torch.Tensor] | None = kept()  # the budget map and grey images (look.py)
-    eot: EOT | None = kept()
-    pattern_ddp: nn.Module = kept()  # the pattern, under torchrun wrapped for DDP
+    images: torch.Tensor = rebuilt()
+    labels: torch.Tensor = rebuilt()
+    look: tuple[torch.Tensor, torch.Tensor] | None = rebuilt()  # the budget map and grey images (look.py)
+    eot: EOT | None = rebuilt()
+    pattern_ddp: nn.Module = rebuilt()  # the pattern, under torchrun wrapped for DDP
 
 
 @dataclass(frozen=True)

@@ -203,9 +203,9 @@ class Attack:
 CHECKPOINT_FORMAT = 2  # of an attack's checkpoint: one of another format belongs to another run, and is refused
 
 
-def kept(default: Any = None) -> Any:
+def rebuilt(default: Any = None) -> Any:
     """A field of a FitState that is not saved: the data and constants that `start` rebuilds."""
-    return field(default=default, metadata={"kept": False})
+    return field(default=default, metadata={"saved": False})
 
 
 @dataclass(kw_only=True)
@@ -213,18 +213,18 @@ class FitState:
     """What an iterative fit carries from one round to the next. Every field is saved in the
     checkpoint after a round and put back on resume, by its kind: a module or an optimizer (or a
     list of them) by its state_dict, a random generator by its state, a tensor on the CPU (and
-    back on its device), anything else as it is; fields made with `kept()` are not saved."""
+    back on its device), anything else as it is; fields made with `rebuilt()` are not saved."""
 
     gen: torch.Generator  # the fit's one random generator, seeded from the method's seed
     round: int = 0  # rounds done
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per round that returns one
 
     def saved(self) -> dict[str, Any]:
-        return {f.name: _dump(getattr(self, f.name)) for f in fields(self) if f.metadata.get("kept", True)}
+        return {f.name: _dump(getattr(self, f.name)) for f in fields(self) if f.metadata.get("saved", True)}
 
     def restore(self, saved: dict[str, Any]) -> None:
         for f in fields(self):
-            if f.metadata.get("kept", True):
+            if f.metadata.get("saved", True):
                 setattr(self, f.name, _load(getattr(self, f.name), saved[f.name]))
 
 
@@ -330,7 +330,7 @@ class IterativeAttack(Attack, Generic[S]):
             bar.update(1)
             if words := self.describe(state):
                 bar.set_postfix_str(words)
-            if state.round % self.SAVE_EVERY == 0 or state.round == total:
+            if state.round % self.SAVE_EVERY == 0 or state.round == total or self.stopped(state):
                 ckpt.save(state.saved())
             for hook in self.on_round:
                 hook(self, state)

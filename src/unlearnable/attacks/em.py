@@ -25,7 +25,7 @@ from ..distributed import local_generator, merge_rows_, rank_and_world, sum_all
 from ..options import option
 from ..perturbation import Perturbation, quantize
 from ..training import accuracy, resident, to_float
-from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
+from .base import FitState, IterativeAttack, build_surrogate, rebuilt, register_attack
 from .common import class_means, perturbed_batch, sgd_step, surrogate_optimizer
 
 # Per-kind values of the options left at None: Huang et al.'s settings, and the cpu preset's
@@ -43,9 +43,9 @@ class EMState(FitState):
     model: nn.Module
     opt: torch.optim.Optimizer
     delta: torch.Tensor  # (K or N, C, H, W)
-    train_set: ImageDataset = kept()
-    images: torch.Tensor = kept()  # the training images, where the fit runs
-    check: torch.Tensor = kept()  # the images whose accuracy decides the early stop
+    train_set: ImageDataset = rebuilt()
+    images: torch.Tensor = rebuilt()  # the training images, where the fit runs
+    check: torch.Tensor = rebuilt()  # the images whose accuracy decides the early stop
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from ..data.dataset import ImageDataset
 from ..options import option
 from ..perturbation import Perturbation
 from ..training import resident, to_float
-from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
+from .base import FitState, IterativeAttack, build_surrogate, rebuilt, register_attack
 from .generator import UNet
 
 
@@ -54,8 +54,8 @@ class GUEState(FitState):
     G: UNet  # the owner's generator: delta = eps * G(x)
     learner_opt: torch.optim.Optimizer
     G_opt: torch.optim.Optimizer
-    images: torch.Tensor = kept()
-    labels: torch.Tensor = kept()
+    images: torch.Tensor = rebuilt()
+    labels: torch.Tensor = rebuilt()
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from ..data.dataset import ImageDataset
 from ..options import option
 from ..perturbation import Perturbation
 from ..training import TrainConfig, resident, to_float, train_classifier
-from .base import FitState, IterativeAttack, kept, register_attack
+from .base import FitState, IterativeAttack, rebuilt, register_attack
 
 
 class LinearSurrogate(nn.Module):
@@ -63,7 +63,7 @@ class PILState(FitState):
     model: LinearSurrogate
     noise: torch.Tensor  # (N, C, H, W) on the CPU: the protected image is x - noise
     surrogate_train_acc: float | None = None  # the linear model's accuracy on the clean training images
-    train_set: ImageDataset = kept()
+    train_set: ImageDataset = rebuilt()
 
 
 @register_attack

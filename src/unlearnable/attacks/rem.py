@@ -29,7 +29,7 @@ from ..distributed import local_generator, merge_rows_, rank_and_world
 from ..options import option
 from ..perturbation import Perturbation
 from ..training import resident, to_float
-from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
+from .base import FitState, IterativeAttack, build_surrogate, rebuilt, register_attack
 from .common import surrogate_optimizer
 
 
@@ -39,8 +39,8 @@ class REMState(FitState):
     opt: torch.optim.Optimizer
     delta: torch.Tensor  # (N, C, H, W), on the CPU
     order: torch.Tensor  # this epoch's order of the training batches
-    images: torch.Tensor = kept()
-    labels: torch.Tensor = kept()
+    images: torch.Tensor = rebuilt()
+    labels: torch.Tensor = rebuilt()
 
 
 @dataclass(frozen=True)

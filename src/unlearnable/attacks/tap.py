@@ -22,7 +22,7 @@ from ..distributed import local_generator, merge_rows_, rank_and_world
 from ..options import option
 from ..perturbation import Perturbation
 from ..training import TrainConfig, resident, to_float, train_classifier
-from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
+from .base import FitState, IterativeAttack, build_surrogate, rebuilt, register_attack
 
 
 @dataclass(kw_only=True)
@@ -30,7 +30,7 @@ class TAPState(FitState):
     model: nn.Module  # the surrogate, trained on the clean set before the first round
     delta: torch.Tensor  # (N, C, H, W), on the CPU
     surrogate_train_acc: float | None = None
-    train_set: ImageDataset = kept()  # its images where the fit runs
+    train_set: ImageDataset = rebuilt()  # its images where the fit runs
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from ..models import ImageClassifier
 from ..options import option
 from ..perturbation import Perturbation
 from ..training import resident, to_float
-from .base import FitState, IterativeAttack, build_surrogate, kept, register_attack
+from .base import FitState, IterativeAttack, build_surrogate, rebuilt, register_attack
 from .common import class_means
 
 
@@ -100,9 +100,9 @@ class TUEState(FitState):
     model: SimCLR
     opt: torch.optim.Optimizer
     delta: torch.Tensor  # (N, C, H, W), where the fit runs
-    images: torch.Tensor = kept()
-    labels: torch.Tensor = kept()
-    num_classes: int = kept(0)
+    images: torch.Tensor = rebuilt()
+    labels: torch.Tensor = rebuilt()
+    num_classes: int = rebuilt(0)
 
 
 @dataclass(frozen=True)
