@@ -169,6 +169,15 @@ def test_bad_configs_fail_before_work(config, tmp_path):
         ({**cfg, "victims": [{"name": "v"}]}, "init"),
         ({**cfg, "victims": [{"name": "v", "init": "scratch", "epoch": 3}]}, "unknown key"),
         ({**cfg, "methods": {"b": {"method": "bait", "look": "pretty"}}}, "--look must be one of"),
+        # the entries are typed and bounded like every option (options.check_options)
+        ({**cfg, "victims": [{"name": "v", "init": "scratch", "lr": -1}]}, "victim 'v': option lr must be greater"),
+        ({**cfg, "victims": [{"name": "v", "init": "scratch", "seeds": [-1]}]}, "option seeds must be at least 0"),
+        ({**cfg, "victims": [{"name": "v", "init": "scratch", "protocol": "probe"}]}, "one of finetune, linear"),
+        (
+            {**cfg, "datasets": [{**cfg["datasets"][0], "train_per_class": {"*": 5, "a": 0}}]},
+            "option train_per_class must be greater than 0",
+        ),
+        ({**cfg, "datasets": [{**cfg["datasets"][0], "image_size": 3.5}]}, "option image_size must be a whole"),
     ]:
         path = tmp_path / "broken.yaml"
         path.write_text(yaml.safe_dump(broken))

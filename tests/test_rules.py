@@ -856,7 +856,7 @@ def test_rule7_every_error_is_one_line_naming_the_option_or_file(world, tmp_path
         ({"name": "s", "init": "scratch", "epochs": "abc"}, "epochs must be a whole number"),
         ({"name": "s", "init": "scratch", "lr": [1]}, "lr must be"),
         ({"name": "s", "init": "scratch", "victim": "resnet1000"}, "unknown model"),
-        ({"name": "s", "init": "sideways"}, "--init"),
+        ({"name": "s", "init": "sideways"}, "victim 's': option init must be one of scratch, imagenet"),
     ):
         cfg.write_text(yaml.safe_dump({**good, "victims": [victim]}))
         assert main(["bench", str(cfg), "--out", str(tmp_path / "bench"), "--quiet"]) == 2

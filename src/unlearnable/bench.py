@@ -50,30 +50,50 @@ import io
 import json
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from tqdm.auto import tqdm
 
+from .options import check_options, option
 from .report import markdown_table, plot_curves
 
 TOP_KEYS = {"name", "datasets", "methods", "victims", "defenses", "seeds", "preset"}
-DATASET_KEYS = {"name", "source", "train_per_class", "test_per_class", "image_size"}
-VICTIM_KEYS = {
-    "name",
-    "init",
-    "protocol",
-    "preset",
-    "victim",
-    "input_size",
-    "epochs",
-    "lr",
-    "batch_size",
-    "defenses",
-    "seeds",
-    "methods",
-}
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset of a bench config, checked like every option (options.check_options)."""
+
+    name: str
+    source: str
+    train_per_class: int | dict[str, int] | None = option(None, positive=True)  # per class, "*" for the rest
+    test_per_class: int | None = option(None, positive=True)
+    image_size: int | None = option(None, positive=True)
+
+
+@dataclass(frozen=True)
+class VictimEntry:
+    """A victim of a bench config: how it trains (the recipe's overrides) and which cells it asks for."""
+
+    name: str
+    init: Literal["scratch", "imagenet"]
+    protocol: Literal["finetune", "linear"] = "finetune"
+    preset: str | None = None
+    victim: str | None = None
+    input_size: int | None = option(None, positive=True)
+    epochs: int | None = option(None, positive=True)
+    lr: float | None = option(None, positive=True)
+    batch_size: int | None = option(None, positive=True)
+    defenses: list[str] | None = None  # the columns it trains in (default: every defense)
+    seeds: list[int] | None = option(None, low=0)  # its own training seeds (cells per seed)
+    methods: list[str] | None = None  # the rows it trains on (default: every method)
+
+
+DATASET_KEYS = {f.name for f in fields(DatasetEntry)}
+VICTIM_KEYS = {f.name for f in fields(VictimEntry)}
 GRID_KEYS = ("defenses", "seeds", "methods")  # victim keys that shape the grid, not the victim's training
 
 
@@ -149,17 +169,7 @@ def load_config(path: str | Path) -> dict:
             raise ValueError(
                 f"{path}: dataset {d['name']!r} has unknown key(s) {sorted(unknown)}; known: {sorted(DATASET_KEYS)}"
             )
-        for key in ("train_per_class", "test_per_class", "image_size"):
-            value = d.get(key)
-            if key == "train_per_class" and isinstance(value, dict):  # per class, "*" for the rest
-                if not value or not all(isinstance(k, str) for k in value):
-                    raise ValueError(f"{path}: dataset {d['name']!r}: train_per_class maps class names to numbers")
-                values = list(value.values())
-            else:
-                values = [value]
-            for v in values:
-                if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                    raise ValueError(f"{path}: dataset {d['name']!r}: {key} must be a positive whole number, got {v!r}")
+        check_options(DatasetEntry(**d), f"{path}: dataset {d['name']!r}")
         names.add(d["name"])
     if len(names) != len(cfg["datasets"]):
         raise ValueError(f"{path}: dataset names must be unique")
@@ -171,6 +181,7 @@ def load_config(path: str | Path) -> dict:
             raise ValueError(
                 f"{path}: victim {v['name']!r} has unknown key(s) {sorted(unknown)}; known: {sorted(VICTIM_KEYS)}"
             )
+        check_options(VictimEntry(**v), f"{path}: victim {v['name']!r}")
     if len({v["name"] for v in cfg["victims"]}) != len(cfg["victims"]):
         raise ValueError(f"{path}: victim names must be unique")
     _check_names(cfg, path)
@@ -198,7 +209,7 @@ def _check_names(cfg: dict, path: Path) -> None:
     from .attacks import create_attack
     from .defenses import create_defense
     from .evaluate import check_victim
-    from .options import SEED_LIMIT, check_seed, has_type
+    from .options import SEED_LIMIT, check_seed
     from .protect import look_options, resolve_look
 
     for key, what in (("datasets", "dataset"), ("victims", "victim")):
@@ -213,25 +224,19 @@ def _check_names(cfg: dict, path: Path) -> None:
         check_seed(s, f"{path}: every seed")
     for v in cfg["victims"]:
         listed = v.get("defenses")
-        if listed is not None and (
-            not isinstance(listed, list) or not listed or any(d not in cfg["defenses"] for d in listed)
-        ):
+        if listed is not None and (not listed or any(d not in cfg["defenses"] for d in listed)):
             raise ValueError(
                 f"{path}: victim {v['name']!r}: defenses must be a non-empty list of names from 'defenses' "
                 f"({', '.join(cfg['defenses'])}), got {listed!r}"
             )
         rows = v.get("methods")
-        if rows is not None and (not isinstance(rows, list) or not rows or any(m not in cfg["methods"] for m in rows)):
+        if rows is not None and (not rows or any(m not in cfg["methods"] for m in rows)):
             raise ValueError(
                 f"{path}: victim {v['name']!r}: methods must be a non-empty list of names from 'methods' "
                 f"({', '.join(cfg['methods'])}), got {rows!r}"
             )
         seeds = v.get("seeds")
-        if seeds is not None and (
-            not isinstance(seeds, list)
-            or not seeds
-            or any(not has_type(s, int) or not 0 <= s < SEED_LIMIT for s in seeds)
-        ):
+        if seeds is not None and (not seeds or max(seeds) >= SEED_LIMIT):  # their type is checked already
             raise ValueError(
                 f"{path}: victim {v['name']!r}: seeds must be a non-empty list of whole numbers, got {seeds!r}"
             )

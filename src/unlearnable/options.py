@@ -63,6 +63,9 @@ def _matches(value: object, want: Any) -> bool:
     if origin in (list, tuple):
         items = args[0] if args else Any
         return isinstance(value, (list, tuple)) and all(_matches(v, items) for v in value)
+    if origin is dict:
+        keys, items = args if args else (Any, Any)
+        return isinstance(value, dict) and all(_matches(k, keys) and _matches(v, items) for k, v in value.items())
     return has_type(value, want)
 
 
@@ -75,6 +78,8 @@ def _words(want: Any) -> str:
         return "one of " + ", ".join(map(str, args))
     if origin in (list, tuple):
         return "a list like [1, 2]" if not args or args[0] is not str else "a list of names like [a, b]"
+    if origin is dict:
+        return "a mapping of names to " + (_words(args[1]) if args else "values").replace("a ", "", 1) + "s"
     return describe(want)
 
 
@@ -90,17 +95,24 @@ def check_options(options: Any, owner: str, example: Any = None) -> None:
             shown = getattr(example, f.name, None) if example is not None else None
             hint = f" (e.g. --set {f.name}={shown})" if shown is not None else ""
             raise ValueError(f"{owner}: option {f.name} must be {_words(want)}, got {value!r}{hint}")
-        if value is None or isinstance(value, (str, bool, list, tuple)):
-            continue
-        if f.metadata.get("positive") and not value > 0:
-            raise ValueError(f"{owner}: option {f.name} must be greater than 0, got {value!r}")
-        low, high = f.metadata.get("low"), f.metadata.get("high")
-        if (low is not None and value < low) or (high is not None and value > high):
-            if low is not None and high is not None:
-                span = f"from {low} to {high}"
-            else:
-                span = f"at least {low}" if low is not None else f"at most {high}"
-            raise ValueError(f"{owner}: option {f.name} must be {span}, got {value!r}")
+        # the bounds hold for every number: a mapping's values and a list's items too
+        numbers = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+        for value in numbers:
+            _check_bounds(value, f, owner)
+
+
+def _check_bounds(value: Any, f: Any, owner: str) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):  # bounds are for numbers
+        return
+    if f.metadata.get("positive") and not value > 0:
+        raise ValueError(f"{owner}: option {f.name} must be greater than 0, got {value!r}")
+    low, high = f.metadata.get("low"), f.metadata.get("high")
+    if (low is not None and value < low) or (high is not None and value > high):
+        if low is not None and high is not None:
+            span = f"from {low} to {high}"
+        else:
+            span = f"at least {low}" if low is not None else f"at most {high}"
+        raise ValueError(f"{owner}: option {f.name} must be {span}, got {value!r}")
 
 
 def options_of(cls: type[T], given: dict[str, Any], owner: str, base: T | None = None) -> T:
