@@ -85,7 +85,7 @@ def _words(want: Any) -> str:
 
 def check_options(options: Any, owner: str, example: Any = None) -> None:
     """Every field of the options dataclass `options` against its annotation (int, float, bool,
-    str, X | None, Literal[...], lists) and its bounds (`option`), before any work: a one-line
+    str, X | None, Literal[...], lists, mappings) and its bounds (`option`), before any work: a one-line
     error naming `owner` and the option. `example` (options of the same kind) gives the value
     an error shows as an example."""
     hints = get_type_hints(type(options))
@@ -97,8 +97,8 @@ def check_options(options: Any, owner: str, example: Any = None) -> None:
             raise ValueError(f"{owner}: option {f.name} must be {_words(want)}, got {value!r}{hint}")
         # the bounds hold for every number: a mapping's values and a list's items too
         numbers = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
-        for value in numbers:
-            _check_bounds(value, f, owner)
+        for number in numbers:
+            _check_bounds(number, f, owner)
 
 
 def _check_bounds(value: Any, f: Any, owner: str) -> None:
