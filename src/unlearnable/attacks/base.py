@@ -25,7 +25,7 @@ from ..distributed import is_main, parse_device
 from ..models import ImageClassifier, create_model
 from ..options import NoOptions, check_seed, options_of
 from ..perturbation import Perturbation, check_eps
-from ..training import Checkpoint, run_identity
+from ..training import Checkpoint, TrainConfig, run_identity, train_classifier
 
 ATTACKS: dict[str, type[Attack]] = {}
 A = TypeVar("A", bound="type[Attack]")
@@ -200,6 +200,7 @@ class Attack:
         return Perturbation(delta, self.eps, kind, self.name, {**self.settings(), **meta}, self.norm)
 
 
+SURROGATE_PART = ".surrogate"  # the checkpoint of a surrogate trained on clean data before the first round
 CHECKPOINT_FORMAT = 2  # of an attack's checkpoint: one of another format belongs to another run, and is refused
 
 
@@ -286,6 +287,22 @@ class IterativeAttack(Attack, Generic[S]):
         """Work before the first round of a fit that does not resume (TAP's surrogate training);
         True when it did some, which a checkpoint then keeps."""
         return False
+
+    def train_on_clean(self, model: torch.nn.Module, train_set: ImageDataset, cfg: TrainConfig, desc: str) -> float:
+        """Train a surrogate on the clean training set in `warm_up`, resumable on its own (the
+        checkpoint's SURROGATE_PART, which the method lists in CHECKPOINT_PARTS); returns its
+        final training accuracy."""
+        result = train_classifier(
+            model,
+            train_set,
+            cfg,
+            seed=self.seed,
+            device=self.device,
+            progress=self.progress,
+            desc=desc,
+            checkpoint=self.part_path(SURROGATE_PART),
+        )
+        return float(result["final_train_acc"])
 
     def rounds(self, state: S) -> int:
         raise NotImplementedError

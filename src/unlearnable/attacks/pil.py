@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from ..data.dataset import ImageDataset
 from ..options import option
 from ..perturbation import Perturbation
-from ..training import TrainConfig, resident, to_float, train_classifier
-from .base import FitState, IterativeAttack, rebuilt, register_attack
+from ..training import TrainConfig, resident, to_float
+from .base import SURROGATE_PART, FitState, IterativeAttack, rebuilt, register_attack
 
 
 class LinearSurrogate(nn.Module):
@@ -73,7 +73,7 @@ class PIL(IterativeAttack[PILState]):
     Options = PILOptions
     options: PILOptions
     UNIT, SAVE_EVERY = "batch", 10
-    CHECKPOINT_PARTS = (".surrogate",)
+    CHECKPOINT_PARTS = (SURROGATE_PART,)
 
     def start(self, train_set: ImageDataset, gen: torch.Generator) -> PILState:
         train_set = replace(train_set, images=resident(train_set.images, self.device))  # once, for both parts
@@ -96,17 +96,7 @@ class PIL(IterativeAttack[PILState]):
             grad_clip=None,
             augment=False,
         )
-        result = train_classifier(
-            state.model,
-            state.train_set,
-            cfg,
-            seed=self.seed,
-            device=self.device,
-            progress=self.progress,
-            desc="pil linear model",
-            checkpoint=self.part_path(".surrogate"),
-        )
-        state.surrogate_train_acc = result["final_train_acc"]
+        state.surrogate_train_acc = self.train_on_clean(state.model, state.train_set, cfg, "pil linear model")
         return True
 
     def rounds(self, state: PILState) -> int:

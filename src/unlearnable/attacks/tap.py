@@ -21,8 +21,8 @@ from ..data.dataset import ImageDataset
 from ..distributed import local_generator, merge_rows_, rank_and_world
 from ..options import option
 from ..perturbation import Perturbation
-from ..training import TrainConfig, resident, to_float, train_classifier
-from .base import FitState, IterativeAttack, build_surrogate, rebuilt, register_attack
+from ..training import TrainConfig, resident, to_float
+from .base import SURROGATE_PART, FitState, IterativeAttack, build_surrogate, rebuilt, register_attack
 
 
 @dataclass(kw_only=True)
@@ -52,7 +52,7 @@ class TAPOptions:
 class TAP(IterativeAttack[TAPState]):
     name = "tap"
     UNIT, SAVE_EVERY = "batch", 5
-    CHECKPOINT_PARTS = (".surrogate",)  # the surrogate's training, resumable on its own
+    CHECKPOINT_PARTS = (SURROGATE_PART,)  # the surrogate's training, resumable on its own
     summary = (
         "targeted adversarial poisoning (Fowl et al. 2021): PGD towards class (y+1) mod K on a clean-trained model"
     )
@@ -87,17 +87,7 @@ class TAP(IterativeAttack[TAPState]):
             lr=o.surrogate_lr,
             schedule="onecycle",
         )
-        result = train_classifier(
-            state.model,
-            state.train_set,
-            cfg,
-            seed=self.seed,
-            device=self.device,
-            progress=self.progress,
-            desc="tap surrogate",
-            checkpoint=self.part_path(".surrogate"),
-        )
-        state.surrogate_train_acc = result["final_train_acc"]
+        state.surrogate_train_acc = self.train_on_clean(state.model, state.train_set, cfg, "tap surrogate")
         return True
 
     def rounds(self, state: TAPState) -> int:  # under torchrun a round is a group of `world` batches, one per process
